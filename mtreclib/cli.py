@@ -1,0 +1,44 @@
+"""The ``mtrec`` command: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mtreclib.commands import generate, models, train
+from mtreclib.errors import UserError
+
+# Each module has NAME, HELP, add_arguments(parser) and run(args) -> exit status.
+COMMANDS = (train, models, generate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtrec",
+        description="Multi-task recommendation models (SingleTask, Shared-Bottom, OMoE, MMoE, PLE, AITM, MetaHeac).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mtrec``; user mistakes print one line to stderr and exit with 2, no traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except UserError as error:
+        print(f"mtrec: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mtrec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

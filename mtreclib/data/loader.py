@@ -1,0 +1,110 @@
+"""Batches cut straight from a table's arrays: no per-sample ``__getitem__``, no collate."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from mtreclib.data.table import MultiTaskTable
+from mtreclib.schema import Batch
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory (read-only memory maps included)."""
+    with warnings.catch_warnings():
+        # Read-only memory maps are never written through the tensor.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+class BatchLoader:
+    """Mini-batches of a table, gathered by index from whole-array tensors.
+
+    Args:
+        table: the rows to batch.
+        batch_size: rows per global batch. With ``world_size > 1`` each rank receives its
+            ``1 / world_size`` share of every global batch, so that one epoch covers every row
+            exactly once over all ranks and results compare with a single process.
+        shuffle: draw a new permutation every epoch (``set_epoch``), the same one on every rank.
+        drop_last: drop a last batch smaller than ``batch_size`` when the epoch has other batches
+            (BatchNorm cannot train on one row, and a short batch weighs as much as a full one).
+        seed: seeds the permutations.
+        task_num: keep the first ``task_num`` label columns (all if None).
+        device: where batches go.
+        rank, world_size: this process's share of every global batch.
+    """
+
+    def __init__(
+        self,
+        table: MultiTaskTable,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        task_num: int | None = None,
+        device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.table = table
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.epoch = 0
+        self.device = torch.device(device)
+        self.rank = rank
+        self.world_size = world_size
+        self._categorical = _as_tensor(table.categorical)
+        self._numerical = _as_tensor(table.numerical)
+        labels = table.labels if task_num is None else table.labels[:, :task_num]
+        self._labels = _as_tensor(np.ascontiguousarray(labels))
+        self._index = None if table.index is None else torch.from_numpy(table.index)
+        self._pin = self.device.type == "cuda"
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation of ``epoch`` (identical on every rank for the same seed)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.table)
+        full, rest = divmod(n, self.batch_size)
+        return full if (self.drop_last and full > 0) else full + (rest > 0)
+
+    def _order(self) -> torch.Tensor | None:
+        if not self.shuffle:
+            return None
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(len(self.table), generator=generator)
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self._order()
+        n = len(self.table)
+        for number in range(len(self)):
+            start = number * self.batch_size
+            stop = min(start + self.batch_size, n)
+            # This rank's share of the global batch.
+            size = stop - start
+            start, stop = start + size * self.rank // self.world_size, start + size * (self.rank + 1) // self.world_size
+            yield self._gather(start, stop, order)
+
+    def _gather(self, start: int, stop: int, order: torch.Tensor | None) -> Batch:
+        if order is None and self._index is None:
+            parts = [t[start:stop] for t in (self._categorical, self._numerical, self._labels)]
+        else:
+            rows = order[start:stop] if order is not None else torch.arange(start, stop)
+            if self._index is not None:
+                rows = self._index[rows]
+            parts = [t.index_select(0, rows) for t in (self._categorical, self._numerical, self._labels)]
+        if self._pin:
+            parts = [p.pin_memory() for p in parts]
+        categorical, numerical, labels = (p.to(self.device, non_blocking=self._pin) for p in parts)
+        return Batch(categorical.long(), numerical.float(), labels.float())

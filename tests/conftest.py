@@ -1,0 +1,60 @@
+"""Shared fixtures: small models, a small synthetic dataset, the real AliExpress sample."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtreclib.data import synthetic
+from mtreclib.data.datasets import Dataset, load_dataset
+from mtreclib.models import create_model, model_kwargs
+from mtreclib.schema import Batch, FeatureSchema
+
+# The real rows of ../shared/data/samples (see its README); tests fail loudly if they are missing.
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "samples"
+ALIEXPRESS_SAMPLE = SAMPLES / "aliexpress"
+
+SMALL_CONFIG = {"embed_dim": 8, "bottom_dims": (16, 8), "tower_dims": (8, 4), "dropout": 0.0, "expert_num": 4}
+SMALL_SCHEMA = FeatureSchema(field_dims=(5, 3, 11, 2), numerical_num=6)
+
+
+def small_model(name: str, schema: FeatureSchema = SMALL_SCHEMA, **overrides) -> torch.nn.Module:
+    """Model ``name`` at a size that trains in milliseconds."""
+    return create_model(name, schema, **model_kwargs(name, {**SMALL_CONFIG, **overrides}))
+
+
+def random_batch(schema: FeatureSchema = SMALL_SCHEMA, size: int = 64, seed: int = 0) -> Batch:
+    """A batch with ids inside the schema's vocabularies and labels with both classes."""
+    generator = torch.Generator().manual_seed(seed)
+    categorical = torch.stack([torch.randint(0, d, (size,), generator=generator) for d in schema.field_dims], dim=1)
+    numerical = torch.rand(size, schema.numerical_num, generator=generator)
+    click = (torch.rand(size, generator=generator) < 0.5).float()
+    conversion = click * (torch.rand(size, generator=generator) < 0.5).float()
+    labels = torch.stack([click, conversion], dim=1)[:, : schema.task_num]
+    return Batch(categorical, numerical, labels)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic() -> Dataset:
+    """The built-in generator at 3,000 training rows."""
+    from mtreclib.data.datasets import _from_tables
+
+    data = synthetic.generate(replace(synthetic.PRESETS["synthetic"], train_rows=3000, test_rows=1000))
+    return _from_tables("synthetic", data.train, data.test)
+
+
+@pytest.fixture()
+def aliexpress_dir(tmp_path: Path) -> Path:
+    """A data dir holding the real AliExpress sample as dataset ``AliExpress_NL``."""
+    assert ALIEXPRESS_SAMPLE.is_dir(), f"real sample missing: {ALIEXPRESS_SAMPLE}"
+    shutil.copytree(ALIEXPRESS_SAMPLE, tmp_path / "AliExpress_NL")
+    return tmp_path
+
+
+@pytest.fixture()
+def aliexpress_sample(aliexpress_dir: Path) -> Dataset:
+    return load_dataset("AliExpress_NL", aliexpress_dir)

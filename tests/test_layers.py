@@ -1,0 +1,101 @@
+"""Building blocks against their straightforward versions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mtreclib.layers import MLP, FieldEmbedding, Gate, MLPBank, mix
+
+
+def separate_mlps(bank: MLPBank, input_dim: int, dims: tuple[int, ...], output_layer: bool) -> list[MLP]:
+    """``bank.n`` ordinary MLPs holding the bank's weights, member by member."""
+    members = []
+    for i in range(bank.n):
+        mlp = MLP(input_dim, dims, dropout=0.0, output_layer=output_layer)
+        linears = [m for m in mlp if isinstance(m, nn.Linear)]
+        norms = [m for m in mlp if isinstance(m, nn.BatchNorm1d)]
+        with torch.no_grad():
+            for linear, weight, bias in zip(linears, bank.weights, bank.biases):
+                linear.weight.copy_(weight[i].T)
+                linear.bias.copy_(bias[i])
+            for norm, stacked, dim in zip(norms, bank.norms, dims):
+                rows = slice(i * dim, (i + 1) * dim)
+                norm.weight.copy_(stacked.weight[rows])
+                norm.bias.copy_(stacked.bias[rows])
+                norm.running_mean.copy_(stacked.running_mean[rows])
+                norm.running_var.copy_(stacked.running_var[rows])
+        members.append(mlp)
+    return members
+
+
+@pytest.mark.parametrize("shared_input", [True, False])
+@pytest.mark.parametrize("output_layer", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_bank_equals_members_run_one_by_one(shared_input, output_layer, training):
+    torch.manual_seed(0)
+    n, input_dim, dims = 3, 10, (7, 5)
+    bank = MLPBank(input_dim, dims, n, dropout=0.0, output_layer=output_layer)
+    with torch.no_grad():  # non-trivial BatchNorm affine parameters and running statistics
+        for norm in bank.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+            norm.running_mean.uniform_(-0.2, 0.2)
+            norm.running_var.uniform_(0.5, 2.0)
+    members = separate_mlps(bank, input_dim, dims, output_layer)
+    bank.train(training)
+    for m in members:
+        m.train(training)
+    x = torch.randn(16, input_dim) if shared_input else torch.randn(16, n, input_dim)
+    x_members = x.clone().requires_grad_()
+    x_bank = x.clone().requires_grad_()
+    expected = torch.stack([m(x_members if shared_input else x_members[:, i]) for i, m in enumerate(members)], dim=1)
+    got = bank(x_bank)
+    assert got.shape == (16, n, 1 if output_layer else dims[-1])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # Gradients: same input gradient, same per-member weight gradients.
+    upstream = torch.randn_like(got)
+    (got * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(x_bank.grad, x_members.grad, rtol=1e-4, atol=1e-5)
+    for i, member in enumerate(members):
+        linears = [m for m in member if isinstance(m, nn.Linear)]
+        for linear, weight in zip(linears, bank.weights):
+            torch.testing.assert_close(weight.grad[i].T, linear.weight.grad, rtol=1e-4, atol=1e-5)
+    if training:  # running statistics updated per member and channel
+        for i, member in enumerate(members):
+            norms = [m for m in member if isinstance(m, nn.BatchNorm1d)]
+            for norm, stacked, dim in zip(norms, bank.norms, dims):
+                torch.testing.assert_close(stacked.running_mean[i * dim : (i + 1) * dim], norm.running_mean)
+
+
+def test_bank_initialises_members_like_nn_linear():
+    torch.manual_seed(0)
+    bank = MLPBank(400, (300,), n=4, dropout=0.0)
+    bound = 1 / 400**0.5
+    weight = bank.weights[0]
+    assert weight.abs().max() <= bound and weight.abs().max() > 0.95 * bound
+    assert abs(weight.std().item() - bound / 3**0.5) < 0.01 * bound * 10
+
+
+def test_field_embedding_offsets_each_field_into_its_own_rows():
+    layer = FieldEmbedding([3, 5, 2], numerical_num=4, embed_dim=6)
+    categorical = torch.tensor([[2, 4, 1], [0, 0, 0]])
+    numerical = torch.rand(2, 4)
+    out = layer(categorical, numerical)
+    assert out.shape == (2, 4, 6) and layer.output_dim == 24
+    table = layer.embedding.weight
+    torch.testing.assert_close(out[0, :3], table[[2, 3 + 4, 8 + 1]])
+    torch.testing.assert_close(out[1, :3], table[[0, 3, 8]])
+    torch.testing.assert_close(out[:, 3], layer.numerical(numerical))
+
+
+def test_gates_are_softmax_rows_and_mix_is_their_weighted_sum():
+    gate = Gate(5, expert_num=4, gate_num=3)
+    weights = gate(torch.randn(7, 5))
+    assert weights.shape == (7, 3, 4)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(7, 3))
+    experts = torch.randn(7, 4, 6)
+    expected = torch.einsum("bge,beh->bgh", weights, experts)
+    torch.testing.assert_close(mix(weights, experts), expected)

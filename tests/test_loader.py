@@ -1,0 +1,67 @@
+"""Batches cut by index: coverage, shuffling, and shards per rank."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mtreclib.data.loader import BatchLoader
+from mtreclib.data.table import MultiTaskTable
+
+
+def numbered_table(n: int) -> MultiTaskTable:
+    """Row i has id i in its first field, so batches show which rows they hold."""
+    categorical = np.stack([np.arange(n), np.arange(n) % 3], axis=1).astype(np.int32)
+    numerical = np.arange(n, dtype=np.float32)[:, None].repeat(2, axis=1)
+    labels = np.stack([np.arange(n) % 2, np.zeros(n)], axis=1).astype(np.uint8)
+    return MultiTaskTable(categorical, numerical, labels)
+
+
+def rows(loader: BatchLoader) -> list[int]:
+    return [int(i) for batch in loader for i in batch.categorical[:, 0]]
+
+
+def test_in_order_without_shuffle_and_types_for_the_model():
+    loader = BatchLoader(numbered_table(10), 4)
+    batches = list(loader)
+    assert len(loader) == 3 and [b.size for b in batches] == [4, 4, 2]
+    assert rows(loader) == list(range(10))
+    batch = batches[0]
+    assert batch.categorical.dtype == torch.int64 and batch.numerical.dtype == torch.float32 and batch.labels.dtype == torch.float32
+    assert torch.equal(batch.numerical[:, 0], batch.categorical[:, 0].float())
+
+
+def test_shuffle_is_a_permutation_per_epoch_fixed_by_the_seed():
+    loader = BatchLoader(numbered_table(50), 8, shuffle=True, seed=1)
+    first = rows(loader)
+    assert sorted(first) == list(range(50)) and first != list(range(50))
+    assert rows(loader) == first
+    loader.set_epoch(1)
+    assert rows(loader) != first
+    assert rows(BatchLoader(numbered_table(50), 8, shuffle=True, seed=1)) == first
+
+
+def test_drop_last_drops_only_a_short_last_batch_of_several():
+    assert [b.size for b in BatchLoader(numbered_table(10), 4, drop_last=True)] == [4, 4]
+    assert [b.size for b in BatchLoader(numbered_table(3), 4, drop_last=True)] == [3]
+
+
+def test_ranks_split_every_global_batch_without_overlap():
+    table = numbered_table(37)
+    single = [rows_of(b) for b in BatchLoader(table, 8, shuffle=True, seed=5)]
+    shards = [[rows_of(b) for b in BatchLoader(table, 8, shuffle=True, seed=5, rank=r, world_size=3)] for r in range(3)]
+    for step, global_batch in enumerate(single):
+        parts = [shard[step] for shard in shards]
+        assert sorted(sum(parts, [])) == sorted(global_batch)
+        assert sum(parts, []) == global_batch
+
+
+def rows_of(batch) -> list[int]:
+    return [int(i) for i in batch.categorical[:, 0]]
+
+
+def test_index_tables_and_task_selection():
+    table = numbered_table(20).select(np.array([3, 7, 11]))
+    loader = BatchLoader(table, 2, task_num=1)
+    assert rows(loader) == [3, 7, 11]
+    assert next(iter(loader)).labels.shape == (2, 1)

@@ -1,0 +1,114 @@
+"""The training loop: early stopping, checkpoints, step limits, reproducibility, results."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mtreclib.data.table import split_validation
+from mtreclib.experiment import ExperimentConfig, run_experiment, write_json
+from mtreclib.models import list_models
+from mtreclib.trainer import Trainer, TrainConfig
+
+from conftest import SMALL_CONFIG, small_model
+
+QUIET = TrainConfig(batch_size=256, progress=False)
+
+
+def small_experiment(model: str = "mmoe", **train) -> ExperimentConfig:
+    return ExperimentConfig(model=model, model_config=dict(SMALL_CONFIG), save_dir=None, device="cpu", train=replace(QUIET, **train))
+
+
+def fit(dataset, model_name="mmoe", **train):
+    torch.manual_seed(0)
+    model = small_model(model_name, dataset.schema)
+    trainer = Trainer(model, replace(QUIET, **train), torch.device("cpu"))
+    train_rows, valid_rows = split_validation(dataset.train, 0.2)
+    return trainer, trainer.fit(train_rows, valid_rows)
+
+
+def test_patience_zero_trains_every_epoch_and_keeps_the_last(tiny_synthetic):
+    trainer, result = fit(tiny_synthetic, epochs=3, patience=0)
+    assert result.epochs_run == 3 and result.best_epoch == 3 and len(result.history) == 3
+    assert result.steps == 3 * (2400 // 256)  # the short last batch of each epoch is dropped
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(tiny_synthetic):
+    # A learning rate this high makes validation AUC wander, so that patience decides.
+    trainer, result = fit(tiny_synthetic, epochs=30, patience=1, lr=0.3)
+    scores = [record["valid_score"] for record in result.history]
+    best = int(np.argmax(scores))
+    assert result.best_epoch == best + 1
+    assert result.epochs_run == best + 2 < 30  # one epoch without improvement, then stop
+
+
+def test_best_weights_are_reloaded_after_early_stopping(tiny_synthetic):
+    trainer, result = fit(tiny_synthetic, epochs=30, patience=2, lr=0.3)
+    _, valid_rows = split_validation(tiny_synthetic.train, 0.2)
+    best = result.history[result.best_epoch - 1]["valid"]
+    again = trainer.evaluate(valid_rows)
+    for task in best:
+        assert math.isclose(again[task]["auc"], best[task]["auc"], rel_tol=1e-9)
+
+
+def test_max_steps_stops_mid_epoch(tiny_synthetic):
+    _, result = fit(tiny_synthetic, epochs=5, max_steps=4)
+    assert result.steps == 4 and result.epochs_run == 1 and result.train_samples == 4 * 256
+
+
+def test_metaheac_steps_once_per_two_batches(tiny_synthetic):
+    _, result = fit(tiny_synthetic, "metaheac", epochs=1, patience=0)
+    assert result.steps == math.ceil((2400 // 256) / 2)
+
+
+def test_checkpoint_holds_the_best_weights_and_no_temporary_file(tiny_synthetic, tmp_path):
+    path = tmp_path / "ckpt" / "best.pt"
+    trainer, result = fit(tiny_synthetic, epochs=2, patience=2, checkpoint=path)
+    state = torch.load(path)
+    assert state["epoch"] == result.best_epoch
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(state["state_dict"][key], value)
+    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]
+
+
+def test_patience_needs_a_validation_split(tiny_synthetic):
+    from mtreclib.errors import UserError
+
+    with pytest.raises(UserError, match="validation"):
+        run_experiment(replace(small_experiment(epochs=1), valid_fraction=0.0), dataset=tiny_synthetic)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_same_seed_gives_the_same_results_on_cpu(tiny_synthetic, name):
+    config = small_experiment(name, epochs=1, max_steps=3)
+    first = run_experiment(config, dataset=tiny_synthetic)
+    second = run_experiment(config, dataset=tiny_synthetic)
+    assert first["tasks"] == second["tasks"] and first["history"][0]["train_loss"] == second["history"][0]["train_loss"]
+    other = run_experiment(replace(config, train=replace(config.train, seed=1)), dataset=tiny_synthetic)
+    assert other["tasks"] != first["tasks"]
+
+
+def test_results_have_the_documented_fields(tiny_synthetic, tmp_path):
+    results = run_experiment(small_experiment(epochs=2), dataset=tiny_synthetic)
+    for key in ("model", "dataset", "tasks", "train_samples_per_sec", "epochs_run", "best_epoch", "oracle", "history"):
+        assert key in results
+    assert set(results["tasks"]) == {"click", "conversion"} == set(results["oracle"])
+    for metrics in (*results["tasks"].values(), *results["oracle"].values()):
+        assert set(metrics) == {"auc", "logloss"} and 0 < metrics["auc"] <= 1 and metrics["logloss"] > 0
+    assert results["train_samples_per_sec"] > 0
+    assert [h["epoch"] for h in results["history"]] == [1, 2]
+    write_json(tmp_path / "r.json", results)
+    assert json.loads((tmp_path / "r.json").read_text())["model"] == "mmoe"
+
+
+def test_training_learns_the_synthetic_task(tiny_synthetic):
+    """Well above chance after a few epochs, and not above the oracle by more than noise."""
+    results = run_experiment(small_experiment(epochs=8, patience=0, lr=3e-3), dataset=tiny_synthetic)
+    for task in ("click", "conversion"):
+        assert results["tasks"][task]["auc"] > 0.6
+        assert results["tasks"][task]["auc"] < results["oracle"][task]["auc"] + 0.02
