@@ -54,8 +54,10 @@ def test_synthetic_rates_hit_their_targets(preset):
     data = synthetic.generate(config)
     probabilities = data.train.probabilities
     assert probabilities.shape == (config.train_rows, 2)
-    assert abs(probabilities[:, 0].mean() / config.ctr - 1) < 0.01
-    assert abs(probabilities[:, 1].mean() / config.ctcvr - 1) < 0.01
+    # Biases are solved on an independent 100,000-row calibration sample: rates hold up to its
+    # sampling noise, which for a 0.07% rate is several percent.
+    assert abs(probabilities[:, 0].mean() / config.ctr - 1) < 0.1
+    assert abs(probabilities[:, 1].mean() / config.ctcvr - 1) < 0.1
     assert (probabilities[:, 1] <= probabilities[:, 0]).all()
     observed = data.train.labels.mean(axis=0)
     assert abs(observed[0] / config.ctr - 1) < 0.1

@@ -106,9 +106,13 @@ def test_results_have_the_documented_fields(tiny_synthetic, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["model"] == "mmoe"
 
 
-def test_training_learns_the_synthetic_task(tiny_synthetic):
+def test_training_learns_the_synthetic_task():
     """Well above chance after a few epochs, and not above the oracle by more than noise."""
-    results = run_experiment(small_experiment(epochs=8, patience=0, lr=3e-3), dataset=tiny_synthetic)
-    for task in ("click", "conversion"):
-        assert results["tasks"][task]["auc"] > 0.6
-        assert results["tasks"][task]["auc"] < results["oracle"][task]["auc"] + 0.02
+    from mtreclib.data import synthetic
+    from mtreclib.data.datasets import _from_tables
+
+    data = synthetic.generate(replace(synthetic.PRESETS["synthetic"], train_rows=10_000, test_rows=4_000))
+    dataset = _from_tables("synthetic", data.train, data.test)
+    results = run_experiment(small_experiment(epochs=4, patience=0, lr=1e-2), dataset=dataset)
+    for task, floor in (("click", 0.68), ("conversion", 0.6)):
+        assert floor < results["tasks"][task]["auc"] < results["oracle"][task]["auc"] + 0.02

@@ -10,10 +10,16 @@ click and click-and-convert probabilities are kept and the best metrics any mode
 
 - every categorical id has a latent effect vector; the numerical features enter through a
   fixed projection; their sum is a latent state ``z`` of ``latent_dim`` dimensions;
-- click logit = ``w_click . h(z)``, conversion-given-click logit = ``w_cvr . h(z)``, where ``h``
-  adds pairwise interactions to ``z`` (so that an MLP has something to learn) and ``w_cvr``
-  shares ``task_correlation`` of its direction with ``w_click`` (related but different tasks);
-- biases are solved for so that the click rate and the click-and-convert rate hit their targets.
+- each task's logit is a linear read-out of ``z`` plus one of pairwise interactions
+  ``tanh(z_i z_j)`` (``nonlinear_share`` of the variance, so that an MLP has something to
+  learn); the click and the conversion-given-click read-outs have cosine ``task_correlation``
+  (related but different tasks);
+- scale and biases are fixed on a calibration sample so that the logits' spread is ``signal``
+  and the click and click-and-convert rates hit their targets.
+
+The default preset was tuned so that the default ``mtrec train`` (MMoE, embed 128, batch 2048,
+early stopping) gets within a few hundredths of the oracle's AUC on both tasks within a few
+epochs: a short run on a laptop-class CPU shows what a model learns, not only that it runs.
 """
 
 from __future__ import annotations
@@ -43,17 +49,21 @@ class SyntheticConfig:
         latent_dim: size of the latent state the labels depend on.
         signal: scale of the label logits' variation; higher means easier tasks.
         task_correlation: cosine between the click and conversion directions.
+        nonlinear_share: share of the logits' variance that comes from pairwise interactions.
+        big_field_scale: spread of the id effects of fields with more than 60 ids.
         page_size: mean number of items per search page.
     """
 
-    train_rows: int = 120_000
+    train_rows: int = 100_000
     test_rows: int = 40_000
-    ctr: float = 0.15
-    ctcvr: float = 0.03
+    ctr: float = 0.2
+    ctcvr: float = 0.05
     seed: int = 0
-    latent_dim: int = 8
+    latent_dim: int = 4
     signal: float = 1.6
-    task_correlation: float = 0.5
+    task_correlation: float = 0.7
+    nonlinear_share: float = 0.25
+    big_field_scale: float = 0.35
     page_size: float = 12.0
 
 
@@ -76,35 +86,54 @@ class SyntheticData:
 
 
 class _World:
-    """The fixed parameters of the generating process, drawn from the seed."""
+    """The generating process: fixed parameters drawn from the seed.
+
+    ``probabilities`` is a pure function of a row's observed features; its normalisation and
+    biases are fixed on a calibration sample, so the function does not depend on how many rows
+    are drawn.
+    """
+
+    CALIBRATION_ROWS = 100_000
 
     def __init__(self, config: SyntheticConfig, rng: np.random.Generator):
         k = config.latent_dim
+        self.config = config
         # Popularity of ids: Zipf-like, rank 0 most frequent.
         self.id_probabilities = [1.0 / np.arange(1, d + 1) ** 1.1 for d in FIELD_DIMS]
         self.id_probabilities = [p / p.sum() for p in self.id_probabilities]
         # Small fields carry more signal per id than huge ones, whose tails are rarely seen.
-        scales = [0.7 if d <= 60 else 0.35 for d in FIELD_DIMS]
+        scales = [0.7 if d <= 60 else config.big_field_scale for d in FIELD_DIMS]
         self.effects = [rng.normal(0.0, s, size=(d, k)) for d, s in zip(FIELD_DIMS, scales)]
         # Numerical features: zero-inflated views of page and item latents.
         self.zero_rate = rng.uniform(0.05, 0.9, size=NUMERICAL_NUM)
         self.loadings = rng.normal(0.0, 1.0, size=(NUMERICAL_NUM, k)) / np.sqrt(k)
         self.projection = rng.normal(0.0, 1.0, size=(NUMERICAL_NUM, k)) * 0.6
         self.pairs = rng.permutation(k)
-        w_click = rng.normal(size=2 * k)
-        w_other = rng.normal(size=2 * k)
-        w_click /= np.linalg.norm(w_click)
-        w_other -= w_other @ w_click * w_click
-        w_other /= np.linalg.norm(w_other)
-        rho = config.task_correlation
-        self.w_click = w_click
-        self.w_cvr = rho * w_click + np.sqrt(1 - rho**2) * w_other
-        self.signal = config.signal
+        # Per part (linear, interactions), a click and a conversion direction with cosine
+        # task_correlation: related but different tasks.
+        self.linear_directions = _correlated_directions(k, config.task_correlation, rng)  # (k, 2)
+        self.interaction_directions = _correlated_directions(k, config.task_correlation, rng)  # (k, 2)
+        # Calibration: centre and scale the parts, then solve the biases for the target rates.
+        _, categorical, numerical = self.draw(self.CALIBRATION_ROWS, np.random.default_rng([config.seed, 1]), 0)
+        z = self._latent(categorical, numerical)
+        self.z_mean, self.z_std = z.mean(axis=0), z.std(axis=0)
+        interactions = self._interactions(z)
+        self.i_mean, self.i_std = interactions.mean(axis=0), interactions.std(axis=0)
+        self.bias = np.zeros(2)
+        self.scale = np.ones(2)
+        raw = self._logits(categorical, numerical)
+        self.scale = config.signal / raw.std(axis=0)
+        logits = raw * self.scale
+        click_bias = _solve_bias(logits[:, 0], config.ctr)
+        cvr_bias = _solve_bias(logits[:, 1], config.ctcvr, other=_sigmoid(logits[:, 0] + click_bias))
+        self.bias = np.array([click_bias, cvr_bias])
 
-    def rows(self, n: int, config: SyntheticConfig, rng: np.random.Generator, first_page: int):
-        """Draw ``n`` rows: search ids, ids, features and the two logits before biases."""
-        k = config.latent_dim
-        page_sizes = 1 + rng.poisson(config.page_size - 1, size=n)  # more pages than needed
+    def draw(self, n: int, rng: np.random.Generator, first_page: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` rows of (search ids (N,), categorical ids (N, 16) int32, numerical (N, 63) float32)."""
+        k = self.config.latent_dim
+        page_sizes = 1 + rng.poisson(self.config.page_size - 1, size=int(1.5 * n / self.config.page_size) + 16)
+        while page_sizes.sum() < n:  # almost never: 1.5 times the expected number of pages
+            page_sizes = np.concatenate([page_sizes, 1 + rng.poisson(self.config.page_size - 1, size=len(page_sizes))])
         page_of_row = np.repeat(np.arange(len(page_sizes)), page_sizes)[:n]
         pages = page_of_row[-1] + 1
         categorical = np.empty((n, len(FIELD_DIMS)), dtype=np.int32)
@@ -116,19 +145,44 @@ class _World:
         page_latent = rng.normal(size=(pages, k))[page_of_row]
         item_latent = page_latent + rng.normal(size=(n, k))
         latent = np.concatenate(
-            [page_latent @ self.loadings[:USER_NUMERICAL].T, item_latent @ self.loadings[USER_NUMERICAL:].T],
-            axis=1,
+            [page_latent @ self.loadings[:USER_NUMERICAL].T, item_latent @ self.loadings[USER_NUMERICAL:].T], axis=1
         )
-        numerical = 1.0 / (1.0 + np.exp(-(latent + 0.3 * rng.normal(size=latent.shape))))
+        numerical = _sigmoid(latent + 0.3 * rng.normal(size=latent.shape))
         numerical[rng.random(size=numerical.shape) < self.zero_rate] = 0.0
-        numerical = numerical.astype(np.float32)
-        z = numerical.astype(np.float64) @ self.projection
+        return first_page + page_of_row, categorical, numerical.astype(np.float32)
+
+    def _latent(self, categorical: np.ndarray, numerical: np.ndarray) -> np.ndarray:
+        z = numerical.astype(np.float64) @ self.projection  # (N, k)
         for j, effects in enumerate(self.effects):
             z += effects[categorical[:, j]]
-        z -= z.mean(axis=0)
-        h = np.concatenate([z, np.tanh(z * z[:, self.pairs])], axis=1)  # (N, 2k)
-        search_id = first_page + page_of_row
-        return search_id, categorical, numerical, h @ self.w_click, h @ self.w_cvr
+        return z
+
+    def _interactions(self, z: np.ndarray) -> np.ndarray:
+        centred = (z - self.z_mean) / self.z_std
+        return np.tanh(centred * centred[:, self.pairs])
+
+    def _logits(self, categorical: np.ndarray, numerical: np.ndarray) -> np.ndarray:
+        """(N, 2) logits of click and of conversion given click."""
+        z = self._latent(categorical, numerical)
+        share = self.config.nonlinear_share
+        linear_part = (z - self.z_mean) / self.z_std
+        nonlinear_part = (self._interactions(z) - self.i_mean) / self.i_std
+        raw = np.sqrt(1 - share) * linear_part @ self.linear_directions + np.sqrt(share) * nonlinear_part @ self.interaction_directions
+        return raw * self.scale + self.bias  # (N, 2)
+
+    def probabilities(self, categorical: np.ndarray, numerical: np.ndarray) -> np.ndarray:
+        """(N, 2) true probabilities of click and of click-and-convert."""
+        p = _sigmoid(self._logits(categorical, numerical))
+        return np.stack([p[:, 0], p[:, 0] * p[:, 1]], axis=1)
+
+
+def _correlated_directions(k: int, correlation: float, rng: np.random.Generator) -> np.ndarray:
+    """Two unit vectors of size k with the given cosine, as the columns of a (k, 2) array."""
+    first, other = rng.normal(size=k), rng.normal(size=k)
+    first /= np.linalg.norm(first)
+    other -= other @ first * first
+    other /= np.linalg.norm(other)
+    return np.stack([first, correlation * first + np.sqrt(1 - correlation**2) * other], axis=1)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -152,32 +206,18 @@ def generate(config: SyntheticConfig = SyntheticConfig()) -> SyntheticData:
     """Generate train and test splits; the same config always gives the same rows."""
     if not 0 < config.ctcvr < config.ctr < 1:
         raise ValueError(f"expected 0 < ctcvr < ctr < 1, got ctr={config.ctr}, ctcvr={config.ctcvr}")
-    rng = np.random.default_rng(config.seed)
-    world = _World(config, rng)
-    train = world.rows(config.train_rows, config, rng, first_page=0)
-    test = world.rows(config.test_rows, config, rng, first_page=int(train[0][-1]) + 1)
-    # Normalise the logits' spread and solve the biases on the training rows; the test split
-    # comes from the same process with the same parameters.
-    click_std, cvr_std = train[3].std(), train[4].std()
-    click_train = world.signal * train[3] / click_std
-    cvr_train = world.signal * train[4] / cvr_std
-    click_bias = _solve_bias(click_train, config.ctr)
-    cvr_bias = _solve_bias(cvr_train, config.ctcvr, other=_sigmoid(click_train + click_bias))
+    world = _World(config, np.random.default_rng([config.seed, 0]))
+    rng = np.random.default_rng([config.seed, 2])
 
-    def finish(rows) -> tuple[MultiTaskTable, np.ndarray]:
-        search_id, categorical, numerical, click_logit, cvr_logit = rows
-        p_click = _sigmoid(world.signal * click_logit / click_std + click_bias)
-        p_cvr = _sigmoid(world.signal * cvr_logit / cvr_std + cvr_bias)
-        click = rng.random(len(p_click)) < p_click
-        conversion = click & (rng.random(len(p_click)) < p_cvr)
-        table = MultiTaskTable(
-            categorical=categorical,
-            numerical=numerical,
-            labels=np.stack([click, conversion], axis=1).astype(np.uint8),
-            probabilities=np.stack([p_click, p_click * p_cvr], axis=1),
-        )
-        return table, search_id
+    def split(n: int, first_page: int) -> tuple[MultiTaskTable, np.ndarray]:
+        search_id, categorical, numerical = world.draw(n, rng, first_page)
+        probabilities = world.probabilities(categorical, numerical)
+        click = rng.random(n) < probabilities[:, 0]
+        # P(convert | click) = p_ctcvr / p_click: conversion only on clicked rows.
+        conversion = click & (rng.random(n) * probabilities[:, 0] < probabilities[:, 1])
+        labels = np.stack([click, conversion], axis=1).astype(np.uint8)
+        return MultiTaskTable(categorical, numerical, labels, probabilities), search_id
 
-    train_table, train_search_id = finish(train)
-    test_table, test_search_id = finish(test)
-    return SyntheticData(train_table, test_table, train_search_id, test_search_id)
+    train, train_search_id = split(config.train_rows, 0)
+    test, test_search_id = split(config.test_rows, int(train_search_id[-1]) + 1)
+    return SyntheticData(train, test, train_search_id, test_search_id)
