@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", help="write the results as JSON to this file")
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+def add_training_arguments(parser: argparse.ArgumentParser, *, seed_help: str = "seeds initialisation and shuffling") -> None:
     """Model and optimisation flags, shared with every command that trains."""
     defaults = TrainConfig()
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs (default: %(default)s)")
@@ -39,7 +39,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expert-num", type=int, default=8, help="experts of omoe, mmoe, ple, metaheac (default: %(default)s)")
     parser.add_argument("--task-num", type=int, default=2, help="train the first N tasks: click, conversion (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds initialisation and shuffling (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"{seed_help} (default: %(default)s)")
     parser.add_argument(
         "--patience",
         type=int,
@@ -58,10 +58,14 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
-    """The ``ExperimentConfig`` that ``mtrec train``'s flags describe."""
+    """The ``ExperimentConfig`` that ``mtrec train``'s flags describe.
+
+    A command without ``--model``/``--dataset`` (the benchmark sets them per run) gets the defaults.
+    """
+    defaults = ExperimentConfig()
     return ExperimentConfig(
-        model=args.model,
-        dataset=args.dataset,
+        model=getattr(args, "model", defaults.model),
+        dataset=getattr(args, "dataset", defaults.dataset),
         data_dir=args.data_dir,
         task_num=args.task_num,
         model_config={"embed_dim": args.embed_dim, "expert_num": args.expert_num},

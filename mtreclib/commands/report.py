@@ -1,0 +1,39 @@
+"""``mtrec report``: the results table (Markdown, CSV) and plots (PNG) of a benchmark's runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+NAME = "report"
+HELP = "tables (Markdown, CSV) and plots (PNG) of the runs that mtrec benchmark wrote"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="?", default="runs", help="the benchmark's --out folder (default: %(default)s)")
+    parser.add_argument("--out", help="where results.md, results.csv and the PNGs go (default: RUNS/report)")
+
+
+def run(args: argparse.Namespace) -> int:
+    # matplotlib and scipy add about a second to start-up: only this command pays for them.
+    from mtreclib.results.files import write_text
+    from mtreclib.results.plots import draw_plots
+    from mtreclib.results.runs import load_runs
+    from mtreclib.results.summary import build_tables, machines, shared_settings
+    from mtreclib.results.table import csv_text, markdown
+
+    runs, failures = load_runs(args.runs)
+    out = Path(args.out) if args.out else Path(args.runs) / "report"
+    tables = build_tables(runs)
+    settings, differing = shared_settings(runs)
+    plots = draw_plots(tables, out)
+    text = markdown(
+        tables, runs=len(runs), settings=settings, differing=differing, machines=machines(runs), failures=failures, plots=plots
+    )
+    write_text(out / "results.md", text)
+    write_text(out / "results.csv", csv_text(tables))
+    print(text)
+    written = ["results.md", "results.csv"] + [name for pairs in plots.values() for _, name in pairs]
+    print(f"wrote {', '.join(str(out / name) for name in written)}")
+    return 0

@@ -1,0 +1,292 @@
+"""Run every (model, dataset, seed) of a benchmark, one JSON per run, and resume where it stopped.
+
+A run's result is written to ``OUT/<dataset>/<model>/seed<k>.json`` only when the run has
+finished (to a temporary name, then renamed), so a file there means a finished run: a resumed
+benchmark skips it. A run that was interrupted left no file and starts again from the
+beginning (runs are short enough that checkpoint-resuming inside a run is not worth its
+complexity). A run that raises leaves ``seed<k>.failed.json`` with the error and its traceback,
+and the benchmark goes on with the next run; the next benchmark retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from mtreclib.data.datasets import Dataset, builtin_datasets, load_dataset
+from mtreclib.errors import UserError
+from mtreclib.experiment import ExperimentConfig, check_config, run_experiment, write_json
+from mtreclib.results.files import read_json
+
+# Settings that change where or how visibly a run happens, not what it computes: a finished run
+# is reused even if these differ (a run on another device gives the same table, up to speed).
+_INCIDENTAL = ("device", "save_dir", "data_dir", "train.progress", "train.checkpoint")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the benchmark: a model trained on a dataset with a seed."""
+
+    model: str
+    dataset: str
+    seed: int
+
+    def result_path(self, out: Path) -> Path:
+        return out / self.dataset / self.model / f"seed{self.seed}.json"
+
+    def failure_path(self, out: Path) -> Path:
+        return out / self.dataset / self.model / f"seed{self.seed}.failed.json"
+
+    def __str__(self) -> str:
+        return f"{self.model} on {self.dataset}, seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What to run.
+
+    Attributes:
+        base: the settings every run shares; its model, dataset and seed are replaced per run.
+        models, datasets, seeds: the grid.
+        out: the folder the run files go to.
+        progress: show a progress bar over runs (and each run's training bars).
+    """
+
+    base: ExperimentConfig
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    out: Path
+    progress: bool = True
+
+
+@dataclass
+class BenchmarkSummary:
+    """What a benchmark call did."""
+
+    skipped: list[RunSpec] = field(default_factory=list)
+    ran: list[RunSpec] = field(default_factory=list)
+    failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+    planned: int = 0
+    interrupted: bool = False
+
+    @property
+    def not_run(self) -> int:
+        """Runs an interruption left for the next call."""
+        return self.planned - len(self.skipped) - len(self.ran) - len(self.failed)
+
+
+def plan_runs(models: Sequence[str], datasets: Sequence[str], seeds: Sequence[int]) -> list[RunSpec]:
+    """Every (model, dataset, seed), dataset by dataset (one dataset in memory at a time), and within
+    a dataset seed by seed: every model's first seed comes before any model's second, so an
+    interrupted benchmark already has a whole table, and the time-left estimate, which averages
+    over finished runs, sees every model early."""
+    return [RunSpec(model, dataset, seed) for dataset in datasets for seed in seeds for model in models]
+
+
+def run_config(base: ExperimentConfig, spec: RunSpec, *, progress: bool) -> ExperimentConfig:
+    """The configuration of one run: the shared settings with this run's model, dataset and seed.
+
+    No checkpoint file: the trainer keeps the best weights in memory, and thousands of runs
+    would otherwise leave thousands of files.
+    """
+    return replace(
+        base,
+        model=spec.model,
+        dataset=spec.dataset,
+        save_dir=None,
+        train=replace(base.train, seed=spec.seed, progress=progress),
+    )
+
+
+def comparable(config: dict[str, Any] | ExperimentConfig) -> dict[str, Any]:
+    """A configuration as flat ``{"train.lr": 0.001, ...}``, without the incidental settings."""
+    if isinstance(config, ExperimentConfig):
+        config = json.loads(json.dumps(asdict(config), default=str))
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}{key}.", item)
+        else:
+            flat[prefix[:-1]] = value
+
+    walk("", config)
+    return {key: value for key, value in flat.items() if key not in _INCIDENTAL}
+
+
+def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The first setting two flat configurations disagree on, as ``key: old vs new``; None if equal."""
+    for key in sorted(old.keys() | new.keys()):
+        if old.get(key) != new.get(key):
+            return f"{key} is {old.get(key)!r} there, {new.get(key)!r} now"
+    return None
+
+
+def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[RunSpec]:
+    """The runs whose result exists; a result made with other settings is a user error.
+
+    Mixing runs of different settings in one table would compare unlike things, so this is
+    refused before anything runs, naming the file and the first setting that differs.
+    """
+    done = []
+    for spec in specs:
+        path = spec.result_path(config.out)
+        if not path.is_file():
+            continue
+        existing = read_json(path)
+        wanted = comparable(run_config(config.base, spec, progress=False))
+        difference = config_difference(comparable(existing.get("config", {})), wanted)
+        if difference is not None:
+            raise UserError(
+                f"{path} holds a run made with other settings ({difference}); "
+                "use another --out folder, or delete the old runs to redo them"
+            )
+        done.append(spec)
+    return done
+
+
+def check_datasets(datasets: Sequence[str], data_dir: str) -> None:
+    """Refuse a dataset that is neither built in nor a folder before hours of other runs."""
+    for name in datasets:
+        folder = Path(data_dir) / name
+        if name not in builtin_datasets() and not folder.is_dir():
+            raise UserError(
+                f"dataset {name!r} not found: expected {folder}/train.csv and {folder}/test.csv "
+                f"in the processed layout; built-in datasets: {', '.join(builtin_datasets())}"
+            )
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """Where a run ran, for the speed table: the speed of a run means nothing without it."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _result_line(spec: RunSpec, results: dict[str, Any], seconds: float) -> str:
+    metrics = ", ".join(f"{task} AUC {m['auc']:.4f}" for task, m in results["tasks"].items())
+    return f"done   {spec}: {metrics} ({seconds:.0f} s)"
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    *,
+    load: Callable[[str, str], Dataset] = load_dataset,
+) -> BenchmarkSummary:
+    """Run every pending run of the grid; finished runs are skipped, failed ones recorded.
+
+    Settings that cannot work for any run (an unknown model, zero epochs, a missing dataset
+    folder) are refused before the first run. A run that raises any ``Exception`` is recorded
+    and the next one starts; ``KeyboardInterrupt`` stops the benchmark (the runs finished so
+    far are kept, and the summary says so).
+    """
+    specs = plan_runs(config.models, config.datasets, config.seeds)
+    for model in config.models:
+        check_config(replace(config.base, model=model))
+    check_datasets(config.datasets, config.base.data_dir)
+    summary = BenchmarkSummary(skipped=check_existing(config, specs), planned=len(specs))
+    pending = [spec for spec in specs if spec not in set(summary.skipped)]
+    bar = tqdm(
+        total=len(specs),
+        initial=len(summary.skipped),
+        unit="run",
+        desc="benchmark",
+        disable=not config.progress,
+        dynamic_ncols=True,
+        smoothing=0,  # runs of different models differ in cost: average over all, not the last few
+    )
+    dataset: Dataset | None = None
+    load_failure: RunFailure | None = None
+    try:
+        for spec in pending:
+            if dataset is None or dataset.name != spec.dataset:
+                dataset = None  # free the previous dataset before loading the next
+                dataset, load_failure = _load(load, spec.dataset, config.base.data_dir)
+            bar.set_postfix_str(str(spec), refresh=True)
+            failure = load_failure or _run_one(config, spec, dataset, bar)
+            if failure is None:
+                summary.ran.append(spec)
+            else:
+                summary.failed.append((spec, failure.message))
+                record = {"model": spec.model, "dataset": spec.dataset, "seed": spec.seed, **asdict(failure)}
+                write_json(spec.failure_path(config.out), record)
+                bar.write(f"FAILED {spec}: {failure.message}")
+            bar.update()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+    return summary
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """Why a run failed: one line for the summary, the traceback for the failure record."""
+
+    message: str
+    traceback: str
+
+    @classmethod
+    def current(cls, prefix: str = "") -> RunFailure:
+        """The exception being handled."""
+        error = sys.exc_info()[1]
+        lines = str(error).strip().splitlines() or [""]
+        return cls(f"{prefix}{type(error).__name__}: {lines[0]}", traceback.format_exc())
+
+
+def _load(load: Callable[[str, str], Dataset], name: str, data_dir: str) -> tuple[Dataset | None, RunFailure | None]:
+    """Load a dataset once for all its runs; an error fails those runs, not the benchmark."""
+    try:
+        return load(name, data_dir), None
+    except Exception:  # noqa: BLE001 - a dataset that fails to load fails its own runs only
+        return None, RunFailure.current(f"loading dataset {name!r} failed: ")
+
+
+def _run_one(config: BenchmarkConfig, spec: RunSpec, dataset: Dataset | None, bar: tqdm) -> RunFailure | None:
+    """Run ``spec`` and write its result; None, or why it failed."""
+    experiment = run_config(config.base, spec, progress=config.progress)
+    started = datetime.now(timezone.utc)
+    start = time.perf_counter()
+    try:
+        results = run_experiment(experiment, dataset=dataset)
+    except Exception:  # noqa: BLE001 - a failed run must not stop the others
+        return RunFailure.current()
+    seconds = time.perf_counter() - start
+    results["seed"] = spec.seed
+    results["run"] = {"started": started.isoformat(timespec="seconds"), "wall_seconds": seconds}
+    results["machine"] = machine_info(results.get("device", ""))
+    write_json(spec.result_path(config.out), results)
+    spec.failure_path(config.out).unlink(missing_ok=True)  # an earlier failure of this run is history
+    bar.write(_result_line(spec, results, seconds))
+    return None

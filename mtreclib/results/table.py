@@ -1,0 +1,181 @@
+"""The results table as Markdown and CSV, in the original MTReclib's layout.
+
+Per dataset, one row per model and, per task, test AUC and log-loss: mean ± standard deviation
+over seeds, the best in bold, and † on the models the significance test cannot tell from the
+best. Then the oracle row (built-in data) and a table of training speed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mtreclib.results.stats import ALPHA, Spread
+from mtreclib.results.summary import METRICS, Cell, DatasetTable, Metric
+
+TIE_MARK = "†"
+
+
+def decimals(metric_key: str, value: float) -> int:
+    """Digits after the point: 4 for AUC; for log-loss 4 significant digits (0.1085, 0.006090),
+    as the original printed CTR and CTCVR log-losses of very different sizes."""
+    if metric_key != "logloss" or not math.isfinite(value) or value <= 0:
+        return 4
+    return min(8, max(4, 3 - math.floor(math.log10(value))))
+
+
+def format_spread(values: Spread, digits: int) -> str:
+    """``mean ± std``, or the mean alone from one value."""
+    if values.n == 0:
+        return "–"
+    if values.n < 2:
+        return f"{values.mean:.{digits}f}"
+    return f"{values.mean:.{digits}f} ± {values.std:.{digits}f}"
+
+
+def format_cell(cell: Cell, metric: Metric) -> str:
+    text = format_spread(cell.spread, decimals(metric.key, cell.spread.mean))
+    if cell.best:
+        return f"**{text}**"
+    return f"{text} {TIE_MARK}" if cell.tie else text
+
+
+def _markdown_rows(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def metrics_table(table: DatasetTable) -> list[str]:
+    """The per-task AUC and log-loss table of one dataset, as Markdown lines."""
+    header = ["model"] + [f"{task} {metric.label}" for task in table.tasks for metric in METRICS] + ["seeds"]
+    rows = [
+        [row.model]
+        + [format_cell(row.cells[(task, metric.key)], metric) for task in table.tasks for metric in METRICS]
+        + [str(len(row.seeds))]
+        for row in table.rows
+    ]
+    if table.oracle:
+        rows.append(
+            ["*oracle*"]
+            + [f"*{table.oracle[task][m.key]:.{decimals(m.key, table.oracle[task][m.key])}f}*" for task in table.tasks for m in METRICS]
+            + [""]
+        )
+    return _markdown_rows(header, rows, ["---"] + ["---:"] * (len(header) - 1))
+
+
+def speed_table(table: DatasetTable) -> list[str]:
+    """Training speed and length per model, as Markdown lines."""
+    header = ["model", "training samples/s", "s per epoch", "epochs run", "best epoch", "parameters"]
+    rows = [
+        [
+            row.model,
+            format_spread(row.samples_per_second, 0),
+            format_spread(row.epoch_seconds, 1),
+            format_spread(row.epochs_run, 1),
+            format_spread(row.best_epoch, 1),
+            f"{row.parameters:,}" if row.parameters is not None else "–",
+        ]
+        for row in table.rows
+    ]
+    return _markdown_rows(header, rows, ["---"] + ["---:"] * (len(header) - 1))
+
+
+def legend(tables: Sequence[DatasetTable]) -> str:
+    seeds = sorted({len(row.seeds) for table in tables for row in table.rows})
+    text = (
+        "Test metrics, mean ± sample standard deviation over seeds (a lone value: one seed). "
+        "**Bold**: the best mean of the column (highest AUC, lowest log-loss). "
+        f"{TIE_MARK}: not distinguishable from the best: a two-sided Welch t-test over seeds "
+        f"gives p ≥ {ALPHA} (the seeds vary initialisation and shuffling; data and split are fixed). "
+    )
+    if min(seeds) < 2:
+        text += "With one seed there is no spread and no test, so no mark. "
+    elif min(seeds) < 5:
+        text += f"With {min(seeds)} seeds the test has little power: {TIE_MARK} means 'not shown to differ', not 'equal'. "
+    text += "No correction for comparing several models with the best. The oracle scores the data's true probabilities."
+    return text
+
+
+def _setting(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def markdown(
+    tables: Sequence[DatasetTable],
+    *,
+    runs: int,
+    settings: Mapping[str, Any],
+    differing: Mapping[str, list[Any]],
+    machines: Sequence[str],
+    failures: Sequence[Mapping[str, Any]],
+    plots: Mapping[str, Sequence[tuple[str, str]]],
+) -> str:
+    """The whole report as Markdown; ``plots`` maps a dataset to its (caption, file name) pairs."""
+    lines = [
+        "# Benchmark results",
+        "",
+        f"{runs} runs. Settings shared by every run: "
+        + ", ".join(f"`{key}={_setting(value)}`" for key, value in settings.items())
+        + ".",
+        "",
+        "Machine: " + "; ".join(machines) + ".",
+        "",
+    ]
+    if differing:
+        lines += [
+            "**Warning: the runs were made with different settings**, so the table compares unlike runs: "
+            + "; ".join(f"`{key}` is {', '.join(values)}" for key, values in differing.items())
+            + ".",
+            "",
+        ]
+    lines += [legend(tables), ""]
+    for table in tables:
+        lines += [f"## {table.dataset}", ""] + metrics_table(table) + [""]
+        lines += [f"![{caption}]({name})" for caption, name in plots.get(table.dataset, ())]
+        lines += ["", f"Training speed on {table.dataset}:", ""] + speed_table(table) + [""]
+    if failures:
+        lines += ["## Failed runs (no result)", ""]
+        lines += [f"- {f.get('model')} on {f.get('dataset')}, seed {f.get('seed')}: {f.get('error')}" for f in failures]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def csv_text(tables: Sequence[DatasetTable]) -> str:
+    """One row per dataset and model (and oracle), per task and metric its mean, std and mark."""
+    tasks = list(dict.fromkeys(task for table in tables for task in table.tasks))
+    columns = ["dataset", "model", "seeds"]
+    for task in tasks:
+        for metric in METRICS:
+            columns += [f"{task}_{metric.key}_mean", f"{task}_{metric.key}_std", f"{task}_{metric.key}_mark"]
+    columns += ["train_samples_per_sec_mean", "train_samples_per_sec_std", "epoch_seconds_mean", "epochs_run_mean",
+                "best_epoch_mean", "parameters"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    for table in tables:
+        for row in table.rows:
+            record: dict[str, Any] = {"dataset": table.dataset, "model": row.model, "seeds": len(row.seeds)}
+            for (task, key), cell in row.cells.items():
+                record[f"{task}_{key}_mean"] = cell.spread.mean
+                record[f"{task}_{key}_std"] = cell.spread.std if cell.spread.n >= 2 else ""
+                record[f"{task}_{key}_mark"] = "best" if cell.best else "tie" if cell.tie else ""
+            record.update(
+                train_samples_per_sec_mean=row.samples_per_second.mean,
+                train_samples_per_sec_std=row.samples_per_second.std if row.samples_per_second.n >= 2 else "",
+                epoch_seconds_mean=row.epoch_seconds.mean,
+                epochs_run_mean=row.epochs_run.mean,
+                best_epoch_mean=row.best_epoch.mean,
+                parameters=row.parameters if row.parameters is not None else "",
+            )
+            writer.writerow(record)
+        if table.oracle:
+            record = {"dataset": table.dataset, "model": "oracle", "seeds": ""}
+            for task, values in table.oracle.items():
+                for key, value in values.items():
+                    record[f"{task}_{key}_mean"] = value
+            writer.writerow(record)
+    return out.getvalue()
