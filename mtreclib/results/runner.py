@@ -239,7 +239,8 @@ def run_benchmark(
                 summary.ran.append(spec)
             else:
                 summary.failed.append((spec, failure.message))
-                record = {"model": spec.model, "dataset": spec.dataset, "seed": spec.seed, **asdict(failure)}
+                record = {"model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
+                          "error": failure.message, "traceback": failure.traceback}
                 write_json(spec.failure_path(config.out), record)
                 bar.write(f"FAILED {spec}: {failure.message}")
             bar.update()

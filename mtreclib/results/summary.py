@@ -156,7 +156,7 @@ def shared_settings(runs: Sequence[Run]) -> tuple[dict[str, Any], dict[str, list
     keys = sorted({key for flat in flats for key in flat} - varied)
     shared, differing = {}, {}
     for key in keys:
-        values = list(dict.fromkeys(repr(flat.get(key)) for flat in flats))
+        values = sorted({repr(flat.get(key)) for flat in flats})
         if len(values) == 1:
             shared[key] = flats[0].get(key)
         else:

@@ -115,12 +115,11 @@ def markdown(
     plots: Mapping[str, Sequence[tuple[str, str]]],
 ) -> str:
     """The whole report as Markdown; ``plots`` maps a dataset to its (caption, file name) pairs."""
+    shared = ", ".join(f"`{key}={_setting(value)}`" for key, value in settings.items())
     lines = [
         "# Benchmark results",
         "",
-        f"{runs} runs. Settings shared by every run: "
-        + ", ".join(f"`{key}={_setting(value)}`" for key, value in settings.items())
-        + ".",
+        f"{runs} runs." + (f" Settings shared by every run: {shared}." if shared else ""),
         "",
         "Machine: " + "; ".join(machines) + ".",
         "",

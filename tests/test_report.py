@@ -1,0 +1,180 @@
+"""``mtrec report``: tables and plots from run files; the statistics behind the marks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from scipy import stats as scipy_stats
+
+from mtreclib.cli import main
+from mtreclib.models import list_models
+from mtreclib.results.plots import _curve
+from mtreclib.results.stats import Spread, indistinguishable, spread, welch_p_value
+from mtreclib.results.table import decimals
+
+# Three made-up models on one dataset, per seed: "good" is best, "noisy" overlaps it, "weak" is far below.
+CLICK_AUC = {"good": [0.800, 0.801, 0.802], "noisy": [0.780, 0.800, 0.815], "weak": [0.700, 0.701, 0.702]}
+CLICK_LOGLOSS = {"good": [0.300, 0.301, 0.302], "noisy": [0.280, 0.300, 0.305], "weak": [0.350, 0.351, 0.349]}
+
+
+def fake_run(model: str, seed: int, *, lr: float = 0.001) -> dict:
+    """A run result in the layout ``run_experiment`` writes, with the metrics above."""
+    auc, logloss = CLICK_AUC[model][seed], CLICK_LOGLOSS[model][seed]
+    return {
+        "model": model,
+        "dataset": "made_up",
+        "seed": seed,
+        "tasks": {"click": {"auc": auc, "logloss": logloss}, "conversion": {"auc": auc - 0.1, "logloss": logloss / 10}},
+        "oracle": {"click": {"auc": 0.85, "logloss": 0.28}, "conversion": {"auc": 0.9, "logloss": 0.02}},
+        "train_samples_per_sec": 1000.0 + seed,
+        "train_seconds": 10.0,
+        "epochs_run": 2,
+        "best_epoch": 2,
+        "parameters": 1234,
+        "history": [
+            {"epoch": e, "valid": {"click": {"auc": auc - 0.01 / e, "logloss": logloss}, "conversion": {"auc": auc, "logloss": logloss}}}
+            for e in (1, 2)
+        ],
+        "device": "cpu",
+        "config": {"model": model, "dataset": "made_up", "train": {"seed": seed, "lr": lr, "progress": False}},
+    }
+
+
+@pytest.fixture()
+def made_up_runs(tmp_path) -> Path:
+    runs = tmp_path / "runs"
+    for model in CLICK_AUC:
+        for seed in range(3):
+            path = runs / "made_up" / model / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(fake_run(model, seed)))
+    return runs
+
+
+def markdown_row(text: str, model: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {model} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_welch_p_value_matches_the_textbook_formula():
+    a, b = np.array(CLICK_AUC["good"]), np.array(CLICK_AUC["noisy"])
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
+    expected = 2 * scipy_stats.t.sf(abs(t), df)
+    assert welch_p_value(spread(a), spread(b)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_indistinguishable_needs_two_seeds_and_handles_runs_that_never_vary():
+    good, noisy, weak = (spread(CLICK_AUC[m]) for m in ("good", "noisy", "weak"))
+    assert indistinguishable(noisy, good) and not indistinguishable(weak, good)
+    assert not indistinguishable(Spread((0.8,)), good)  # one seed: no test, no claim
+    assert math.isnan(welch_p_value(Spread((0.8,)), good))
+    assert indistinguishable(Spread((0.7, 0.7)), Spread((0.7, 0.7)))
+    assert not indistinguishable(Spread((0.7, 0.7)), Spread((0.8, 0.8)))
+    assert math.isnan(Spread((0.7,)).std) and spread([0.5, None, 0.7]).values == (0.5, 0.7)
+
+
+def test_log_loss_keeps_four_significant_digits_like_the_original():
+    assert f"{0.1085:.{decimals('logloss', 0.1085)}f}" == "0.1085"
+    assert f"{0.00609:.{decimals('logloss', 0.00609)}f}" == "0.006090"
+    assert decimals("auc", 0.00609) == 4
+
+
+def test_learning_curve_averages_over_the_seeds_that_reached_each_epoch():
+    histories = (
+        [{"epoch": 1, "valid": {"click": {"auc": 0.6}}}, {"epoch": 2, "valid": {"click": {"auc": 0.7}}}],
+        [{"epoch": 1, "valid": {"click": {"auc": 0.8}}}],
+        [{"epoch": 1}],  # no validation split: nothing to plot
+    )
+    epochs, means, stds = _curve(histories, "click")
+    assert list(epochs) == [1, 2] and means == pytest.approx([0.7, 0.7])
+    assert stds == pytest.approx([np.std([0.6, 0.8], ddof=1), 0.0])
+
+
+def test_report_bolds_the_best_marks_the_ties_and_writes_csv_and_plots(made_up_runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(made_up_runs), "--out", str(out)]) == 0
+    text = (out / "results.md").read_text()
+    assert text in capsys.readouterr().out
+
+    def shown(values: list[float]) -> str:
+        return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+    good, noisy, weak = (markdown_row(text, m) for m in ("good", "noisy", "weak"))
+    assert good[1] == f"**{shown(CLICK_AUC['good'])}**"
+    assert noisy[1] == f"{shown(CLICK_AUC['noisy'])} †"
+    assert weak[1] == shown(CLICK_AUC["weak"])
+    assert noisy[2].startswith("**") and good[2].endswith("†") and not weak[2].endswith("†")  # log-loss: lower wins
+    assert markdown_row(text, "*oracle*")[1] == "*0.8500*"
+    assert "![Test AUC per model on made_up](auc_made_up.png)" in text and "curves_made_up.png" in text
+    assert "Warning" not in text and "`train.lr=0.001`" in text
+
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["model"] for r in rows] == ["good", "noisy", "weak", "oracle"]
+    for row in rows[:3]:
+        values = CLICK_AUC[row["model"]]
+        assert float(row["click_auc_mean"]) == pytest.approx(np.mean(values))
+        assert float(row["click_auc_std"]) == pytest.approx(np.std(values, ddof=1))
+        assert float(row["conversion_logloss_mean"]) == pytest.approx(np.mean(CLICK_LOGLOSS[row["model"]]) / 10)
+    assert [r["click_auc_mark"] for r in rows] == ["best", "tie", "", ""]
+
+    for name in ("auc_made_up.png", "curves_made_up.png"):
+        image = imread(out / name)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 400
+    assert sorted(p.name for p in out.iterdir()) == ["auc_made_up.png", "curves_made_up.png", "results.csv", "results.md"]
+
+
+def test_report_lists_failed_runs_and_warns_about_mixed_settings(made_up_runs, capsys):
+    (made_up_runs / "made_up" / "good" / "seed0.json").write_text(json.dumps(fake_run("good", 0, lr=0.01)))
+    failure = {"model": "weak", "dataset": "made_up", "seed": 7, "error": "RuntimeError: out of memory", "traceback": ""}
+    (made_up_runs / "made_up" / "weak" / "seed7.failed.json").write_text(json.dumps(failure))
+    (made_up_runs / "made_up" / "weak" / "seed2.failed.json").write_text(json.dumps({**failure, "seed": 2}))  # retried since
+    assert main(["report", str(made_up_runs)]) == 0
+    text = (made_up_runs / "report" / "results.md").read_text()
+    assert "- weak on made_up, seed 7: RuntimeError: out of memory" in text and "seed 2:" not in text
+    assert "Warning" in text and "`train.lr` is 0.001, 0.01" in text
+
+
+def test_report_of_a_broken_run_file_names_the_file_and_line(made_up_runs, capsys):
+    broken = made_up_runs / "made_up" / "good" / "seed1.json"
+    broken.write_text('{\n  "model": "good",\n  "tasks": \n')
+    assert main(["report", str(made_up_runs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(broken) in err and "line 4" in err and "not valid JSON" in err
+
+    broken.write_text(json.dumps({"model": "good", "dataset": "made_up", "tasks": {"click": {"auc": 0.5}}}))
+    assert main(["report", str(made_up_runs)]) == 2
+    assert "'logloss'" in capsys.readouterr().err
+
+
+def test_report_of_an_empty_or_missing_folder_says_what_to_do(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "run mtrec benchmark" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_benchmark_of_every_model_then_report_makes_the_table_and_the_plots(tmp_path, capsys):
+    """The acceptance path: ``mtrec benchmark --models all --seeds 2 --epochs 1`` then ``mtrec report``."""
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    assert main(["generate", "--data-dir", str(data), "--name", "tiny", "--train-rows", "800", "--test-rows", "400"]) == 0
+    status = main(["benchmark", "--models", "all", "--datasets", "tiny", "--data-dir", str(data), "--seeds", "2", "--epochs", "1",
+                   "--out", str(runs), "--max-steps", "2", "--embed-dim", "4", "--expert-num", "2", "--batch-size", "128",
+                   "--no-progress"])
+    assert status == 0
+    assert main(["report", str(runs)]) == 0
+    text = (runs / "report" / "results.md").read_text()
+    for model in list_models():
+        row = markdown_row(text, model)
+        assert row[-1] == "2" and all("±" in cell for cell in row[1:5]), row
+    assert sum(cell.startswith("**") for model in list_models() for cell in markdown_row(text, model)[1:5]) >= 4
+    assert len(list(csv.DictReader((runs / "report" / "results.csv").open()))) == len(list_models())
+    for name in ("auc_tiny.png", "curves_tiny.png"):
+        assert imread(runs / "report" / name).shape[0] > 200
