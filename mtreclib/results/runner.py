@@ -16,7 +16,7 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -199,11 +199,7 @@ def _result_line(spec: RunSpec, results: dict[str, Any], seconds: float) -> str:
     return f"done   {spec}: {metrics} ({seconds:.0f} s)"
 
 
-def run_benchmark(
-    config: BenchmarkConfig,
-    *,
-    load: Callable[[str, str], Dataset] = load_dataset,
-) -> BenchmarkSummary:
+def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
     """Run every pending run of the grid; finished runs are skipped, failed ones recorded.
 
     Settings that cannot work for any run (an unknown model, zero epochs, a missing dataset
@@ -226,13 +222,15 @@ def run_benchmark(
         dynamic_ncols=True,
         smoothing=0,  # runs of different models differ in cost: average over all, not the last few
     )
+    loaded: str | None = None
     dataset: Dataset | None = None
     load_failure: RunFailure | None = None
     try:
         for spec in pending:
-            if dataset is None or dataset.name != spec.dataset:
+            if spec.dataset != loaded:
                 dataset = None  # free the previous dataset before loading the next
-                dataset, load_failure = _load(load, spec.dataset, config.base.data_dir)
+                dataset, load_failure = _load(spec.dataset, config.base.data_dir)
+                loaded = spec.dataset
             bar.set_postfix_str(str(spec), refresh=True)
             failure = load_failure or _run_one(config, spec, dataset, bar)
             if failure is None:
@@ -266,10 +264,10 @@ class RunFailure:
         return cls(f"{prefix}{type(error).__name__}: {lines[0]}", traceback.format_exc())
 
 
-def _load(load: Callable[[str, str], Dataset], name: str, data_dir: str) -> tuple[Dataset | None, RunFailure | None]:
+def _load(name: str, data_dir: str) -> tuple[Dataset | None, RunFailure | None]:
     """Load a dataset once for all its runs; an error fails those runs, not the benchmark."""
     try:
-        return load(name, data_dir), None
+        return load_dataset(name, data_dir), None
     except Exception:  # noqa: BLE001 - a dataset that fails to load fails its own runs only
         return None, RunFailure.current(f"loading dataset {name!r} failed: ")
 
