@@ -57,17 +57,30 @@ def auc_figure(table: DatasetTable) -> Figure:
         # The legend explains the marks once, in grey, rather than in the first model's colour.
         ax.errorbar([], [], yerr=[], fmt="o", color="0.4", capsize=5, markersize=7, label="mean ± std over seeds")
         ax.scatter([], [], s=12, color="0.4", alpha=0.5, linewidths=0, label="one seed")
+        title = task
         if table.oracle:
             oracle = table.oracle[task]["auc"]
-            ax.axhline(oracle, color="0.3", linestyle="--", linewidth=1, label=f"oracle ({oracle:.4f})")
+            title += f" (oracle AUC {oracle:.4f})"
+            if _near(oracle, ax):
+                ax.axhline(oracle, color="0.3", linestyle="--", linewidth=1, label="oracle")
         ax.set_xticks(positions, models, rotation=30, ha="right")
         ax.set_xlim(-0.6, len(models) - 0.4)
         ax.set_ylabel("test AUC")
-        ax.set_title(f"{task}")
+        ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     figure.suptitle(f"Test AUC per model on {table.dataset}")
     return figure
+
+
+def _near(value: float, ax) -> bool:
+    """Whether ``value`` fits on ``ax`` without squeezing the models' differences flat.
+
+    An oracle far above every model would stretch the axis until the error bars, the point of
+    the plot, are dots; then it is named in the title instead of drawn.
+    """
+    low, high = ax.get_ylim()
+    return value <= high + (high - low)
 
 
 def _curve(histories: Sequence[list[dict]], task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
