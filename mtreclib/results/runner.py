@@ -10,30 +10,23 @@ and the benchmark goes on with the next run; the next benchmark retries it.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from mtreclib.data.datasets import Dataset, builtin_datasets, load_dataset
 from mtreclib.errors import UserError
 from mtreclib.experiment import ExperimentConfig, check_config, run_experiment, write_json
 from mtreclib.results.files import read_json
-
-# Settings that change where or how visibly a run happens, not what it computes: a finished run
-# is reused even if these differ (a run on another device gives the same table, up to speed).
-_INCIDENTAL = ("device", "save_dir", "data_dir", "train.progress", "train.checkpoint")
-
+from mtreclib.results.machine import machine_info
+from mtreclib.results.settings import comparable, config_difference
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -111,31 +104,6 @@ def run_config(base: ExperimentConfig, spec: RunSpec, *, progress: bool) -> Expe
     )
 
 
-def comparable(config: dict[str, Any] | ExperimentConfig) -> dict[str, Any]:
-    """A configuration as flat ``{"train.lr": 0.001, ...}``, without the incidental settings."""
-    if isinstance(config, ExperimentConfig):
-        config = json.loads(json.dumps(asdict(config), default=str))
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}{key}.", item)
-        else:
-            flat[prefix[:-1]] = value
-
-    walk("", config)
-    return {key: value for key, value in flat.items() if key not in _INCIDENTAL}
-
-
-def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The first setting two flat configurations disagree on, as ``key: old vs new``; None if equal."""
-    for key in sorted(old.keys() | new.keys()):
-        if old.get(key) != new.get(key):
-            return f"{key} is {old.get(key)!r} there, {new.get(key)!r} now"
-    return None
-
-
 def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[RunSpec]:
     """The runs whose result exists; a result made with other settings is a user error.
 
@@ -170,28 +138,19 @@ def check_datasets(datasets: Sequence[str], data_dir: str) -> None:
             )
 
 
-def machine_info(device: str) -> dict[str, Any]:
-    """Where a run ran, for the speed table: the speed of a run means nothing without it."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
+@dataclass(frozen=True)
+class RunFailure:
+    """Why a run failed: one line for the summary, the traceback for the failure record."""
 
+    message: str
+    traceback: str
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    @classmethod
+    def current(cls, prefix: str = "") -> RunFailure:
+        """The exception being handled."""
+        error = sys.exc_info()[1]
+        lines = str(error).strip().splitlines() or [""]
+        return cls(f"{prefix}{type(error).__name__}: {lines[0]}", traceback.format_exc())
 
 
 def _result_line(spec: RunSpec, results: dict[str, Any], seconds: float) -> str:
@@ -247,21 +206,6 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
     finally:
         bar.close()
     return summary
-
-
-@dataclass(frozen=True)
-class RunFailure:
-    """Why a run failed: one line for the summary, the traceback for the failure record."""
-
-    message: str
-    traceback: str
-
-    @classmethod
-    def current(cls, prefix: str = "") -> RunFailure:
-        """The exception being handled."""
-        error = sys.exc_info()[1]
-        lines = str(error).strip().splitlines() or [""]
-        return cls(f"{prefix}{type(error).__name__}: {lines[0]}", traceback.format_exc())
 
 
 def _load(name: str, data_dir: str) -> tuple[Dataset | None, RunFailure | None]:

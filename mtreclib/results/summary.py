@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mtreclib.models import list_models
-from mtreclib.results.runner import comparable
 from mtreclib.results.runs import Run
+from mtreclib.results.settings import comparable
 from mtreclib.results.stats import Spread, indistinguishable, spread
 
 
