@@ -161,15 +161,17 @@ def _rank(rank: int, out: Path, ports: tuple[int, int], data_dir: str, dataset) 
             saved[f"{name}/trained"] = copy.deepcopy(model.state_dict())
             saved[f"{name}/samples"] = fit.train_samples
 
-            # Evaluation of a fixed model over the whole split; rank 1's BatchNorm statistics are
-            # spoilt on purpose, since rank 0's model is the one evaluated.
+            # Evaluation of a fixed model over the whole split. Rank 1's BatchNorm statistics are
+            # spoilt on purpose (after DDP's start-up broadcast), as a last training step leaves
+            # them: rank 0's model is the one to evaluate.
             torch.manual_seed(0)
             model = small_model(name)
+            trainer = Trainer(model, TRAIN, CPU, rank=rank, world_size=WORLD_SIZE)
             if rank == 1:
                 for buffer in model.buffers():
                     if buffer.is_floating_point():
                         buffer.add_(1.0)
-            saved[f"{name}/metrics"] = Trainer(model, TRAIN, CPU, rank=rank, world_size=WORLD_SIZE).evaluate(_table(EVAL_ROWS, seed=3))
+            saved[f"{name}/metrics"] = trainer.evaluate(_table(EVAL_ROWS, seed=3))
 
         saved["early_stopping"] = run_experiment(EARLY_STOPPING, dataset=dataset, place=place)
     torch.save(saved, out / f"rank{rank}.pt")

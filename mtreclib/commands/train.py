@@ -49,7 +49,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-dim", type=int, default=128, help="embedding size (default: %(default)s)")
     parser.add_argument("--expert-num", type=int, default=8, help="experts of omoe, mmoe, ple, metaheac (default: %(default)s)")
     parser.add_argument("--task-num", type=int, default=2, help="train the first N tasks: click, conversion (default: %(default)s)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N (default: %(default)s)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N; under torchrun each process takes cuda:LOCAL_RANK "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds initialisation and shuffling (default: %(default)s)")
     parser.add_argument(
         "--patience",
