@@ -15,6 +15,7 @@ import torch
 
 from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.data.table import split_validation
+from mtreclib.distributed import ProcessPlace
 from mtreclib.errors import UserError
 from mtreclib.metrics import task_metrics
 from mtreclib.models import create_model, model_class, model_kwargs
@@ -105,22 +106,34 @@ def write_json(path: str | os.PathLike, payload: dict) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def run_experiment(config: ExperimentConfig, *, dataset: Dataset | None = None) -> dict[str, Any]:
+def run_experiment(config: ExperimentConfig, *, dataset: Dataset | None = None, place: ProcessPlace | None = None) -> dict[str, Any]:
     """Train and test one model; returns the results (the ``--results`` JSON).
 
     ``dataset`` skips loading when the caller already holds it (several runs on one dataset).
+    ``place``: this process among several (its process group already initialised, see
+    ``mtreclib.distributed``); every rank returns the same results, and only rank 0 should
+    write them. ``config.train.batch_size`` stays the global batch.
     """
+    place = place or ProcessPlace()
     check_config(config)
-    device = resolve_device(config.device)
+    if config.train.batch_size < 2 * place.world_size:
+        raise UserError(
+            f"batch size {config.train.batch_size} is the global batch, shared by {place.world_size} processes: "
+            f"it must be at least {2 * place.world_size} so that each process's BatchNorm sees 2 rows"
+        )
+    device = place.device(resolve_device(config.device))
     dataset = dataset or load_dataset(config.dataset, config.data_dir)
     train, valid = split_validation(dataset.train, config.valid_fraction, mode=config.valid_split, seed=config.train.seed)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, dataset, config.task_num, config.model_config).to(device)
+    if place.distributed:
+        # The same initialisation on every rank, then dropout masks of each rank's own.
+        torch.manual_seed(config.train.seed + place.rank)
     train_config = config.train
     if config.save_dir is not None:
         checkpoint = Path(config.save_dir) / f"{dataset.name}_{config.model}.pt"
         train_config = TrainConfig(**{**asdict(train_config), "checkpoint": checkpoint})
-    trainer = Trainer(model, train_config, device)
+    trainer = Trainer(model, train_config, device, rank=place.rank, world_size=place.world_size)
     fit = trainer.fit(train, valid)
     tasks = trainer.evaluate(dataset.test)
     results: dict[str, Any] = {
@@ -136,6 +149,7 @@ def run_experiment(config: ExperimentConfig, *, dataset: Dataset | None = None) 
         "parameters": sum(p.numel() for p in model.parameters()),
         "rows": {"train": len(train), "valid": len(valid), "test": len(dataset.test)},
         "device": str(device),
+        "world_size": place.world_size,
         "config": _jsonable(asdict(config)),
     }
     if dataset.test.probabilities is not None:

@@ -4,6 +4,12 @@ A model maps a batch to per-task logits and owns its training loss (``MultiTaskM
 trainer cuts batches, steps the optimizer, evaluates on the validation split after every epoch,
 stops early on its mean AUC and keeps the best weights. It holds no global state, and takes a
 rank and world size so that one process per device can run it.
+
+With several processes (``world_size > 1``, a process group already initialised, see
+``mtreclib.distributed``) each rank trains on its share of every global batch through
+DistributedDataParallel; validation and test predictions are gathered to rank 0, which computes
+the metrics once and broadcasts them, so every rank takes the same early-stopping decisions and
+the metrics are those of the whole split. Only rank 0 shows progress and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mtreclib import distributed
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.errors import UserError
@@ -129,6 +136,8 @@ class Trainer:
         self.rank = rank
         self.world_size = world_size
         self.objective: nn.Module = TrainingObjective(model)
+        if world_size > 1:
+            self.objective = distributed.wrap(self.objective, device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     @property
@@ -165,6 +174,8 @@ class Trainer:
             result.epochs_run = epoch + 1
             record = {"epoch": epoch + 1, "steps": result.steps, "train_loss": train_loss, "train_seconds": seconds}
             if len(valid):
+                # Computed on rank 0 and broadcast: every rank sees the same score and so takes
+                # the same early-stopping decision below, and all stop together.
                 metrics = self.evaluate(valid)
                 record["valid"] = metrics
                 record["valid_score"] = validation_score(metrics)
@@ -190,7 +201,7 @@ class Trainer:
         return result
 
     def _train_epoch(self, loader: BatchLoader, epoch: int, steps_per_epoch: int, result: FitResult) -> tuple[float, float, int]:
-        """One pass over ``loader``: (mean loss, seconds, samples seen on all ranks)."""
+        """One pass over ``loader``: (mean loss over all ranks, seconds, samples seen on all ranks)."""
         config = self.config
         self.model.train()
         total_loss, steps, samples = 0.0, 0, 0
@@ -210,7 +221,7 @@ class Trainer:
             self.optimizer.step()
             total_loss += loss.item()
             steps += 1
-            samples += sum(b.size for b in group) * self.world_size
+            samples += sum(b.size for b in group)
             result.steps += 1
             bar.update()
             bar.set_postfix(loss=f"{total_loss / steps:.4f}", refresh=False)
@@ -218,7 +229,10 @@ class Trainer:
                 break
         seconds = time.perf_counter() - start
         bar.close()
-        return (total_loss / steps if steps else math.nan), seconds, samples
+        # One collective per epoch: every rank makes the same number of steps.
+        totals = torch.tensor([total_loss, samples], dtype=torch.float64, device=self.device)
+        total_loss, samples = distributed.sum_over_ranks(totals).tolist()
+        return (total_loss / (steps * self.world_size) if steps else math.nan), seconds, int(samples)
 
     @torch.inference_mode()
     def predict(self, table: MultiTaskTable) -> torch.Tensor:
@@ -233,9 +247,21 @@ class Trainer:
         return logits
 
     def evaluate(self, table: MultiTaskTable) -> dict[str, dict[str, float]]:
-        """``{task: {"auc", "logloss"}}`` of the model on ``table``."""
+        """``{task: {"auc", "logloss"}}`` of the model on the whole of ``table``, on every rank.
+
+        With several processes each rank predicts a contiguous run of whole batches, rank 0
+        gathers the logits and computes the metrics, and broadcasts them.
+        """
         labels = table.rows(table.labels)[:, : len(self.task_names)]
-        return logit_metrics(self.predict(table), labels, self.task_names)
+        if self.world_size == 1:
+            return logit_metrics(self.predict(table), labels, self.task_names)
+        distributed.broadcast_buffers(self.model)  # evaluate rank 0's model on every shard
+        batch_num = math.ceil(len(table) / self.config.batch_size)
+        first, last = distributed.shard_range(batch_num, self.rank, self.world_size)
+        shard = table.select(slice(first * self.config.batch_size, min(last * self.config.batch_size, len(table))))
+        logits = distributed.gather_rows(self.predict(shard).to(self.device))
+        metrics = logit_metrics(logits.cpu(), labels, self.task_names) if self.rank == 0 else None
+        return distributed.broadcast_object(metrics)
 
     def _log_epoch(self, record: dict) -> None:
         if not self.config.progress or self.rank != 0:

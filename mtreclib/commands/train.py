@@ -1,11 +1,17 @@
-"""``mtrec train``: train one model on one dataset and report per-task test AUC and log-loss."""
+"""``mtrec train``: train one model on one dataset and report per-task test AUC and log-loss.
+
+Launched by torchrun (``torchrun --nproc_per_node=N -m mtreclib train ...``) it runs as one of N
+data-parallel processes: it joins the process group for the run, and only rank 0 prints and
+writes results.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from mtreclib import distributed
 from mtreclib.data.datasets import builtin_datasets
-from mtreclib.experiment import ExperimentConfig, format_results, run_experiment, write_json
+from mtreclib.experiment import ExperimentConfig, format_results, resolve_device, run_experiment, write_json
 from mtreclib.models import list_models
 from mtreclib.trainer import TrainConfig
 
@@ -32,13 +38,23 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, seed_help: str = 
     """Model and optimisation flags, shared with every command that trains."""
     defaults = TrainConfig()
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="most epochs (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="rows per step (default: %(default)s)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="rows per step over all processes: the global batch, shared by the processes under torchrun (default: %(default)s)",
+    )
     parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="Adam weight decay (default: %(default)s)")
     parser.add_argument("--embed-dim", type=int, default=128, help="embedding size (default: %(default)s)")
     parser.add_argument("--expert-num", type=int, default=8, help="experts of omoe, mmoe, ple, metaheac (default: %(default)s)")
     parser.add_argument("--task-num", type=int, default=2, help="train the first N tasks: click, conversion (default: %(default)s)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N (default: %(default)s)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N; under torchrun each process takes cuda:LOCAL_RANK "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"{seed_help} (default: %(default)s)")
     parser.add_argument(
         "--patience",
@@ -88,8 +104,11 @@ def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = experiment_config(args)
-    results = run_experiment(config)
-    print(format_results(results))
-    if args.results:
-        write_json(args.results, results)
+    place = distributed.place_from_environment()
+    with distributed.process_group(place, place.device(resolve_device(config.device))):
+        results = run_experiment(config, place=place)
+    if place.is_main:
+        print(format_results(results))
+        if args.results:
+            write_json(args.results, results)
     return 0
