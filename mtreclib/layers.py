@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,8 +31,9 @@ class FieldEmbedding(nn.Module):
         split_products: compute products with ``flat``'s output field by field (the default);
             False forms the concatenation and multiplies it, the straightforward computation.
             Both give the same result up to float rounding.
-        projection_ratio: in a split product, a field whose vocabulary is at most this share of
-            the batch size is projected whole and its rows gathered (see ``FlatFields.linear``).
+        projection_ratio: in a split product, a field whose distinct ids in the batch number at
+            most this share of the batch size is projected and gathered (``FlatFields.linear``);
+            the others are multiplied densely.
     """
 
     split_products: bool = True
@@ -70,11 +73,12 @@ class FlatFields:
     and that product splits by field: ``x W = sum_f e_f W_f + (A x_num + a) W_num``. ``linear``
     computes it so, which does far less arithmetic than the dense product:
 
-    - a field whose vocabulary is small next to the batch is projected whole once
-      (``E_f W_f``, vocabulary x H) and the rows of the batch's ids are gathered and summed
-      (one ``embedding_bag`` over all such fields);
-    - the other fields' embeddings and the raw numerical features (whose projection ``A`` is
-      folded into the weight, ``A^T W_num``) go through one dense product.
+    - a field whose batch holds few distinct ids (most AliExpress fields have a few dozen) has
+      the embeddings of those ids projected once (``E_f[ids] W_f``, distinct ids x H), and each
+      row gathers its id's projection; one ``embedding_bag`` sums the gathered rows of all such
+      fields;
+    - the other fields' embeddings go through one dense product, and so do the raw numerical
+      features, whose projection ``A`` is folded into the weight (``A^T W_num``).
 
     The result equals ``tensor() @ W + b`` up to float rounding, and so do all gradients.
     """
@@ -84,6 +88,7 @@ class FlatFields:
         self.categorical = categorical
         self.numerical = numerical
         self._fields: torch.Tensor | None = None
+        self._plan: _SplitPlan | None = None
 
     @property
     def batch_size(self) -> int:
@@ -106,8 +111,33 @@ class FlatFields:
             return x @ weight if bias is None else torch.addmm(bias, x, weight)
         return self._split_linear(weight, bias)
 
+    def _plan_split(self) -> _SplitPlan:
+        """Which fields to project and which to multiply densely, decided once per batch from
+        the number of distinct ids in each field and shared by every product with this batch."""
+        if self._plan is None:
+            layer = self.embedding
+            limit = layer.projection_ratio * self.batch_size
+            plan = _SplitPlan()
+            rows, positions, start = [], [], 0
+            for f in range(len(layer.field_dims)):
+                distinct, inverse = torch.unique(self.categorical[:, f], return_inverse=True)
+                if len(distinct) > limit:
+                    plan.dense.append(f)
+                    continue
+                plan.projected.append(f)
+                plan.counts.append(len(distinct))
+                rows.append(distinct + layer.offsets[f])
+                positions.append(inverse + start)
+                start += len(distinct)
+            if rows:
+                plan.rows = torch.cat(rows)  # (U,) global ids of the projected rows
+                plan.bags = torch.stack(positions, dim=1)  # (B, F_projected) each sample's rows
+            self._plan = plan
+        return self._plan
+
     def _split_linear(self, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         layer = self.embedding
+        plan = self._plan_split()
         blocks = weight.split(layer.embed_dim)  # F + 1 x (D, H); split, not slicing: one gradient buffer
         numerical_block = blocks[-1]
         # (A x + a) W_num = x (A^T W_num) + a W_num
@@ -115,31 +145,86 @@ class FlatFields:
         constant = layer.numerical.bias @ numerical_block  # (H,)
         if bias is not None:
             constant = constant + bias
-        limit = layer.projection_ratio * self.batch_size
-        projected = [f for f, dim in enumerate(layer.field_dims) if dim <= limit]
-        dense = [f for f, dim in enumerate(layer.field_dims) if dim > limit]
-        tables = layer.embedding.weight.split(layer.field_dims)  # F x (V_f, D)
+        if plan.projected:
+            # Each projected field's distinct ids times its block of the weight, stacked; the
+            # constant rides on the first field's rows, of which every sample gathers exactly one.
+            embedded = layer.embedding(plan.rows).split(plan.counts)  # F_projected x (U_f, D)
+            first = plan.projected[0]
+            products = [torch.addmm(constant, embedded[0], blocks[first])]
+            products += [e @ blocks[f] for e, f in zip(embedded[1:], plan.projected[1:])]
+            out = F.embedding_bag(plan.bags, torch.cat(products), mode="sum")  # (B, H)
+        else:
+            out = constant
+        if plan.dense:
+            ids = self.categorical[:, plan.dense] + layer.offsets[plan.dense]  # (B, F_dense)
+            columns = layer.embedding(ids).flatten(1)  # (B, F_dense * D)
+            out = torch.addmm(out, columns, torch.cat([blocks[f] for f in plan.dense]))
+        # The numerical features need no gradient: a product of their own spares computing one,
+        # accumulated in place when there is a (B, H) result to accumulate into.
+        if out.dim() == 2 and out.dtype == self.numerical.dtype == folded.dtype:
+            return out.addmm_(self.numerical, folded)
+        return torch.addmm(out, self.numerical, folded)
 
-        dense_inputs = [self.numerical]
-        dense_weights = [folded]
-        if dense:
-            ids = self.categorical[:, dense] + layer.offsets[dense]  # (B, F_dense)
-            dense_inputs.insert(0, layer.embedding(ids).flatten(1))  # (B, F_dense * D)
-            dense_weights[:0] = [blocks[f] for f in dense]
-        x = torch.cat(dense_inputs, dim=1) if len(dense_inputs) > 1 else dense_inputs[0]  # (B, F_dense * D + M)
-        w = torch.cat(dense_weights) if len(dense_weights) > 1 else dense_weights[0]  # (F_dense * D + M, H)
-        if not projected:
-            return torch.addmm(constant, x, w)
-        # The constant rides on the first projected field's rows: every sample gathers exactly one.
-        first = projected[0]
-        projections = [torch.addmm(constant, tables[first], blocks[first])]
-        projections += [tables[f] @ blocks[f] for f in projected[1:]]
-        table = torch.cat(projections)  # (sum of projected V_f, H)
-        starts = torch.tensor([layer.field_dims[f] for f in projected[:-1]], device=table.device)
-        starts = torch.cat([starts.new_zeros(1), starts.cumsum(0)])
-        ids = self.categorical[:, projected] + starts  # (B, F_projected)
-        gathered = F.embedding_bag(ids, table, mode="sum")  # (B, H)
-        return torch.addmm(gathered, x, w)
+
+@dataclass
+class _SplitPlan:
+    """How ``FlatFields.linear`` splits its product for one batch."""
+
+    projected: list[int] = field(default_factory=list)
+    dense: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)  # distinct ids of each projected field
+    rows: torch.Tensor | None = None
+    bags: torch.Tensor | None = None
+
+
+def dropout_mask(shape: torch.Size, keep: float, device: torch.device) -> torch.Tensor:
+    """A bool tensor of ``shape``, each element True with probability ``keep`` (to within 2^-24).
+
+    On CPU, PyTorch draws dropout masks one element at a time through its Mersenne Twister
+    (MKL's vectorised generator is used on Intel CPUs only): for the experts' (2048, 4096)
+    activations that takes longer than their matrix products. Here NumPy's vectorised PCG64
+    draws the uniforms, seeded from PyTorch's generator, so ``torch.manual_seed`` still decides
+    every mask. Other devices use ``torch.rand``.
+    """
+    if device.type != "cpu":
+        return torch.rand(shape, device=device) < keep
+    seed = int(torch.randint(0, 2**63 - 1, ()))
+    uniform = np.random.Generator(np.random.PCG64(seed)).random(tuple(shape), dtype=np.float32)
+    return torch.from_numpy(uniform < keep)
+
+
+class _ReluDropout(torch.autograd.Function):
+    """``dropout(relu(x))`` in fewer passes over memory, saving only its output for backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        keep = 1.0 - p
+        out = torch.relu(x).mul_(dropout_mask(x.shape, keep, x.device)).mul_(1.0 / keep)
+        ctx.save_for_backward(out)
+        ctx.scale = 1.0 / keep
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (out,) = ctx.saved_tensors
+        # out > 0 exactly where x > 0 and the element was kept.
+        return grad.mul(out > 0).mul_(ctx.scale), None
+
+
+def relu_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout(F.relu(x), p, training)``: the same distribution, faster masks on CPU."""
+    if not training or p == 0.0:
+        return F.relu(x)
+    if p >= 1.0:
+        return torch.zeros_like(x)
+    if _compiling():
+        return F.dropout(F.relu(x), p, training=True)  # the compiler fuses both, with its own generator
+    return _ReluDropout.apply(x, p)
+
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
 
 class MLP(nn.Sequential):
@@ -159,12 +244,19 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
     def forward(self, x: torch.Tensor | FlatFields) -> torch.Tensor:
-        modules = iter(self)
+        modules = list(self)
+        i = 0
         if isinstance(x, FlatFields):
-            first = next(modules)
-            x = x.linear(first.weight.t(), first.bias)  # (B, dims[0])
-        for module in modules:
-            x = module(x)
+            x = x.linear(modules[0].weight.t(), modules[0].bias)  # (B, dims[0])
+            i = 1
+        while i < len(modules):
+            module, following = modules[i], modules[i + 1] if i + 1 < len(modules) else None
+            if isinstance(module, nn.ReLU) and isinstance(following, nn.Dropout):
+                x = relu_dropout(x, following.p, self.training)
+                i += 2
+            else:
+                x = module(x)
+                i += 1
         return x
 
 
@@ -219,7 +311,7 @@ class MLPBank(nn.Module):
                 x = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight).transpose(0, 1)  # (B, n, O)
             if layer < self.hidden_num:
                 x = self.norms[layer](x.reshape(batch_size, -1))  # (B, n * O)
-                x = self.dropout(F.relu(x))
+                x = relu_dropout(x, self.dropout.p, self.training)
             if x.dim() == 2:
                 x = x.unflatten(1, (self.n, -1))  # (B, n, O)
         return x

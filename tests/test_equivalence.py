@@ -14,13 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-from mtreclib.layers import MLP, FieldEmbedding, FlatFields, Gate, MLPBank, set_split_products
+from mtreclib.layers import MLP, FieldEmbedding, FlatFields, Gate, MLPBank, dropout_mask, relu_dropout, set_split_products
 from mtreclib.models import list_models, multitask_bce
 from mtreclib.schema import FeatureSchema
 
 from conftest import random_batch, small_model
 
-# Vocabularies on both sides of the projection threshold at batch 64 (0.75 * 64 = 48 ids).
+# Distinct ids per batch of 64 on both sides of the projection threshold (0.75 * 64 = 48).
 MIXED_SCHEMA = FeatureSchema(field_dims=(3, 40, 200, 7, 1000, 2), numerical_num=5)
 BATCH = 64
 
@@ -52,14 +52,15 @@ def _batches(n: int, dtype: torch.dtype) -> list:
     return [b._replace(numerical=b.numerical.to(dtype)) for b in batches]
 
 
-def _projected_fields(model: nn.Module, batch_size: int) -> set[int]:
+def _projected_fields(model: nn.Module, batch) -> set[int]:
     layer = next(m for m in model.modules() if isinstance(m, FieldEmbedding))
-    return {f for f, d in enumerate(layer.field_dims) if d <= layer.projection_ratio * batch_size}
+    return set(layer.flat(batch.categorical, batch.numerical)._plan_split().projected)
 
 
 def test_ratios_cover_dense_mixed_and_projected_fields():
     fields = set(range(MIXED_SCHEMA.field_num))
-    projected = {label: _projected_fields(_pair("mmoe", ratio)[0], BATCH) for label, ratio in RATIOS.items()}
+    (batch,) = _batches(1, torch.float64)
+    projected = {label: _projected_fields(_pair("mmoe", ratio)[0], batch) for label, ratio in RATIOS.items()}
     assert projected["dense_only"] == set()
     assert set() < projected["mixed"] < fields
     assert projected["all_projected"] == fields
@@ -166,6 +167,47 @@ def test_bank_mlp_and_gate_read_flat_fields_as_they_read_the_dense_tensor():
         flat = layer.flat(batch.categorical, batch.numerical)
         assert isinstance(flat, FlatFields)
         torch.testing.assert_close(module(flat), module(flat.tensor()), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("keep", [0.8, 0.5, 0.1])
+def test_dropout_masks_keep_each_element_with_the_given_probability(keep):
+    torch.manual_seed(0)
+    mask = dropout_mask(torch.Size((1001, 999)), keep, torch.device("cpu"))
+    assert mask.shape == (1001, 999) and mask.dtype == torch.bool
+    flat = mask.flatten()
+    # At the rate everywhere: even and odd positions, first and last rows (sd <= 0.0007 here).
+    for part in (flat[0::2], flat[1::2], mask[:500].flatten(), mask[500:].flatten()):
+        assert abs(part.float().mean().item() - keep) < 0.004
+    # Neighbours independent: kept together at rate keep^2.
+    pairs = flat[: flat.numel() // 2 * 2].view(-1, 2)
+    assert abs(pairs.all(dim=1).float().mean().item() - keep**2) < 0.004
+
+
+def test_dropout_masks_follow_the_torch_seed():
+    shape, device = torch.Size((64, 33)), torch.device("cpu")
+    torch.manual_seed(5)
+    first = dropout_mask(shape, 0.8, device)
+    torch.manual_seed(5)
+    assert torch.equal(dropout_mask(shape, 0.8, device), first)
+    assert not torch.equal(dropout_mask(shape, 0.8, device), first)
+
+
+def test_relu_dropout_is_dropout_of_relu_with_its_mask():
+    torch.manual_seed(0)
+    x = torch.randn(300, 40, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(7)
+    out = relu_dropout(x, 0.2, training=True)
+    torch.manual_seed(7)
+    mask = dropout_mask(x.shape, 0.8, x.device)
+    expected = torch.relu(x) * mask / 0.8
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=0)
+    upstream = torch.randn_like(x)
+    (got,) = torch.autograd.grad((out * upstream).sum(), x)
+    (want,) = torch.autograd.grad((expected * upstream).sum(), x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    assert 0.7 < (out != 0).sum().item() / (x > 0).sum().item() < 0.9  # about 80% of positives kept
+    assert torch.equal(relu_dropout(x, 0.2, training=False), torch.relu(x))
+    assert torch.equal(relu_dropout(x, 0.0, training=True), torch.relu(x))
 
 
 @pytest.mark.parametrize("name", list_models())
