@@ -34,10 +34,14 @@ class FieldEmbedding(nn.Module):
         projection_ratio: in a split product, a field whose distinct ids in the batch number at
             most this share of the batch size is projected and gathered (``FlatFields.linear``);
             the others are multiplied densely.
+        min_split_macs: products smaller than this (batch x input x output multiply-adds) are
+            computed densely: there the split's fixed costs (a few dozen small operations)
+            outweigh the arithmetic it saves.
     """
 
     split_products: bool = True
     projection_ratio: float = 0.75
+    min_split_macs: int = 2**25
 
     def __init__(self, field_dims: Sequence[int], numerical_num: int, embed_dim: int):
         super().__init__()
@@ -106,7 +110,8 @@ class FlatFields:
 
     def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``tensor() @ weight + bias``: ((F + 1) * D, H) weight, (H,) bias -> (B, H)."""
-        if not self.embedding.split_products:
+        macs = self.batch_size * weight.shape[0] * weight.shape[1]
+        if not self.embedding.split_products or macs < self.embedding.min_split_macs:
             x = self.tensor()
             return x @ weight if bias is None else torch.addmm(bias, x, weight)
         return self._split_linear(weight, bias)

@@ -42,6 +42,7 @@ def _pair(name: str, ratio: float, dtype: torch.dtype = torch.float64) -> tuple[
     for module in fast.modules():
         if isinstance(module, FieldEmbedding):
             module.projection_ratio = ratio
+            module.min_split_macs = 0  # split even these small products
     plain = copy.deepcopy(fast)
     set_split_products(plain, False)
     return fast, plain
@@ -121,6 +122,7 @@ def test_flat_fields_linear_equals_the_dense_product(ratio):
     torch.manual_seed(0)
     layer = FieldEmbedding(MIXED_SCHEMA.field_dims, MIXED_SCHEMA.numerical_num, embed_dim=6).double()
     layer.projection_ratio = ratio
+    layer.min_split_macs = 0
     batch = _batches(1, torch.float64)[0]
     weight = torch.randn(layer.output_dim, 9, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(9, dtype=torch.float64, requires_grad=True)
@@ -145,6 +147,7 @@ def test_flat_fields_linear_equals_the_dense_product(ratio):
 def test_flat_fields_linear_without_numerical_features_and_without_bias():
     torch.manual_seed(0)
     layer = FieldEmbedding((4, 90, 3), numerical_num=0, embed_dim=5).double()
+    layer.min_split_macs = 0
     categorical = torch.stack([torch.randint(0, d, (32,)) for d in layer.field_dims], dim=1)
     numerical = torch.empty(32, 0, dtype=torch.float64)
     weight = torch.randn(layer.output_dim, 7, dtype=torch.float64)
@@ -157,6 +160,7 @@ def test_bank_mlp_and_gate_read_flat_fields_as_they_read_the_dense_tensor():
     """The layers' own products (bank of members side by side, transposed Linear weights) on both inputs."""
     torch.manual_seed(0)
     layer = FieldEmbedding(MIXED_SCHEMA.field_dims, MIXED_SCHEMA.numerical_num, embed_dim=4).double()
+    layer.min_split_macs = 0
     batch = _batches(1, torch.float64)[0]
     modules = [
         MLPBank(layer.output_dim, (6, 5), n=3, dropout=0.0, output_layer=True).double(),
@@ -167,6 +171,21 @@ def test_bank_mlp_and_gate_read_flat_fields_as_they_read_the_dense_tensor():
         flat = layer.flat(batch.categorical, batch.numerical)
         assert isinstance(flat, FlatFields)
         torch.testing.assert_close(module(flat), module(flat.tensor()), rtol=1e-12, atol=1e-12)
+
+
+def test_small_products_skip_the_split():
+    """Where the dense product is tiny, the split's fixed costs would dominate: it is not used."""
+    layer = FieldEmbedding(MIXED_SCHEMA.field_dims, MIXED_SCHEMA.numerical_num, embed_dim=4)
+    batch = _batches(1, torch.float32)[0]
+    weight = torch.randn(layer.output_dim, 3)
+    layer.min_split_macs = BATCH * layer.output_dim * 3 + 1
+    flat = layer.flat(batch.categorical, batch.numerical)
+    flat.linear(weight)
+    assert flat._plan is None and flat._fields is not None  # formed and multiplied densely
+    layer.min_split_macs = BATCH * layer.output_dim * 3
+    flat = layer.flat(batch.categorical, batch.numerical)
+    flat.linear(weight)
+    assert flat._plan is not None and flat._fields is None  # split; the concatenation never formed
 
 
 @pytest.mark.parametrize("keep", [0.8, 0.5, 0.1])
@@ -215,6 +234,9 @@ def test_bfloat16_autocast_is_close_to_float32(name):
     """bf16 keeps about three significant digits: logits, loss and gradients stay close to float32's."""
     torch.manual_seed(0)
     model = small_model(name, MIXED_SCHEMA)  # no dropout: both runs see the same network
+    for module in model.modules():
+        if isinstance(module, FieldEmbedding):
+            module.min_split_macs = 0  # the split path under autocast too
     batches = _batches(model.batches_per_step, torch.float32)
     model.eval()
     with torch.inference_mode():
