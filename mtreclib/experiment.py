@@ -19,7 +19,7 @@ from mtreclib.distributed import ProcessPlace
 from mtreclib.errors import UserError
 from mtreclib.metrics import task_metrics
 from mtreclib.models import create_model, model_class, model_kwargs
-from mtreclib.trainer import Trainer, TrainConfig
+from mtreclib.trainer import PRECISIONS, Trainer, TrainConfig
 
 
 @dataclass
@@ -79,6 +79,7 @@ def check_config(config: ExperimentConfig) -> None:
         (not 0 <= config.valid_fraction < 1, f"validation fraction must be in [0, 1), got {config.valid_fraction}"),
         (config.valid_split not in ("tail", "random"), f"validation split must be tail or random, got {config.valid_split!r}"),
         (config.task_num < 1, f"task number must be at least 1, got {config.task_num}"),
+        (train.precision not in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {train.precision!r}"),
     ]
     for failed, message in problems:
         if failed:

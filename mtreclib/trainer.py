@@ -14,6 +14,7 @@ the metrics are those of the whole split. Only rank 0 shows progress and writes 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -49,6 +50,11 @@ class TrainConfig:
         seed: seeds the shuffling (the caller seeds the model's initialisation).
         progress: show progress bars.
         checkpoint: where the best weights are written (to a temporary name, then renamed).
+        precision: ``"fp32"``, or ``"bf16"``: forward passes under bfloat16 autocast (matrix
+            products in bf16, weights, optimizer and loss in float32). Pays only where the
+            hardware multiplies bf16 natively (recent GPUs, CPUs with AVX-512 BF16 or AMX).
+        compile: run the model through ``torch.compile`` (needs a C++ compiler on CPU, takes a
+            while on the first steps).
     """
 
     epochs: int = 50
@@ -60,6 +66,8 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     checkpoint: Path | None = None
+    precision: str = "fp32"
+    compile: bool = False
 
 
 @dataclass
@@ -106,6 +114,29 @@ def save_checkpoint(path: Path, state: dict) -> None:
         temporary.unlink(missing_ok=True)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context that runs forward passes at ``precision`` on ``device``."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def adam(parameters: Iterator[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam as the original configures it, fused into one kernel per step where PyTorch can."""
+    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
+    parameters = list(parameters)
+    try:
+        # Fused Adam: CUDA since PyTorch 2.0, CPU since 2.4; the same update, in fewer passes.
+        return torch.optim.Adam(parameters, **kwargs, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(parameters, **kwargs, foreach=device.type == "cuda")
+
+
 def _groups(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
     """Consecutive batches in groups of ``size``; the last group may be shorter."""
     group: list[Batch] = []
@@ -136,9 +167,12 @@ class Trainer:
         self.rank = rank
         self.world_size = world_size
         self.objective: nn.Module = TrainingObjective(model)
+        self.optimizer = adam(model.parameters(), config, device)
+        if config.compile:
+            # In place, so that the model's own training_loss calls the compiled forward.
+            model.compile()
         if world_size > 1:
             self.objective = distributed.wrap(self.objective, device)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -215,7 +249,8 @@ class Trainer:
         )
         start = time.perf_counter()
         for group in _groups(iter(loader), self.model.batches_per_step):
-            loss = self.objective(group)
+            with autocast(self.device, config.precision):
+                loss = self.objective(group)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -241,7 +276,8 @@ class Trainer:
         logits = torch.empty(len(table), len(self.task_names))
         start = 0
         for batch in self._loader(table, train=False):
-            out = self.model(batch.categorical, batch.numerical)
+            with autocast(self.device, self.config.precision):
+                out = self.model(batch.categorical, batch.numerical)
             logits[start : start + batch.size] = out.float().cpu()
             start += batch.size
         return logits

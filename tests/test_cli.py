@@ -88,3 +88,25 @@ def test_originals_main_py_invocation_runs(aliexpress_dir, tmp_path):
 def test_originals_main_py_reports_missing_data_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "AliExpress_NL" in done.stderr
+
+
+def test_precision_and_compile_flags_reach_the_training_configuration(monkeypatch, capsys):
+    import mtreclib.commands.train as train_command
+
+    class Captured(Exception):
+        pass
+
+    def capture(config, **kwargs):
+        raise Captured(config)
+
+    monkeypatch.setattr(train_command, "run_experiment", capture)
+    with pytest.raises(Captured) as captured:
+        main(["train", "--precision", "bf16", "--compile", "--no-progress", "--no-save"])
+    config = captured.value.args[0]
+    assert config.train.precision == "bf16" and config.train.compile is True
+    with pytest.raises(Captured) as captured:
+        main(["train", "--no-progress", "--no-save"])
+    assert captured.value.args[0].train.precision == "fp32" and captured.value.args[0].train.compile is False
+    with pytest.raises(SystemExit) as error:
+        main(["train", "--precision", "fp16", "--no-progress"])
+    assert error.value.code == 2 and "fp16" in capsys.readouterr().err

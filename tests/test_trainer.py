@@ -116,3 +116,61 @@ def test_training_learns_the_synthetic_task():
     results = run_experiment(small_experiment(epochs=4, patience=0, lr=1e-2), dataset=dataset)
     for task, floor in (("click", 0.68), ("conversion", 0.6)):
         assert floor < results["tasks"][task]["auc"] < results["oracle"][task]["auc"] + 0.02
+
+
+def test_bf16_precision_trains_and_evaluates_under_autocast(tiny_synthetic):
+    """The forward passes run in bf16 (a probe sees bf16 products), weights and loss stay float32."""
+    torch.manual_seed(0)
+    model = small_model("mmoe", tiny_synthetic.schema)
+    seen: list[torch.dtype] = []
+    model.towers.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    trainer = Trainer(model, replace(QUIET, epochs=1, patience=0, max_steps=3, precision="bf16"), torch.device("cpu"))
+    train_rows, valid_rows = split_validation(tiny_synthetic.train, 0.2)
+    result = trainer.fit(train_rows, valid_rows)
+    assert result.steps == 3 and math.isfinite(result.history[0]["train_loss"])
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    metrics = result.history[0]["valid"]
+    assert all(0 < m["auc"] < 1 and math.isfinite(m["logloss"]) for m in metrics.values())
+
+
+def test_unknown_precision_is_a_user_error(tiny_synthetic):
+    from mtreclib.errors import UserError
+
+    with pytest.raises(UserError, match="precision"):
+        run_experiment(small_experiment(epochs=1, precision="fp16"), dataset=tiny_synthetic)
+
+
+def test_trainer_adam_makes_the_same_updates_as_plain_adam():
+    """Fused where PyTorch can: the same update as the original's ``torch.optim.Adam``."""
+    from mtreclib.trainer import adam
+
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(10, 5), (7,)]
+    ours = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
+    plain = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    optimizers = [adam(iter(ours), replace(QUIET, lr=1e-2, weight_decay=1e-3), torch.device("cpu")),
+                  torch.optim.Adam(plain, lr=1e-2, weight_decay=1e-3)]
+    for _ in range(5):
+        grads = [torch.randn(s, generator=generator) for s in shapes]
+        for parameters, optimizer in zip((ours, plain), optimizers):
+            for p, g in zip(parameters, grads):
+                p.grad = g.clone()
+            optimizer.step()
+    for p, q in zip(ours, plain):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(ours[0], torch.randn(shapes[0], generator=torch.Generator().manual_seed(0)))  # they moved
+
+
+def test_compile_option_compiles_the_model_in_place(monkeypatch, tiny_synthetic):
+    """In place, so that the model's own training_loss goes through the compiled forward.
+
+    (Compiling for real takes minutes on two cores: the option's effect on speed is measured by
+    benchmarks/throughput.py --compile, not here.)"""
+    model = small_model("mmoe", tiny_synthetic.schema)
+    calls = []
+    monkeypatch.setattr(model, "compile", lambda *a, **k: calls.append((a, k)))
+    Trainer(model, replace(QUIET, compile=True), torch.device("cpu"))
+    assert calls == [((), {})]
+    Trainer(small_model("mmoe", tiny_synthetic.schema), QUIET, torch.device("cpu"))
+    assert len(calls) == 1

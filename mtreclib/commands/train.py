@@ -13,7 +13,7 @@ from mtreclib import distributed
 from mtreclib.data.datasets import builtin_datasets
 from mtreclib.experiment import ExperimentConfig, format_results, resolve_device, run_experiment, write_json
 from mtreclib.models import list_models
-from mtreclib.trainer import TrainConfig
+from mtreclib.trainer import PRECISIONS, TrainConfig
 
 NAME = "train"
 HELP = "train one model and report per-task test AUC and log-loss"
@@ -71,6 +71,14 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, seed_help: str = 
         help="tail: the last rows of train.csv (files are in time order); random: a seeded random subset (default: %(default)s)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults.precision,
+        help="bf16: bfloat16 autocast for the forward passes; faster only where the hardware has native bf16 "
+        "(recent GPUs, CPUs with AVX-512 BF16/AMX) (default: %(default)s)",
+    )
+    parser.add_argument("--compile", action="store_true", help="run the model through torch.compile")
 
 
 def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
@@ -98,6 +106,8 @@ def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
             max_steps=args.max_steps,
             seed=args.seed,
             progress=not args.no_progress,
+            precision=args.precision,
+            compile=args.compile,
         ),
     )
 

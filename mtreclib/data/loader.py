@@ -97,14 +97,25 @@ class BatchLoader:
             yield self._gather(start, stop, order)
 
     def _gather(self, start: int, stop: int, order: torch.Tensor | None) -> Batch:
-        if order is None and self._index is None:
-            parts = [t[start:stop] for t in (self._categorical, self._numerical, self._labels)]
-        else:
+        sources = (self._categorical, self._numerical, self._labels)
+        rows = None
+        if order is not None or self._index is not None:
             rows = order[start:stop] if order is not None else torch.arange(start, stop)
             if self._index is not None:
                 rows = self._index[rows]
-            parts = [t.index_select(0, rows) for t in (self._categorical, self._numerical, self._labels)]
         if self._pin:
-            parts = [p.pin_memory() for p in parts]
+            # Rows go straight into page-locked memory, so the copy to the GPU runs asynchronously;
+            # the caching host allocator reuses a buffer only once its copy has finished.
+            parts = [torch.empty((stop - start, *t.shape[1:]), dtype=t.dtype, pin_memory=True) for t in sources]
+            for source, part in zip(sources, parts):
+                if rows is None:
+                    part.copy_(source[start:stop])
+                else:
+                    torch.index_select(source, 0, rows, out=part)
+        elif rows is None:
+            parts = [t[start:stop] for t in sources]
+        else:
+            parts = [t.index_select(0, rows) for t in sources]
+        # Narrow types cross to the device; widening happens there.
         categorical, numerical, labels = (p.to(self.device, non_blocking=self._pin) for p in parts)
         return Batch(categorical.long(), numerical.float(), labels.float())

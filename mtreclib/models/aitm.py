@@ -55,7 +55,7 @@ class AITM(MultiTaskModel):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        emb = self.embedding(categorical, numerical).flatten(1)  # (B, (F + 1) * D)
+        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
         fea = list(self.bottoms(emb).unbind(1))  # T x (B, H)
         for t in range(1, self.task_num):
             x = torch.stack([self.transfer[t - 1](fea[t - 1]), fea[t]], dim=1)  # (B, 2, H)

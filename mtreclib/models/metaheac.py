@@ -68,11 +68,12 @@ class MetaHeac(MultiTaskModel):
         ``task_embedding`` (T, D) replaces the learned one (the meta-learning inner step).
         """
         task_emb = self.task_embedding.weight if task_embedding is None else task_embedding  # (T, D)
-        fields = self.embedding(categorical, numerical)  # (B, F + 1, D)
+        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
+        fields = emb.fields()  # (B, F + 1, D)
         batch_size, task_num = fields.shape[0], task_emb.shape[0]
         context = fields.mean(dim=1, keepdim=True).expand(batch_size, task_num, -1)  # (B, T, D)
         gate_input = torch.cat([task_emb.expand(batch_size, -1, -1), context], dim=-1)  # (B, T, 2D)
-        experts = self.experts(fields.flatten(1))  # (B, E, H)
+        experts = self.experts(emb)  # (B, E, H)
         expert_weights = self.expert_gate(gate_input.flatten(0, 1)).view(batch_size, task_num, -1)  # (B, T, E)
         task_fea = mix(expert_weights, experts)  # (B, T, H)
         # Critics run per task so that BatchNorm sees one task's batch, as in the original.

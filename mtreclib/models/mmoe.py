@@ -39,6 +39,6 @@ class MMoE(MultiTaskModel):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        emb = self.embedding(categorical, numerical).flatten(1)  # (B, (F + 1) * D)
+        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
         task_fea = mix(self.gates(emb), self.experts(emb))  # (B, T, H)
         return self.towers(task_fea).squeeze(-1)  # (B, T)

@@ -39,6 +39,6 @@ class OMoE(MultiTaskModel):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        emb = self.embedding(categorical, numerical).flatten(1)  # (B, (F + 1) * D)
+        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
         mixture = mix(self.gate(emb), self.experts(emb)).squeeze(1)  # (B, H)
         return self.towers(mixture).squeeze(-1)  # (B, T)

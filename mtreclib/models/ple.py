@@ -64,7 +64,7 @@ class PLE(MultiTaskModel):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        emb = self.embedding(categorical, numerical).flatten(1)  # (B, (F + 1) * D)
+        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
         task_fea = [emb] * self.task_num
         shared_fea = emb
         for level in range(len(self.task_experts)):

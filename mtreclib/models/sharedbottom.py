@@ -36,6 +36,6 @@ class SharedBottom(MultiTaskModel):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        emb = self.embedding(categorical, numerical).flatten(1)  # (B, (F + 1) * D)
+        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
         shared = self.bottom(emb)  # (B, H)
         return self.towers(shared).squeeze(-1)  # (B, T)

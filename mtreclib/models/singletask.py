@@ -23,7 +23,7 @@ class _SingleTaskNetwork(nn.Module):
         self.tower = MLP(bottom_dims[-1], tower_dims, dropout, output_layer=True)
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
-        emb = self.embedding(categorical, numerical).flatten(1)  # (B, (F + 1) * D)
+        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
         return self.tower(self.bottom(emb))
 
 
