@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mtreclib.commands import generate, models, train
+from mtreclib.commands import generate, models, preprocess, train
 from mtreclib.errors import UserError
 
 # Each module has NAME, HELP, add_arguments(parser) and run(args) -> exit status.
-COMMANDS = (train, models, generate)
+COMMANDS = (train, models, generate, preprocess)
 
 
 def build_parser() -> argparse.ArgumentParser:
