@@ -92,7 +92,8 @@ def parse_piece(path: object, piece: Piece, names: Sequence[str], types: dict[st
             pa.py_buffer(piece.data),
             read_options=pacsv.ReadOptions(column_names=list(names), use_threads=True, block_size=1 << 20),
             parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+            # Only an empty field is missing: "n/a" or "null" must be reported as text, not read as gaps.
+            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False),
         )
     except pa.ArrowInvalid as error:
         located = locate_parse_error(path, piece, names, types)
@@ -101,6 +102,9 @@ def parse_piece(path: object, piece: Piece, names: Sequence[str], types: dict[st
     for name in names:
         column = table.column(name)
         if column.null_count:
-            row = column.is_null().to_numpy(zero_copy_only=False).argmax()
-            raise DataError(path, f"missing value; expected {_kind(types[name])[1]}", line=piece.first_line + int(row), column=name)
+            row = int(column.is_null().to_numpy(zero_copy_only=False).argmax())
+            line = piece.first_line + row
+            if all(table.column(other)[row].as_py() is None for other in names):
+                raise DataError(path, f"an empty line; expected {len(names)} values", line=line)
+            raise DataError(path, f"missing value; expected {_kind(types[name])[1]}", line=line, column=name)
     return table
