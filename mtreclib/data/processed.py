@@ -7,6 +7,7 @@ clicked rows). ``search_id`` groups the rows of one search page and is not a fea
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece
+from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece, prefetch
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.errors import DataError
 
@@ -74,11 +75,14 @@ class ProcessedChunk:
 
 
 def _stack(data: pa.Table, names: tuple[str, ...], dtype: type) -> np.ndarray:
-    """(n, len(names)) row-major array of ``names``: rows are what batches gather."""
-    out = np.empty((data.num_rows, len(names)), dtype=dtype)
-    for j, name in enumerate(names):
-        out[:, j] = data.column(name).to_numpy()
-    return out
+    """(n, len(names)) row-major array of ``names``: rows are what batches gather.
+
+    Arrow's own row-major conversion is several times faster than filling NumPy column by column.
+    """
+    batches = data.select(list(names)).combine_chunks().to_batches()
+    if not batches:
+        return np.empty((0, len(names)), dtype=dtype)
+    return np.asarray(batches[0].to_tensor(row_major=True)).astype(dtype, copy=False)
 
 
 def _first_bad(mask: np.ndarray) -> int:
@@ -133,10 +137,11 @@ def read_processed_chunks(path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTE
     rows = 0
     with open(path, "rb") as handle:
         handle.readline()
-        for piece in line_pieces(handle, first_line=2, chunk_bytes=chunk_bytes):
-            chunk = _check_chunk(path, parse_piece(path, piece, COLUMNS, types), piece.first_line, piece.data.nbytes)
-            rows += len(chunk.labels)
-            yield chunk
+        with contextlib.closing(prefetch(line_pieces(handle, first_line=2, chunk_bytes=chunk_bytes))) as pieces:
+            for piece in pieces:
+                chunk = _check_chunk(path, parse_piece(path, piece, COLUMNS, types), piece.first_line, piece.data.nbytes)
+                rows += len(chunk.labels)
+                yield chunk
     if rows == 0:
         raise DataError(path, "no data rows after the header")
 

@@ -14,10 +14,11 @@ page's user row on the search id, and becomes one processed row:
 
 These are the columns and values of the original MTReclib's ``data/preprocess.py``. Rows come in
 the item file's order (the original's pandas merge orders them by the user file; on the real
-files, where both are in page order, that is the same order). Numbers are written as the
-shortest text that reads back to the same float64, so a value reads back exactly as the raw
-file's text; the original's pandas parser could be one float64 ulp off (``0.33557800000000004``),
-which vanishes in the float32 features models train on.
+files, where both are in page order, that is the same order). Numerical values are checked to be
+finite numbers and then copied as the raw file's text: the same values exactly, and no float
+formatting (the slowest part of writing CSV). The original's pandas round trip could write a value
+one float64 ulp off (``0.33557800000000004`` for ``0.335578``), which vanishes in the float32
+features models train on.
 
 Memory: one split's user table is held (sorted by search id, about 300 bytes a page); item rows
 go through in pieces of ``CHUNK_BYTES`` of text, so memory does not grow with the item count.
@@ -25,8 +26,11 @@ go through in pieces of ``CHUNK_BYTES`` of text, so memory does not grow with th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +39,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
-from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece
+from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece, prefetch
 from mtreclib.data.processed import COLUMNS
 from mtreclib.data.rawfiles import RawFile, find_raw_files
 from mtreclib.errors import DataError
@@ -100,15 +104,6 @@ def _check_ids(name: str, data: pa.Table, columns: tuple[str, ...], first_line: 
             raise DataError(name, f"expected an id in 0..{_INT32_MAX}, found {values[row]}", line=first_line + row, column=column)
 
 
-def _check_finite(name: str, data: pa.Table, columns: tuple[str, ...], first_line: int) -> None:
-    for column in columns:
-        values = data.column(column).to_numpy()
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(bad.argmax())
-            raise DataError(name, f"expected a finite number, found {values[row]}", line=first_line + row, column=column)
-
-
 @dataclass(frozen=True)
 class UserTable:
     """One split's user rows, sorted by search id for the join.
@@ -125,11 +120,10 @@ class UserTable:
 def read_users(source: RawFile, *, chunk_bytes: int = CHUNK_BYTES) -> tuple[UserTable, int]:
     """The user file, checked and sorted by search id; and its uncompressed size in bytes."""
     pieces = []
-    with source.open() as (stream, size):
-        for piece in line_pieces(stream, chunk_bytes=chunk_bytes):
-            data = parse_piece(source.name, piece, USER_COLUMNS, USER_TYPES)
+    with source.open() as (stream, size), contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))) as texts:
+        for piece in texts:
+            data = parse_piece(source.name, piece, USER_COLUMNS, USER_TYPES, text_numbers=USER_NUMERICAL)
             _check_ids(source.name, data, USER_CATEGORICAL, piece.first_line)
-            _check_finite(source.name, data, USER_NUMERICAL, piece.first_line)
             pieces.append(data)
     if not pieces:
         raise DataError(source.name, f"the file is empty; expected rows of {len(USER_COLUMNS)} values")
@@ -178,6 +172,44 @@ def _joined(users: UserTable, items: pa.Table, user_rows: np.ndarray, labels: np
     return pa.Table.from_arrays(arrays, names=list(COLUMNS))
 
 
+class _BackgroundWriter:
+    """Writes tables as headerless CSV on a worker thread, in order, at most ``depth`` pending.
+
+    Arrow formats CSV without the GIL, so the next piece is parsed and joined meanwhile. Leaving
+    the context waits for the pending writes; their errors are raised by ``write`` or on leaving.
+    """
+
+    def __init__(self, sink: pa.NativeFile, depth: int = 2):
+        self._sink = sink
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtrec-csv")
+        self._pending: deque[Future] = deque()
+        self._writer: pacsv.CSVWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pacsv.CSVWriter(self._sink, table.schema, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._writer.write_table, table))
+
+    def __enter__(self) -> _BackgroundWriter:
+        return self
+
+    def __exit__(self, error_type: type | None, *exc_info: object) -> None:
+        try:
+            while self._pending:
+                write = self._pending.popleft()
+                if error_type is None:
+                    write.result()
+                else:  # the error already raised is the one to report
+                    write.exception()
+            if self._writer is not None and error_type is None:
+                self._writer.close()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 def convert_split(
     users_file: RawFile,
     items_file: RawFile,
@@ -198,16 +230,19 @@ def convert_split(
     report = SplitReport(pages=len(users.search_id), raw_bytes=user_bytes)
     referenced = np.zeros(len(users.search_id), dtype=bool)
     orphans = _Orphans()
-    options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-    with items_file.open() as (stream, size), pa.OSFile(str(output), "wb") as sink:
-        report.raw_bytes += size
+    with contextlib.ExitStack() as stack:
+        stream, size = stack.enter_context(items_file.open())
+        pieces = stack.enter_context(contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))))
+        sink = stack.enter_context(pa.OSFile(str(output), "wb"))
         sink.write((",".join(COLUMNS) + "\n").encode())
-        bar = tqdm(total=size, unit="B", unit_scale=True, desc=items_file.csv_name, disable=None if progress else True, leave=False)
-        writer = None
-        for piece in line_pieces(stream, chunk_bytes=chunk_bytes):
-            items = parse_piece(items_file.name, piece, ITEM_COLUMNS, ITEM_TYPES)
+        writer = stack.enter_context(_BackgroundWriter(sink))
+        bar = stack.enter_context(
+            tqdm(total=size, unit="B", unit_scale=True, desc=items_file.csv_name, disable=None if progress else True, leave=False)
+        )
+        report.raw_bytes += size
+        for piece in pieces:
+            items = parse_piece(items_file.name, piece, ITEM_COLUMNS, ITEM_TYPES, text_numbers=ITEM_NUMERICAL)
             _check_ids(items_file.name, items, ITEM_CATEGORICAL, piece.first_line)
-            _check_finite(items_file.name, items, ITEM_NUMERICAL, piece.first_line)
             labels = items.column(LABEL).to_numpy()
             bad = (labels < 0) | (labels > 2)
             if bad.any():
@@ -229,16 +264,10 @@ def convert_split(
             if not matched.all():
                 items, position, labels = items.filter(pa.array(matched)), position[matched], labels[matched]
             referenced[position] = True
-            rows = _joined(users, items, position, labels)
-            if writer is None:
-                writer = pacsv.CSVWriter(sink, rows.schema, write_options=options)
-            writer.write_table(rows)
-            report.rows += rows.num_rows
+            writer.write(_joined(users, items, position, labels))
+            report.rows += len(labels)
             report.clicks += int((labels >= 1).sum())
             report.conversions += int((labels == 2).sum())
-        bar.close()
-        if writer is not None:
-            writer.close()
     if report.items == 0:
         raise DataError(items_file.name, f"the file is empty; expected rows of {len(ITEM_COLUMNS)} values")
     report.orphans = orphans.count
