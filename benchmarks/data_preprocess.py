@@ -42,12 +42,16 @@ def raw_csv_bytes(outer: Path) -> int:
     return total
 
 
-def one_size(work: Path, config: RawConfig, label: str) -> dict:
+def one_size(work: Path, config: RawConfig, label: str, reuse: bool) -> dict:
     folder = work / label
-    shutil.rmtree(folder, ignore_errors=True)
-    start = time.perf_counter()
-    outer = generate_download(folder, config, compresslevel=1)
-    generated = time.perf_counter() - start
+    outer = folder / "aliexpress_NL_datasets.zip"
+    generated = None
+    if not (reuse and outer.is_file()):
+        shutil.rmtree(folder, ignore_errors=True)
+        start = time.perf_counter()
+        generate_download(folder, config, compresslevel=1)
+        generated = round(time.perf_counter() - start, 1)
+    shutil.rmtree(folder / "AliExpress_NL", ignore_errors=True)
     items = config.train_items + config.test_items
     raw_bytes = raw_csv_bytes(outer)
     run = measure(python("-m", "mtreclib", "preprocess", "--data-dir", str(folder), "--no-progress"))
@@ -67,7 +71,7 @@ def one_size(work: Path, config: RawConfig, label: str) -> dict:
         "train_items": config.train_items,
         "test_items": config.test_items,
         "pages": run.stdout.split(" pages")[0].rsplit(" on ", 1)[1],
-        "generate_seconds": round(generated, 1),
+        "generate_seconds": generated,
         "zip_mb": round(outer.stat().st_size / 1e6, 1),
         "raw_csv_mb": round(raw_bytes / 1e6, 1),
         "preprocess": {
@@ -93,6 +97,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000], help="training item rows")
     parser.add_argument("--items-per-page", type=float, default=12.0)
     parser.add_argument("--same-pages", action="store_true", help="also the largest size with the smallest size's page count")
+    parser.add_argument("--reuse", action="store_true", help="keep raw zips already generated in WORK")
     parser.add_argument("--clean", action="store_true", help="delete the generated files afterwards")
     parser.add_argument("--out", help="write the figures as JSON here too")
     args = parser.parse_args()
@@ -100,12 +105,12 @@ def main() -> None:
     results = []
     for rows in args.rows:
         config = RawConfig(train_items=rows, test_items=rows // 5, items_per_page=args.items_per_page)
-        results.append(one_size(work, config, f"raw_{rows}"))
+        results.append(one_size(work, config, f"raw_{rows}", args.reuse))
         print(results[-1], flush=True)
     if args.same_pages and len(args.rows) > 1:
         small, large = min(args.rows), max(args.rows)
         config = RawConfig(train_items=large, test_items=large // 5, items_per_page=args.items_per_page * large / small)
-        results.append(one_size(work, replace(config), f"raw_{large}_same_pages"))
+        results.append(one_size(work, replace(config), f"raw_{large}_same_pages", args.reuse))
         print(results[-1], flush=True)
     if args.clean:
         shutil.rmtree(work, ignore_errors=True)
