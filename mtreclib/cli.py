@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mtreclib.commands import benchmark, generate, models, report, train
+from mtreclib.commands import benchmark, generate, models, preprocess, report, train
 from mtreclib.errors import UserError
 
 # Each module has NAME, HELP, add_arguments(parser) and run(args) -> exit status.
-COMMANDS = (train, models, generate, benchmark, report)
+COMMANDS = (train, models, generate, preprocess, benchmark, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from mtreclib.data import synthetic
-from mtreclib.data.processed import LABEL_COLUMNS, read_processed_csv
+from mtreclib.data.cache import clamp_split, open_split
+from mtreclib.data.processed import LABEL_COLUMNS
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.errors import UserError
 from mtreclib.schema import FeatureSchema
@@ -37,7 +39,12 @@ def vocabulary(train: MultiTaskTable) -> tuple[int, ...]:
     the field's last row, ``max + 1``, which no training row selects: an unknown id gets its
     field's one untrained embedding instead of a crash or another id's embedding.
     """
-    return tuple(int(d) + 2 for d in train.categorical.max(axis=0))
+    return vocabulary_from_max(train.categorical.max(axis=0))
+
+
+def vocabulary_from_max(categorical_max: Sequence[int]) -> tuple[int, ...]:
+    """The vocabulary rule from each field's largest training id (recorded in the cache)."""
+    return tuple(int(m) + 2 for m in categorical_max)
 
 
 def clamp_to_vocabulary(table: MultiTaskTable, field_dims: tuple[int, ...]) -> MultiTaskTable:
@@ -65,6 +72,19 @@ def load_dataset(name: str, data_dir: str | Path = "data") -> Dataset:
             f"dataset {name!r} not found: expected {folder}/train.csv and {folder}/test.csv "
             f"in the processed layout (see the README, 'Data'); built-in datasets: {', '.join(builtin_datasets())}"
         )
-    train, _ = read_processed_csv(folder / "train.csv")
-    test, _ = read_processed_csv(folder / "test.csv")
-    return _from_tables(name, train, test)
+    return load_processed(name, folder)
+
+
+def load_processed(name: str, folder: Path) -> Dataset:
+    """``folder/train.csv`` and ``test.csv`` through the memory-mapped cache (built on first use).
+
+    Nothing is copied into memory: the training arrays are the cache's maps, the vocabulary comes
+    from the largest ids recorded when the cache was built, and test ids beyond it are capped in
+    a memory-mapped file of their own (``clamp_split``).
+    """
+    train = open_split(folder / "train.csv")
+    test = open_split(folder / "test.csv")
+    field_dims = vocabulary_from_max(train.categorical_max)
+    test = clamp_split(test, np.asarray(field_dims) - 1)
+    schema = FeatureSchema(field_dims, train.table.numerical.shape[1], LABEL_COLUMNS)
+    return Dataset(name, schema, train.table, test.table)

@@ -1,0 +1,207 @@
+"""The memory-mapped cache of processed files: the real sample through it, rebuilds, bad files, vocabularies."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtreclib.data import cache
+from mtreclib.data.cache import NpyWriter, build_cache, cache_folder, open_split
+from mtreclib.data.datasets import load_dataset
+from mtreclib.data.loader import BatchLoader
+from mtreclib.data.processed import COLUMNS, read_processed_csv
+from mtreclib.data.table import split_validation
+from mtreclib.errors import DataError
+
+ARRAY_FILES = ("search_id.npy", "categorical.npy", "numerical.npy", "labels.npy")
+
+
+def _is_mapped(array: np.ndarray) -> bool:
+    while array is not None:
+        if isinstance(array, np.memmap):
+            return True
+        array = array.base if isinstance(array.base, np.ndarray) else None
+    return False
+
+
+def test_the_real_sample_loads_through_the_cache_with_the_csv_values(aliexpress_dir):
+    dataset = load_dataset("AliExpress_NL", aliexpress_dir)
+    folder = aliexpress_dir / "AliExpress_NL"
+    for split, table in (("train", dataset.train), ("test", dataset.test)):
+        expected, search_id = read_processed_csv(folder / f"{split}.csv")
+        assert _is_mapped(table.categorical) and _is_mapped(table.numerical) and _is_mapped(table.labels)
+        assert table.categorical.dtype == np.int32 and table.numerical.dtype == np.float32 and table.labels.dtype == np.uint8
+        if split == "train":  # test ids may be capped to the vocabulary
+            assert np.array_equal(table.categorical, expected.categorical)
+        assert np.array_equal(table.numerical, expected.numerical)
+        assert np.array_equal(table.labels, expected.labels)
+        meta = json.loads((cache_folder(folder / f"{split}.csv") / "meta.json").read_text())
+        assert meta["rows"] == len(expected.labels)
+        assert meta["categorical_max"] == expected.categorical.max(axis=0).tolist()
+        assert meta["label_counts"]["click"] == int(expected.labels[:, 0].sum())
+        assert np.array_equal(open_split(folder / f"{split}.csv").search_id, search_id)
+    assert dataset.schema.field_dims == tuple(int(m) + 2 for m in read_processed_csv(folder / "train.csv")[0].categorical.max(axis=0))
+
+
+def test_a_second_load_reuses_the_cache_and_a_changed_csv_rebuilds_it(aliexpress_dir, monkeypatch):
+    csv_path = aliexpress_dir / "AliExpress_NL" / "train.csv"
+    first = open_split(csv_path)
+    original = cache.build_cache
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cache was rebuilt although the CSV did not change")
+
+    monkeypatch.setattr(cache, "build_cache", refuse)
+    again = open_split(csv_path)
+    assert np.array_equal(again.table.numerical, first.table.numerical)
+
+    lines = csv_path.read_text().splitlines()
+    values = lines[1].split(",")
+    values[COLUMNS.index("numerical_1")] = "0.75"
+    lines[1] = ",".join(values)
+    csv_path.write_text("\n".join(lines) + "\n")
+    status = csv_path.stat()
+    os.utime(csv_path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(AssertionError, match="rebuilt"):
+        open_split(csv_path)
+    monkeypatch.setattr(cache, "build_cache", original)
+    rebuilt = open_split(csv_path)
+    assert rebuilt.table.numerical[0, 0] == np.float32(0.75)
+    assert np.array_equal(rebuilt.table.numerical[1:], first.table.numerical[1:])
+
+
+def _set(line: str, column: str, value: str) -> str:
+    values = line.split(",")
+    values[COLUMNS.index(column)] = value
+    return ",".join(values)
+
+
+BAD = {
+    "label 2": (lambda lines: lines[:30] + [_set(lines[30], "conversion", "2")] + lines[31:], "expected a label 0 or 1, found 2", 31, "conversion"),
+    "conversion without click": (
+        lambda lines: lines[:57] + [_set(_set(lines[57], "click", "0"), "conversion", "1")] + lines[58:],
+        "without a click",
+        58,
+        "conversion",
+    ),
+    "non-integer id": (lambda lines: lines[:80] + [_set(lines[80], "categorical_16", "3.5")] + lines[81:], "expected an integer", 81, "categorical_16"),
+    "too many values": (lambda lines: lines[:66] + [lines[66] + ",1"] + lines[67:], "expected 82 values, found 83", 67, None),
+    "empty": (lambda lines: [], "the file is empty", None, None),
+    "header only": (lambda lines: lines[:1], "no data rows", None, None),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_processed_file_stops_the_load_and_leaves_no_cache(aliexpress_dir, case):
+    edit, message, line, column = BAD[case]
+    csv_path = aliexpress_dir / "AliExpress_NL" / "train.csv"
+    lines = edit(csv_path.read_text().splitlines())
+    csv_path.write_text("\n".join(lines) + ("\n" if lines else ""))
+    with pytest.raises(DataError) as error:
+        build_cache(csv_path, cache_folder(csv_path), chunk_bytes=2000, progress=False)  # several pieces
+    text = str(error.value)
+    assert text.startswith(str(csv_path)) and message in text and "\n" not in text
+    if line is not None:
+        assert f"line {line}" in text
+    if column is not None:
+        assert f"column {column}" in text
+    with pytest.raises(DataError, match=message):
+        load_dataset("AliExpress_NL", aliexpress_dir)
+    left = [p.name for p in cache_folder(csv_path).iterdir() if p.name != ".lock"]
+    assert left == []
+
+
+def test_an_interrupted_build_leaves_no_cache_and_the_next_load_builds_it(aliexpress_dir, monkeypatch):
+    csv_path = aliexpress_dir / "AliExpress_NL" / "train.csv"
+    real = cache.read_processed_chunks
+
+    def interrupted(path, chunk_bytes):
+        for number, chunk in enumerate(real(path, 1500)):
+            if number == 2:
+                raise KeyboardInterrupt
+            yield chunk
+
+    monkeypatch.setattr(cache, "read_processed_chunks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        open_split(csv_path)
+    assert [p.name for p in cache_folder(csv_path).iterdir() if p.name != ".lock"] == []
+    monkeypatch.setattr(cache, "read_processed_chunks", real)
+    assert len(open_split(csv_path).table) == 100
+
+
+def test_a_cache_built_in_small_pieces_equals_the_whole_file(aliexpress_dir):
+    csv_path = aliexpress_dir / "AliExpress_NL" / "train.csv"
+    folder = aliexpress_dir / "pieces"
+    build_cache(csv_path, folder, chunk_bytes=700, progress=False)
+    expected, search_id = read_processed_csv(csv_path)
+    for name, array in (("categorical", expected.categorical), ("numerical", expected.numerical), ("labels", expected.labels), ("search_id", search_id)):
+        assert np.array_equal(np.load(folder / f"{name}.npy"), array), name
+
+
+def _write_pair(folder: Path, train_categorical: np.ndarray, test_categorical: np.ndarray) -> None:
+    from mtreclib.data.processed import write_processed_csv
+    from mtreclib.data.table import MultiTaskTable
+
+    for name, categorical in (("train", train_categorical), ("test", test_categorical)):
+        n = len(categorical)
+        labels = np.zeros((n, 2), np.uint8)
+        labels[::3, 0] = 1
+        table = MultiTaskTable(categorical.astype(np.int32), np.full((n, 63), 0.5, np.float32), labels)
+        write_processed_csv(folder / f"{name}.csv", table, np.arange(n))
+
+
+def test_test_ids_beyond_the_training_vocabulary_are_capped_in_a_mapped_file(tmp_path):
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 5, (40, 16))
+    test = rng.integers(0, 5, (12, 16))
+    test[3, 0], test[7, 15], test[8, 2] = 9, 1000, int(train[:, 2].max()) + 1
+    _write_pair(tmp_path / "toy", train, test)
+    dataset = load_dataset("toy", tmp_path)
+    dims = np.array(dataset.schema.field_dims)
+    assert (dims == train.max(axis=0) + 2).all()
+    expected = np.minimum(test, dims - 1)
+    assert expected[3, 0] == dims[0] - 1 and expected[8, 2] == test[8, 2]  # max + 1 is already the unknown slot
+    assert np.array_equal(dataset.test.categorical, expected)
+    assert _is_mapped(dataset.test.categorical) and _is_mapped(dataset.train.categorical)
+    clamped = list(cache_folder(tmp_path / "toy" / "test.csv").glob("categorical.clamped-*.npy"))
+    assert len(clamped) == 1
+    stamp = clamped[0].stat().st_mtime_ns
+    assert np.array_equal(load_dataset("toy", tmp_path).test.categorical, expected)
+    assert clamped[0].stat().st_mtime_ns == stamp, "the capped ids are written once"
+
+
+def test_no_capped_file_when_the_test_ids_fit(tmp_path):
+    train = np.tile(np.arange(6), (16, 1)).T
+    _write_pair(tmp_path / "toy", train, train[:3])
+    dataset = load_dataset("toy", tmp_path)
+    assert not list(cache_folder(tmp_path / "toy" / "test.csv").glob("categorical.clamped-*"))
+    assert np.array_equal(dataset.test.categorical, train[:3])
+
+
+@pytest.mark.parametrize("mode", ["tail", "random"])
+def test_validation_splits_of_a_cached_table_share_the_maps(aliexpress_dir, mode):
+    dataset = load_dataset("AliExpress_NL", aliexpress_dir)
+    train, valid = split_validation(dataset.train, 0.2, mode=mode, seed=1)
+    assert len(train) == 80 and len(valid) == 20
+    for part in (train, valid):
+        assert np.shares_memory(part.categorical, dataset.train.categorical)
+        assert np.shares_memory(part.numerical, dataset.train.numerical)
+    batch = next(iter(BatchLoader(valid, 8)))
+    rows = valid.rows(dataset.train.numerical)[:8] if mode == "random" else dataset.train.numerical[80:88]
+    assert np.array_equal(batch.numerical.numpy(), rows)
+
+
+def test_npy_writer_appends_pieces_into_one_loadable_array(tmp_path):
+    rng = np.random.default_rng(1)
+    pieces = [rng.random((n, 3)).astype(np.float32) for n in (5, 0, 17, 1)]
+    writer = NpyWriter(tmp_path / "a.npy", np.float32, (3,))
+    for piece in pieces:
+        writer.append(piece)
+    assert not (tmp_path / "a.npy").exists(), "the file appears only when complete"
+    writer.finish()
+    assert np.array_equal(np.load(tmp_path / "a.npy", mmap_mode="r"), np.concatenate(pieces))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
