@@ -155,13 +155,13 @@ def auc_check(args: argparse.Namespace) -> list[dict]:
     from dataclasses import replace
 
     from mtreclib.data import synthetic
-    from mtreclib.data.datasets import _from_tables
+    from mtreclib.data.datasets import from_tables
     from mtreclib.experiment import ExperimentConfig, run_experiment
     from mtreclib.trainer import TrainConfig
 
     preset = synthetic.PRESETS[args.dataset]
     data = synthetic.generate(replace(preset, train_rows=args.auc_train_rows, test_rows=args.auc_test_rows))
-    dataset = _from_tables(args.dataset, data.train, data.test)
+    dataset = from_tables(args.dataset, data.train, data.test)
     rows = []
     for model in args.models:
         runs = {}

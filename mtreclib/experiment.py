@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ def run_experiment(config: ExperimentConfig, *, dataset: Dataset | None = None, 
     train_config = config.train
     if config.save_dir is not None:
         checkpoint = Path(config.save_dir) / f"{dataset.name}_{config.model}.pt"
-        train_config = TrainConfig(**{**asdict(train_config), "checkpoint": checkpoint})
+        train_config = replace(train_config, checkpoint=checkpoint)
     trainer = Trainer(model, train_config, device, rank=place.rank, world_size=place.world_size)
     fit = trainer.fit(train, valid)
     tasks = trainer.evaluate(dataset.test)

@@ -40,10 +40,10 @@ def random_batch(schema: FeatureSchema = SMALL_SCHEMA, size: int = 64, seed: int
 @pytest.fixture(scope="session")
 def tiny_synthetic() -> Dataset:
     """The built-in generator at 3,000 training rows."""
-    from mtreclib.data.datasets import _from_tables
+    from mtreclib.data.datasets import from_tables
 
     data = synthetic.generate(replace(synthetic.PRESETS["synthetic"], train_rows=3000, test_rows=1000))
-    return _from_tables("synthetic", data.train, data.test)
+    return from_tables("synthetic", data.train, data.test)
 
 
 @pytest.fixture()

@@ -109,10 +109,10 @@ def test_results_have_the_documented_fields(tiny_synthetic, tmp_path):
 def test_training_learns_the_synthetic_task():
     """Well above chance after a few epochs, and not above the oracle by more than noise."""
     from mtreclib.data import synthetic
-    from mtreclib.data.datasets import _from_tables
+    from mtreclib.data.datasets import from_tables
 
     data = synthetic.generate(replace(synthetic.PRESETS["synthetic"], train_rows=10_000, test_rows=4_000))
-    dataset = _from_tables("synthetic", data.train, data.test)
+    dataset = from_tables("synthetic", data.train, data.test)
     results = run_experiment(small_experiment(epochs=4, patience=0, lr=1e-2), dataset=dataset)
     for task, floor in (("click", 0.68), ("conversion", 0.6)):
         assert floor < results["tasks"][task]["auc"] < results["oracle"][task]["auc"] + 0.02

@@ -55,7 +55,8 @@ def clamp_to_vocabulary(table: MultiTaskTable, field_dims: tuple[int, ...]) -> M
     return replace(table, categorical=np.minimum(table.categorical, limit))
 
 
-def _from_tables(name: str, train: MultiTaskTable, test: MultiTaskTable) -> Dataset:
+def from_tables(name: str, train: MultiTaskTable, test: MultiTaskTable) -> Dataset:
+    """A dataset of in-memory tables: vocabularies from ``train``, ``test`` capped to them."""
     field_dims = vocabulary(train)
     schema = FeatureSchema(field_dims, train.numerical.shape[1], LABEL_COLUMNS)
     return Dataset(name, schema, train, clamp_to_vocabulary(test, field_dims))
@@ -65,7 +66,7 @@ def load_dataset(name: str, data_dir: str | Path = "data") -> Dataset:
     """The built-in dataset ``name``, or the processed layout in ``data_dir/name/{train,test}.csv``."""
     if name in synthetic.PRESETS:
         data = synthetic.generate(synthetic.PRESETS[name])
-        return _from_tables(name, data.train, data.test)
+        return from_tables(name, data.train, data.test)
     folder = Path(data_dir) / name
     if not folder.is_dir():
         raise UserError(
