@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mtreclib.experiment import write_json
+from mtreclib.atomic import write_json
 
 HERE = Path(__file__).resolve().parent
 

@@ -5,8 +5,6 @@ Shared by ``mtrec train``, the original's ``main.py`` and the benchmark runner.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -93,18 +91,6 @@ def build_model(name: str, dataset: Dataset, task_num: int, config: dict[str, An
         return create_model(name, schema, **model_kwargs(name, config))
     except ValueError as error:
         raise UserError(str(error)) from None
-
-
-def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """Write JSON to a temporary name, then rename, so no reader ever sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        temporary.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def run_experiment(config: ExperimentConfig, *, dataset: Dataset | None = None, place: ProcessPlace | None = None) -> dict[str, Any]:

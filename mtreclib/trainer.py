@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mtreclib import distributed
+from mtreclib.atomic import atomic_output
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.errors import UserError
@@ -105,13 +105,8 @@ def validation_score(metrics: dict[str, dict[str, float]]) -> float:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """``torch.save`` to a temporary name in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_output(path) as temporary:
         torch.save(state, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 PRECISIONS = ("fp32", "bf16")

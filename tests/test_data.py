@@ -101,7 +101,7 @@ def test_write_then_read_round_trips(tmp_path):
     assert np.array_equal(table.numerical, data.train.numerical)
     assert np.array_equal(table.labels, data.train.labels)
     assert np.array_equal(search_id, data.train_search_id)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp*"))
 
 
 def _sample_lines() -> list[str]:

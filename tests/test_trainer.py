@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from mtreclib.atomic import write_json
 from mtreclib.data.table import split_validation
-from mtreclib.experiment import ExperimentConfig, run_experiment, write_json
+from mtreclib.experiment import ExperimentConfig, run_experiment
 from mtreclib.models import list_models
 from mtreclib.trainer import Trainer, TrainConfig
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 
 from mtreclib import distributed
+from mtreclib.atomic import write_json
 from mtreclib.data.datasets import builtin_datasets
-from mtreclib.experiment import ExperimentConfig, format_results, resolve_device, run_experiment, write_json
+from mtreclib.experiment import ExperimentConfig, format_results, resolve_device, run_experiment
 from mtreclib.models import list_models
 from mtreclib.trainer import PRECISIONS, TrainConfig
 

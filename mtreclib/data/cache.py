@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from mtreclib.atomic import write_json
 from mtreclib.data.csvchunks import CHUNK_BYTES
 from mtreclib.data.processed import CATEGORICAL_COLUMNS, LABEL_COLUMNS, NUMERICAL_COLUMNS, read_processed_chunks
 from mtreclib.data.table import MultiTaskTable
@@ -140,15 +141,6 @@ class NpyWriter:
         self.temporary.unlink(missing_ok=True)
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """Hold ``folder/.lock`` exclusively: one builder at a time, across processes."""
@@ -224,7 +216,7 @@ def build_cache(csv: Path, folder: Path, *, chunk_bytes: int = CHUNK_BYTES, prog
         "categorical_max": [int(m) for m in categorical_max],
         "label_counts": dict(zip(LABEL_COLUMNS, (int(s) for s in label_sums))),
     }
-    _write_json(folder / META, meta)
+    write_json(folder / META, meta)
 
 
 def open_split(csv: str | os.PathLike, *, progress: bool = True) -> CachedSplit:

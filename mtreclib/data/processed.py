@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from mtreclib.atomic import atomic_output
 from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece, prefetch
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.errors import DataError
@@ -168,13 +169,7 @@ def write_processed_csv(path: str | os.PathLike, table: MultiTaskTable, search_i
     columns.update({name: pa.array(table.categorical[:, j]) for j, name in enumerate(CATEGORICAL_COLUMNS)})
     columns.update({name: pa.array(table.numerical[:, j]) for j, name in enumerate(NUMERICAL_COLUMNS)})
     columns.update({name: pa.array(table.labels[:, j]) for j, name in enumerate(LABEL_COLUMNS)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            # The header unquoted, as the original's pandas writes it.
-            handle.write((",".join(COLUMNS) + "\n").encode())
-            pacsv.write_csv(pa.table(columns), handle, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_output(path) as temporary, open(temporary, "wb") as handle:
+        # The header unquoted, as the original's pandas writes it.
+        handle.write((",".join(COLUMNS) + "\n").encode())
+        pacsv.write_csv(pa.table(columns), handle, pacsv.WriteOptions(include_header=False, quoting_style="none"))

@@ -1,32 +1,14 @@
-"""Outputs written whole or not at all, and JSON inputs read with errors that name the file."""
+"""Text outputs written whole or not at all, and JSON inputs read with errors that name the file."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mtreclib.atomic import atomic_output
 from mtreclib.errors import DataError
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``.
-
-    A reader (or a resumed benchmark) never sees half a file: either the old one, or the new one.
-    The temporary name keeps the suffix, so tools that infer a format from it still work.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -21,9 +21,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from mtreclib.atomic import write_json
 from mtreclib.data.datasets import Dataset, builtin_datasets, load_dataset
 from mtreclib.errors import UserError
-from mtreclib.experiment import ExperimentConfig, check_config, run_experiment, write_json
+from mtreclib.experiment import ExperimentConfig, check_config, run_experiment
 from mtreclib.results.files import read_json
 from mtreclib.results.machine import machine_info
 from mtreclib.results.settings import comparable, config_difference

@@ -1,0 +1,34 @@
+"""Outputs written whole or not at all: a temporary name beside the target, renamed over it on success."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    A reader (a resumed benchmark, a second process) sees either the old file or the new one,
+    never half of one; on an exception the temporary file is removed and ``path`` is untouched.
+    The temporary name is hidden, carries the process id (two writers never share it) and keeps
+    the suffix, so tools that infer a format from it (matplotlib) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write ``payload`` as indented JSON to ``path`` atomically."""
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
