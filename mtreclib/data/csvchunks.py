@@ -107,19 +107,45 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
 
 
 def _kind(kind: pa.DataType) -> tuple[type, str]:
-    return (int, "an integer") if pa.types.is_integer(kind) else (float, "a number")
+    if pa.types.is_integer(kind):
+        return int, "an integer"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return str, "a value"
+    return float, "a number"
 
 
-def locate_parse_error(path: object, piece: Piece, names: Sequence[str], types: dict[str, pa.DataType]) -> DataError | None:
+@dataclass(frozen=True)
+class Dialect:
+    """How a CSV file separates values.
+
+    Attributes:
+        delimiter: between values (one character).
+        quoted: values may be enclosed in double quotes; False reads quotes as text (files
+            whose values contain ``"`` unescaped).
+    """
+
+    delimiter: str = ","
+    quoted: bool = True
+
+
+COMMA = Dialect()
+
+
+def locate_parse_error(
+    path: object, piece: Piece, names: Sequence[str], types: dict[str, pa.DataType], dialect: Dialect = COMMA, nullable: Sequence[str] = ()
+) -> DataError | None:
     """The first line of ``piece`` that ``names``/``types`` reject, found by a slow exact scan."""
     text = io.TextIOWrapper(io.BytesIO(piece.data), encoding="utf-8", errors="replace", newline="")
-    for offset, row in enumerate(csv.reader(text)):
+    reader = csv.reader(text, delimiter=dialect.delimiter, quoting=csv.QUOTE_MINIMAL if dialect.quoted else csv.QUOTE_NONE)
+    for offset, row in enumerate(reader):
         line = piece.first_line + offset
         if len(row) != len(names):
             return DataError(path, f"expected {len(names)} values, found {len(row)}", line=line)
         for name, value in zip(names, row):
             convert, kind = _kind(types[name])
             if value.strip() == "":
+                if name in nullable:
+                    continue
                 return DataError(path, f"missing value; expected {kind}", line=line, column=name)
             try:
                 convert(value)
@@ -134,7 +160,14 @@ def _line_text(piece: Piece, row: int) -> bytes:
 
 
 def parse_piece(
-    path: object, piece: Piece, names: Sequence[str], types: dict[str, pa.DataType], *, text_numbers: Sequence[str] = ()
+    path: object,
+    piece: Piece,
+    names: Sequence[str],
+    types: dict[str, pa.DataType],
+    *,
+    text_numbers: Sequence[str] = (),
+    dialect: Dialect = COMMA,
+    nullable: Sequence[str] = (),
 ) -> pa.Table:
     """``piece`` as a table of columns ``names`` typed by ``types`` (no header in the piece).
 
@@ -142,20 +175,25 @@ def parse_piece(
     they can be written out again unchanged and without the cost of formatting floats.
     Empty lines are not skipped, so row ``r`` of the result is line ``piece.first_line + r``.
     Raises ``DataError`` naming the line and column of the first value that does not parse, and
-    of the first missing value.
+    of the first missing value outside the ``nullable`` columns (whose empty values are nulls).
     """
     read_types = {**types, **{name: pa.string() for name in text_numbers}}
+    strings_can_be_null = any(_kind(types[name])[0] is str for name in nullable)
     try:
         table = pacsv.read_csv(
             pa.py_buffer(piece.data),
             read_options=pacsv.ReadOptions(column_names=list(names), use_threads=True, block_size=1 << 20),
-            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=dialect.delimiter, quote_char='"' if dialect.quoted else False, ignore_empty_lines=False
+            ),
             # Only an empty field is missing: "n/a" or "null" must be reported as text, not read as gaps.
-            convert_options=pacsv.ConvertOptions(column_types=read_types, null_values=[""], strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(column_types=read_types, null_values=[""], strings_can_be_null=strings_can_be_null),
         )
     except pa.ArrowInvalid as error:
-        raise _located(path, piece, names, types, error) from None
+        raise _located(path, piece, names, types, error, dialect, nullable) from None
     for name in names:
+        if name in nullable:
+            continue
         column = table.column(name)
         if column.null_count:
             row = int(column.is_null().to_numpy(zero_copy_only=False).argmax())
@@ -167,7 +205,7 @@ def parse_piece(
         try:
             values = pc.cast(table.column(name), pa.float64()).to_numpy()
         except pa.ArrowInvalid as error:
-            raise _located(path, piece, names, types, error) from None
+            raise _located(path, piece, names, types, error, dialect, nullable) from None
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(bad.argmax())
@@ -175,6 +213,14 @@ def parse_piece(
     return table
 
 
-def _located(path: object, piece: Piece, names: Sequence[str], types: dict[str, pa.DataType], error: Exception) -> DataError:
-    located = locate_parse_error(path, piece, names, types)
+def _located(
+    path: object,
+    piece: Piece,
+    names: Sequence[str],
+    types: dict[str, pa.DataType],
+    error: Exception,
+    dialect: Dialect = COMMA,
+    nullable: Sequence[str] = (),
+) -> DataError:
+    located = locate_parse_error(path, piece, names, types, dialect, nullable)
     return located or DataError(path, f"lines {piece.first_line}..: {error}")
