@@ -3,10 +3,12 @@
     python main.py --model_name metaheac --expert_num 8 --dataset_name AliExpress_NL
 
 Every flag of the original is accepted with its default (and ``--num_expert``, which its README
-wrote for ``--expert_num``). Two deliberate differences: ``--device`` defaults to ``auto``
-(CUDA when present, else CPU) where the original hard-coded ``cuda:0``, and early stopping
-watches a validation split carved from train.csv, never the test set. As the original did,
-the final test metrics are appended to ``<model_name>_<dataset_name>.txt``.
+wrote for ``--expert_num``). Deliberate differences: ``--device`` defaults to ``auto`` (CUDA
+when present, else CPU) where the original hard-coded ``cuda:0``; early stopping watches a
+validation split carved from train.csv, never the test set; and each run's checkpoint goes to
+a folder of its own, ``<save_dir>/<dataset>_<model>/run-N/best.pt``, so that a second run never
+overwrites the first. As the original did, the final test metrics are appended to
+``<model_name>_<dataset_name>.txt``.
 
 New work should use the ``mtrec`` command, which has more options.
 """
@@ -17,9 +19,9 @@ import argparse
 import sys
 
 from mtreclib.errors import UserError
-from mtreclib.experiment import ExperimentConfig, format_results, run_experiment
+from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.experiment import format_results, run_experiment
 from mtreclib.models import list_models
-from mtreclib.trainer import TrainConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,26 +43,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = ExperimentConfig(
-        model=args.model_name,
-        dataset=args.dataset_name,
-        data_dir=args.dataset_path,
-        task_num=args.task_num,
-        model_config={"embed_dim": args.embed_dim, "expert_num": args.expert_num},
-        device=args.device,
-        save_dir=args.save_dir,
-        train=TrainConfig(epochs=args.epoch, batch_size=args.batch_size, lr=args.learning_rate, weight_decay=args.weight_decay),
-    )
     try:
-        results = run_experiment(config)
+        # replace() applies expert_num only to the models that take it, as the original's models each took what they knew.
+        config = ExperimentConfig().replace(
+            model=args.model_name,
+            dataset=args.dataset_name,
+            data_dir=args.dataset_path,
+            task_num=args.task_num,
+            embed_dim=args.embed_dim,
+            expert_num=args.expert_num,
+            device=args.device,
+            save_dir=args.save_dir,
+            epochs=args.epoch,
+            batch_size=args.batch_size,
+            lr=args.learning_rate,
+            weight_decay=args.weight_decay,
+        )
+        record = run_experiment(config)
     except UserError as error:
         print(f"main.py: error: {error}", file=sys.stderr)
         return 2
-    print(format_results(results))
+    print(format_results(record))
     with open(f"{args.model_name}_{args.dataset_name}.txt", "a", encoding="utf-8") as log:
         log.write(f"learning rate: {args.learning_rate}\n")
-        for i, metrics in enumerate(results["tasks"].values()):
-            log.write(f"task {i}, AUC {metrics['auc']}, Log-loss {metrics['logloss']}\n")
+        for i, metrics in enumerate(record.tasks.values()):
+            log.write(f"task {i}, AUC {metrics.auc}, Log-loss {metrics.logloss}\n")
         log.write("\n")
     return 0
 

@@ -91,8 +91,11 @@ def measure(args: argparse.Namespace) -> dict:
     from mtreclib.data.datasets import load_dataset
     from mtreclib.data.loader import BatchLoader
     from mtreclib.layers import set_split_products
+    from dataclasses import replace
+
+    from mtreclib.config.experiment import TrainConfig
     from mtreclib.models import create_model, model_kwargs
-    from mtreclib.trainer import Trainer, TrainConfig
+    from mtreclib.trainer import Trainer
 
     device = torch.device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
@@ -101,14 +104,12 @@ def measure(args: argparse.Namespace) -> dict:
     model = create_model(args.model, dataset.schema, **model_kwargs(args.model, config)).to(device)
     set_split_products(model, not args.straightforward)
     steps = args.bf16_steps if args.precision == "bf16" else args.steps
-    train_config = TrainConfig(
-        epochs=1000, batch_size=args.batch_size, patience=0, progress=False, precision=args.precision, compile=args.compile
-    )
-    trainer = Trainer(model, train_config, device)
+    train_config = TrainConfig(epochs=1000, batch_size=args.batch_size, patience=0, precision=args.precision, compile=args.compile)
+    trainer = Trainer(model, train_config, device, progress=False)
     no_validation = dataset.train.select(slice(0, 0))
-    trainer.config.max_steps = args.bf16_warmup if args.precision == "bf16" else args.warmup
+    trainer.config = replace(train_config, max_steps=args.bf16_warmup if args.precision == "bf16" else args.warmup)
     trainer.fit(dataset.train, no_validation)
-    trainer.config.max_steps = steps
+    trainer.config = replace(train_config, max_steps=steps)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     fit = trainer.fit(dataset.train, no_validation)
@@ -121,7 +122,7 @@ def measure(args: argparse.Namespace) -> dict:
         torch.cuda.synchronize(device)
     eval_seconds = time.perf_counter() - start
 
-    batch = next(iter(BatchLoader(dataset.train, args.batch_size, task_num=model.task_num, device=device)))
+    batch = next(iter(BatchLoader(dataset.train, args.batch_size, device=device)))
     plain_train, plain_eval = model_flops(model, batch, split=False)
     run_train, run_eval = model_flops(model, batch, split=not args.straightforward)
     record = {
@@ -156,8 +157,8 @@ def auc_check(args: argparse.Namespace) -> list[dict]:
 
     from mtreclib.data import synthetic
     from mtreclib.data.datasets import from_tables
-    from mtreclib.experiment import ExperimentConfig, run_experiment
-    from mtreclib.trainer import TrainConfig
+    from mtreclib.config.experiment import ExperimentConfig
+    from mtreclib.experiment import run_experiment
 
     preset = synthetic.PRESETS[args.dataset]
     data = synthetic.generate(replace(preset, train_rows=args.auc_train_rows, test_rows=args.auc_test_rows))
@@ -166,23 +167,16 @@ def auc_check(args: argparse.Namespace) -> list[dict]:
     for model in args.models:
         runs = {}
         for precision in ("fp32", "bf16"):
-            train = TrainConfig(
-                epochs=args.auc_epochs, batch_size=args.batch_size, patience=0, progress=False, precision=precision, seed=0
-            )
-            config = ExperimentConfig(
-                model=model,
-                dataset=args.dataset,
-                model_config={"embed_dim": args.embed_dim, "expert_num": args.expert_num},
-                device=args.device,
-                save_dir=None,
-                train=train,
-            )
-            runs[precision] = run_experiment(config, dataset=dataset)
+            config = ExperimentConfig().replace(
+                model=model, dataset=args.dataset, embed_dim=args.embed_dim, expert_num=args.expert_num, device=args.device,
+                save=False, progress=False, epochs=args.auc_epochs, batch_size=args.batch_size, patience=0, precision=precision, seed=0,
+            )  # fmt: skip
+            runs[precision] = run_experiment(config, dataset=dataset, announce=False)
         row = {"model": model}
-        for task in runs["fp32"]["tasks"]:
-            fp32, bf16 = runs["fp32"]["tasks"][task]["auc"], runs["bf16"]["tasks"][task]["auc"]
+        for task in runs["fp32"].tasks:
+            fp32, bf16 = runs["fp32"].tasks[task].auc, runs["bf16"].tasks[task].auc
             row[task] = {"fp32_auc": fp32, "bf16_auc": bf16, "difference": bf16 - fp32}
-        row["oracle"] = {task: m["auc"] for task, m in runs["fp32"].get("oracle", {}).items()}
+        row["oracle"] = {task: m.auc for task, m in (runs["fp32"].oracle or {}).items()}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

@@ -1,7 +1,12 @@
 """mtreclib: multi-task recommendation models in PyTorch."""
 
+import importlib.metadata
+
 from mtreclib.models import create_model, list_models, register_model
 from mtreclib.schema import Batch, FeatureSchema
 
 __all__ = ["Batch", "FeatureSchema", "create_model", "list_models", "register_model"]
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("mtreclib")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "unknown"

@@ -6,18 +6,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mtreclib.commands import benchmark, generate, models, preprocess, report, train
+from mtreclib import __version__
+from mtreclib.commands import benchmark, generate, models, preprocess, report, strategies, train
 from mtreclib.errors import UserError
 
 # Each module has NAME, HELP, add_arguments(parser) and run(args) -> exit status.
-COMMANDS = (train, models, generate, preprocess, benchmark, report)
+COMMANDS = (train, models, strategies, generate, preprocess, benchmark, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtrec",
-        description="Multi-task recommendation models (SingleTask, Shared-Bottom, OMoE, MMoE, PLE, AITM, MetaHeac).",
+        description="Multi-task recommendation: train, compare and use models that predict several user actions at once.",
     )
+    parser.add_argument("--version", action="version", version=f"mtrec (mtreclib) {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         sub = subparsers.add_parser(command.NAME, help=command.HELP, description=command.HELP)

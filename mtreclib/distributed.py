@@ -13,7 +13,7 @@ helper here then does nothing, so the trainer runs one code path.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -191,3 +191,29 @@ def gather_rows(local: torch.Tensor, dst: int = 0) -> torch.Tensor | None:
     parts = [torch.empty_like(padded) for _ in range(world_size)]
     dist.gather(padded, parts, dst=dst)
     return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
+def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Element-wise mean of ``values`` over all ranks (``values`` itself for one process)."""
+    if not active():
+        return values
+    return sum_over_ranks(values) / dist.get_world_size()
+
+
+def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
+    """Replace each parameter's gradient by its mean over all ranks (parameters outside DDP)."""
+    if not active():
+        return
+    for parameter in parameters:
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= dist.get_world_size()
+
+
+def all_gather_object(value: T) -> list[T]:
+    """Every rank's picklable ``value``, in rank order (``[value]`` for one process)."""
+    if not active():
+        return [value]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered

@@ -1,53 +1,39 @@
-"""One training run from a configuration: data, model, training, test metrics, results JSON.
+"""One training run from a configuration: data, model, training, test metrics, results record.
 
-Shared by ``mtrec train``, the original's ``main.py`` and the benchmark runner.
+Shared by ``mtrec train``, the original's ``main.py`` and the benchmark runner. Everything that
+can be refused is refused before training starts: the settings (when they are built), the
+output paths, the data and the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
+from mtreclib import checkpoint
+from mtreclib.checkpoint import RunDirectory
+from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.config.resolve import resolve
 from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.data.table import split_validation
 from mtreclib.distributed import ProcessPlace
 from mtreclib.errors import UserError
 from mtreclib.metrics import task_metrics
-from mtreclib.models import create_model, model_class, model_kwargs
-from mtreclib.trainer import PRECISIONS, Trainer, TrainConfig
+from mtreclib.models import MultiTaskModel, create_model
+from mtreclib.mto import create_strategy
+from mtreclib.progress import note
+from mtreclib.record import EpochRecord, RunRecord, metrics_map
+from mtreclib.schema import FeatureSchema
+from mtreclib.trainer import Trainer
 
-
-@dataclass
-class ExperimentConfig:
-    """Everything one run needs; the defaults reproduce the original MTReclib's settings.
-
-    Attributes:
-        model: a registered model name.
-        dataset: a built-in dataset or a folder ``data_dir/<dataset>`` in the processed layout.
-        data_dir: where processed datasets live.
-        task_num: train on the first ``task_num`` tasks.
-        model_config: keyword arguments for the model (``embed_dim``, ``expert_num``, ...); keys a
-            model does not take are left out for it (``expert_num`` means nothing to AITM).
-        valid_fraction: share of the training file held out for validation.
-        valid_split: ``"tail"`` (the last rows; the files are in time order) or ``"random"``.
-        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        save_dir: checkpoints go to ``save_dir/<dataset>_<model>.pt``; None keeps none.
-        train: optimisation settings.
-    """
-
-    model: str = "mmoe"
-    dataset: str = "synthetic"
-    data_dir: str = "data"
-    task_num: int = 2
-    model_config: dict[str, Any] = field(default_factory=lambda: {"embed_dim": 128, "expert_num": 8})
-    valid_fraction: float = 0.1
-    valid_split: str = "tail"
-    device: str = "auto"
-    save_dir: str | None = "chkpt"
-    train: TrainConfig = field(default_factory=TrainConfig)
+# Settings a resumed run may change: where and how visibly it runs, and how long.
+RESUMABLE_CHANGES = ("train.epochs", "train.max_steps", "train.threads", "data.data_dir") + tuple(
+    f"run.{key}" for key in ("device", "save_dir", "save", "results", "progress", "tensorboard", "resume")
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,115 +49,247 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def check_config(config: ExperimentConfig) -> None:
-    """Refuse settings that cannot work before any data is loaded."""
-    model_class(config.model)  # unknown name -> the list of known ones
-    train = config.train
-    problems = [
-        (train.epochs < 1, f"epochs must be at least 1, got {train.epochs}"),
-        (train.batch_size < 2, f"batch size must be at least 2 (BatchNorm), got {train.batch_size}"),
-        (train.lr <= 0, f"learning rate must be positive, got {train.lr}"),
-        (train.weight_decay < 0, f"weight decay must be >= 0, got {train.weight_decay}"),
-        (train.patience < 0, f"patience must be >= 0, got {train.patience}"),
-        (train.max_steps is not None and train.max_steps < 1, f"max steps must be at least 1, got {train.max_steps}"),
-        (not 0 <= config.valid_fraction < 1, f"validation fraction must be in [0, 1), got {config.valid_fraction}"),
-        (config.valid_split not in ("tail", "random"), f"validation split must be tail or random, got {config.valid_split!r}"),
-        (config.task_num < 1, f"task number must be at least 1, got {config.task_num}"),
-        (train.precision not in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {train.precision!r}"),
-    ]
-    for failed, message in problems:
-        if failed:
-            raise UserError(message)
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """Refuse an output file that could not be written, before the run instead of after it."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; expected a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise UserError(f"{flag} {path}: no permission to write in {parent}")
+            return
 
 
-def build_model(name: str, dataset: Dataset, task_num: int, config: dict[str, Any]) -> torch.nn.Module:
-    """The model ``name`` for ``dataset``'s first ``task_num`` tasks; bad settings are user errors."""
+def check_outputs(config: ExperimentConfig) -> None:
+    """Every path the run will write, checked before any data is loaded."""
+    if config.run.save:
+        checkpoint.check_save_dir(config.run.save_dir)
+    if config.run.results:
+        check_output_file(config.run.results, "--results")
+    if config.run.tensorboard:
+        from mtreclib.tensorboard import check_available
+
+        check_output_file(Path(config.run.tensorboard) / "events", "--tensorboard")
+        check_available()
+
+
+def build_model(name: str, schema: FeatureSchema, config: Any) -> MultiTaskModel:
+    """The model ``name`` for ``schema``; settings that cannot work for this data are user errors."""
     try:
-        schema = dataset.schema.with_tasks(task_num)
-        return create_model(name, schema, **model_kwargs(name, config))
+        return create_model(name, schema, config)
     except ValueError as error:
-        raise UserError(str(error)) from None
+        raise UserError(f"{name}: {error}") from None
 
 
-def run_experiment(config: ExperimentConfig, *, dataset: Dataset | None = None, place: ProcessPlace | None = None) -> dict[str, Any]:
-    """Train and test one model; returns the results (the ``--results`` JSON).
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    found = []
+    for key in sorted(old.keys() | new.keys()):
+        where = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{where}.")
+        elif a != b and where not in RESUMABLE_CHANGES:
+            found.append(f"{where} was {a!r}, now {b!r}")
+    return found
+
+
+class RunCheckpoints:
+    """The trainer's checkpoints, written into a run folder, each describing itself."""
+
+    def __init__(self, directory: RunDirectory, config: ExperimentConfig, dataset: Dataset):
+        self.directory = directory
+        self.meta = {
+            "model_name": config.model,
+            "model_config": config.model_config.to_dict(),
+            "schema": dataset.schema.describe(),
+            "encoding": dataset.encoding,
+            "dataset": dataset.name,
+            "config": config.to_dict(),
+        }
+
+    def save_best(self, state_dict: dict[str, torch.Tensor], epoch: int, valid: dict | None) -> None:
+        checkpoint.save(self.directory.best, {"kind": "model", **self.meta, "state_dict": state_dict, "epoch": epoch, "valid": valid})
+
+    def save_last(self, state: dict[str, Any]) -> None:
+        checkpoint.save(self.directory.last, {"kind": "resume", "config": self.meta["config"], **state})
+
+
+def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPlace) -> tuple[RunDirectory | None, dict | None]:
+    """This run's folder and, when resuming, the state to resume from (every rank reads it)."""
+    from mtreclib import distributed
+
+    if not config.run.save:
+        if config.run.resume:
+            raise UserError("--resume needs the run's checkpoints; it cannot be combined with --no-save")
+        return None, None
+    if config.run.resume:
+        if config.run.resume == "last":
+            runs = [run for run in RunDirectory.existing(config.run.save_dir, dataset_name, config.model) if run.last.is_file()]
+            if not runs:
+                parent = RunDirectory.parent(config.run.save_dir, dataset_name, config.model)
+                raise UserError(f"--resume: no run of {config.model} on {dataset_name} to resume in {parent} (same --save-dir?)")
+            directory = runs[-1]
+        else:
+            directory = RunDirectory(Path(config.run.resume))
+        state = checkpoint.load(directory.path, "resume")
+        differences = _differences(state["config"], config.to_dict())
+        if differences:
+            raise UserError(f"--resume {directory.path}: the settings differ from that run's ({differences[0]}); only --epochs and --max-steps may change")
+        if directory.best.is_file():
+            state["best_state"] = checkpoint.load(directory.best, "model")["state_dict"]
+        return directory, state
+    directory = RunDirectory.create(config.run.save_dir, dataset_name, config.model) if place.is_main else None
+    path = distributed.broadcast_object(None if directory is None else str(directory.path))
+    return RunDirectory(Path(path)), None
+
+
+def _banner(config: ExperimentConfig, dataset: Dataset, model: MultiTaskModel, rows: dict[str, int], device: torch.device,
+            directory: RunDirectory | None, resume: dict | None, place: ProcessPlace) -> None:
+    parameters = sum(p.numel() for p in model.parameters())
+    processes = f", {place.world_size} processes" if place.distributed else ""
+    note(
+        f"mtrec: {config.model} on {dataset.name}: tasks {', '.join(dataset.schema.task_names)}; rows train {rows['train']:,}, "
+        f"valid {rows['valid']:,}, test {rows['test']:,}; {parameters:,} parameters"
+    )
+    where = f"run folder {directory.path}" if directory is not None else "no checkpoints (--no-save)"
+    note(
+        f"mtrec: {device}, {torch.get_num_threads()} threads{processes}, {config.train.precision}, strategy {config.train.mto}, "
+        f"batch {config.train.batch_size}, up to {config.train.epochs} epochs; {where}"
+    )
+    if resume is not None:
+        note(f"mtrec: resuming after epoch {resume['loop']['epochs_run']} (step {resume['loop']['steps']:,})")
+
+
+def run_experiment(
+    config: ExperimentConfig, *, dataset: Dataset | None = None, place: ProcessPlace | None = None, announce: bool = True
+) -> RunRecord:
+    """Train and test one model; returns its results record.
 
     ``dataset`` skips loading when the caller already holds it (several runs on one dataset).
     ``place``: this process among several (its process group already initialised, see
-    ``mtreclib.distributed``); every rank returns the same results, and only rank 0 should
-    write them. ``config.train.batch_size`` stays the global batch.
+    ``mtreclib.distributed``); every rank returns the same results, and only rank 0 writes.
+    ``config.train.batch_size`` stays the global batch. ``announce``: print what runs, and
+    where its files go, before training.
     """
     place = place or ProcessPlace()
-    check_config(config)
     if config.train.batch_size < 2 * place.world_size:
         raise UserError(
             f"batch size {config.train.batch_size} is the global batch, shared by {place.world_size} processes: "
             f"it must be at least {2 * place.world_size} so that each process's BatchNorm sees 2 rows"
         )
-    device = place.device(resolve_device(config.device))
-    dataset = dataset or load_dataset(config.dataset, config.data_dir)
-    train, valid = split_validation(dataset.train, config.valid_fraction, mode=config.valid_split, seed=config.train.seed)
+    check_outputs(config)
+    device = place.device(resolve_device(config.run.device))
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
+    dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir)
+    dataset = dataset.select_tasks(config.data.tasks, config.data.task_num)
+    if dataset.valid is not None:
+        train, valid = dataset.train, dataset.valid
+    else:
+        train, valid = split_validation(dataset.train, config.data.valid_fraction, mode=config.data.valid_split, seed=config.train.seed)
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model, dataset, config.task_num, config.model_config).to(device)
+    model = build_model(config.model, dataset.schema, config.model_config).to(device)
+    try:
+        strategy = create_strategy(config.train.mto, model.task_num, config.mto_config)
+    except ValueError as error:
+        raise UserError(f"--mto {config.train.mto}: {error}") from None
+    directory, resume = _run_directory(config, dataset.name, place)
+    rows = {"train": len(train), "valid": len(valid), "test": len(dataset.test)}
+    if announce and place.is_main:
+        _banner(config, dataset, model, rows, device, directory, resume, place)
     if place.distributed:
         # The same initialisation on every rank, then dropout masks of each rank's own.
         torch.manual_seed(config.train.seed + place.rank)
-    train_config = config.train
-    if config.save_dir is not None:
-        checkpoint = Path(config.save_dir) / f"{dataset.name}_{config.model}.pt"
-        train_config = replace(train_config, checkpoint=checkpoint)
-    trainer = Trainer(model, train_config, device, rank=place.rank, world_size=place.world_size)
-    fit = trainer.fit(train, valid)
+    checkpoints = None
+    if directory is not None:
+        checkpoints = RunCheckpoints(directory, config, dataset)
+        if place.is_main:
+            write_config(directory.config, config)
+    log = None
+    if config.run.tensorboard and place.is_main:
+        from mtreclib.tensorboard import TensorBoardLog
+
+        sub = directory.path.relative_to(config.run.save_dir) if directory is not None else Path(f"{dataset.name}_{config.model}")
+        log = TensorBoardLog(Path(config.run.tensorboard) / sub, dataset.schema.task_names)
+    trainer = Trainer(
+        model,
+        config.train,
+        device,
+        strategy=strategy,
+        rank=place.rank,
+        world_size=place.world_size,
+        progress=config.run.progress,
+        checkpoints=checkpoints,
+        log=log,
+    )
+    try:
+        fit = trainer.fit(train, valid, resume=resume)
+    finally:
+        if log is not None:
+            log.close()
     tasks = trainer.evaluate(dataset.test)
-    results: dict[str, Any] = {
-        "model": config.model,
-        "dataset": dataset.name,
-        "tasks": tasks,
-        "train_samples_per_sec": fit.samples_per_second,
-        "epochs_run": fit.epochs_run,
-        "best_epoch": fit.best_epoch,
-        "steps": fit.steps,
-        "train_seconds": fit.train_seconds,
-        "history": fit.history,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "rows": {"train": len(train), "valid": len(valid), "test": len(dataset.test)},
-        "device": str(device),
-        "world_size": place.world_size,
-        "config": _jsonable(asdict(config)),
-    }
-    if dataset.test.probabilities is not None:
-        results["oracle"] = task_metrics(
-            dataset.test.probabilities[:, : config.task_num],
-            dataset.test.labels[:, : config.task_num],
-            model.schema.task_names,
-        )
-    return results
+    probabilities = dataset.test.probability_rows()
+    oracle = task_metrics(probabilities, dataset.test.label_rows(), dataset.schema.task_names) if probabilities is not None else None
+    history = tuple(EpochRecord.from_dict(record) for record in fit.history)
+    record = RunRecord(
+        model=config.model,
+        dataset=dataset.name,
+        tasks=metrics_map(tasks),
+        config=config.to_dict(),
+        train_samples_per_sec=fit.samples_per_second,
+        epochs_run=fit.epochs_run,
+        best_epoch=fit.best_epoch,
+        steps=fit.steps,
+        train_seconds=fit.train_seconds,
+        history=history,
+        oracle=metrics_map(oracle),
+        parameters=sum(p.numel() for p in model.parameters()),
+        rows=rows,
+        device=str(device),
+        world_size=place.world_size,
+        checkpoint=str(directory.best) if directory is not None and directory.best.is_file() else None,
+        seed=config.train.seed,
+    )
+    if directory is not None and place.is_main:
+        record.write(directory.results)
+    return record
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+def write_config(path: Path, config: ExperimentConfig) -> None:
+    """The resolved configuration as a flat config file (``mtrec train --config`` reads it back)."""
+    from mtreclib.atomic import atomic_output
+
+    flat = {key: list(value) if isinstance(value, tuple) else value for key, value in config.flat().items() if key != "resume"}
+    with atomic_output(path) as temporary:
+        temporary.write_text("# The resolved configuration of this run; mtrec train --config reads it back.\n" + yaml.safe_dump(flat, sort_keys=False))
 
 
-def format_results(results: dict[str, Any]) -> str:
+def format_results(record: RunRecord) -> str:
     """The test metrics as a small table, with the oracle's next to them when known."""
-    oracle = results.get("oracle")
-    header = f"{'task':<12} {'AUC':>8} {'log-loss':>10}"
+    oracle = record.oracle
+    header = f"{'task':<16} {'AUC':>8} {'log-loss':>10}"
     if oracle:
         header += f" {'oracle AUC':>11} {'oracle log-loss':>16}"
-    lines = [f"test results: {results['model']} on {results['dataset']}", header]
-    for task, m in results["tasks"].items():
-        line = f"{task:<12} {m['auc']:>8.4f} {m['logloss']:>10.5f}"
+    lines = [f"{record.split} results: {record.model} on {record.dataset}", header]
+    for task, m in record.tasks.items():
+        line = f"{task:<16} {m.auc:>8.4f} {m.logloss:>10.5f}"
         if oracle:
-            line += f" {oracle[task]['auc']:>11.4f} {oracle[task]['logloss']:>16.5f}"
+            line += f" {oracle[task].auc:>11.4f} {oracle[task].logloss:>16.5f}"
         lines.append(line)
-    lines.append(
-        f"epochs run {results['epochs_run']}, best epoch {results['best_epoch']}, "
-        f"{results['train_samples_per_sec']:,.0f} training samples/s on {results['device']}"
-    )
+    if record.epochs_run:
+        lines.append(
+            f"epochs run {record.epochs_run}, best epoch {record.best_epoch}, "
+            f"{record.train_samples_per_sec:,.0f} training samples/s on {record.device}"
+        )
+    if record.checkpoint:
+        lines.append(f"checkpoint: {record.checkpoint}")
     return "\n".join(lines)
+
+
+def experiment(**settings: Any) -> ExperimentConfig:
+    """An ``ExperimentConfig`` from flat settings, as on the command line: ``experiment(model="ple", epochs=3)``."""
+    return resolve(settings)
+

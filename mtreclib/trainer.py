@@ -1,15 +1,20 @@
-"""The training loop. Nothing here knows which model it trains.
+"""The training loop. Nothing here knows which model it trains, or how its task losses are combined.
 
-A model maps a batch to per-task logits and owns its training loss (``MultiTaskModel``); the
-trainer cuts batches, steps the optimizer, evaluates on the validation split after every epoch,
-stops early on its mean AUC and keeps the best weights. It holds no global state, and takes a
-rank and world size so that one process per device can run it.
+A model maps a batch to per-task logits and gives the per-task losses of a step
+(``MultiTaskModel.task_losses``); an optimisation strategy (``mtreclib.mto``) turns those into
+gradients; the trainer cuts batches, steps the optimizer, evaluates on the validation split after
+every epoch, stops early on its mean AUC and keeps the best weights. It holds no global state,
+and takes a rank and world size so that one process per device can run it.
 
 With several processes (``world_size > 1``, a process group already initialised, see
 ``mtreclib.distributed``) each rank trains on its share of every global batch through
 DistributedDataParallel; validation and test predictions are gathered to rank 0, which computes
 the metrics once and broadcasts them, so every rank takes the same early-stopping decisions and
 the metrics are those of the whole split. Only rank 0 shows progress and writes checkpoints.
+
+``state()`` and ``fit(..., resume=state)`` carry everything a run needs to continue where an
+epoch ended (weights, optimizer, strategy, early-stopping counters, history, random states), so
+that on CPU a resumed run ends bitwise equal to one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -20,59 +25,27 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mtreclib import distributed
-from mtreclib.atomic import atomic_output
+from mtreclib.config.experiment import PRECISIONS, TrainConfig
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.errors import UserError
 from mtreclib.metrics import logit_metrics, mean_auc
+from mtreclib.models.base import MultiTaskModel, TaskLosses
+from mtreclib.mto import StepContext, Strategy, create_strategy
+from mtreclib.progress import Progress, note
 from mtreclib.schema import Batch
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation settings; the defaults are the original MTReclib's.
-
-    Attributes:
-        epochs: most epochs to train.
-        batch_size: rows per optimizer step (per batch for MetaHeac, which takes two a step).
-        lr, weight_decay: Adam's.
-        patience: stop after this many epochs without a better validation mean AUC; 0 trains
-            every epoch and keeps the last weights.
-        max_steps: stop after this many optimizer steps (quick checks, benchmarks).
-        seed: seeds the shuffling (the caller seeds the model's initialisation).
-        progress: show progress bars.
-        checkpoint: where the best weights are written (to a temporary name, then renamed).
-        precision: ``"fp32"``, or ``"bf16"``: forward passes under bfloat16 autocast (matrix
-            products in bf16, weights, optimizer and loss in float32). Pays only where the
-            hardware multiplies bf16 natively (recent GPUs, CPUs with AVX-512 BF16 or AMX).
-        compile: run the model through ``torch.compile`` (needs a C++ compiler on CPU, takes a
-            while on the first steps).
-    """
-
-    epochs: int = 50
-    batch_size: int = 2048
-    lr: float = 1e-3
-    weight_decay: float = 1e-6
-    patience: int = 2
-    max_steps: int | None = None
-    seed: int = 0
-    progress: bool = True
-    checkpoint: Path | None = None
-    precision: str = "fp32"
-    compile: bool = False
-
-
-@dataclass
 class FitResult:
-    """What training did: per-epoch validation history and throughput."""
+    """What training did: per-epoch history and throughput."""
 
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
@@ -80,36 +53,45 @@ class FitResult:
     steps: int = 0
     train_samples: int = 0
     train_seconds: float = 0.0
+    best_score: float = -math.inf
+    waited: int = 0
 
     @property
     def samples_per_second(self) -> float:
         return self.train_samples / self.train_seconds if self.train_seconds > 0 else math.nan
 
 
-class TrainingObjective(nn.Module):
-    """The model's training loss as a module's forward, so that DistributedDataParallel can wrap it."""
+class Checkpoints(Protocol):
+    """Where the trainer's checkpoints go (``mtreclib.experiment`` writes them into the run folder)."""
 
-    def __init__(self, model: nn.Module):
+    def save_best(self, state_dict: dict[str, torch.Tensor], epoch: int, valid: dict | None) -> None: ...
+
+    def save_last(self, state: dict[str, Any]) -> None: ...
+
+
+class MetricsLog(Protocol):
+    """Where per-step and per-epoch figures are logged (TensorBoard)."""
+
+    def step(self, step: int, loss: float, task_losses: Sequence[float]) -> None: ...
+
+    def epoch(self, record: dict) -> None: ...
+
+
+class TrainingObjective(nn.Module):
+    """The model's per-task losses as a module's forward, so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: MultiTaskModel):
         super().__init__()
         self.model = model
 
-    def forward(self, batches: Sequence[Batch]) -> torch.Tensor:
-        return self.model.training_loss(batches)
+    def forward(self, batches: Sequence[Batch]) -> TaskLosses:
+        return self.model.task_losses(batches)
 
 
 def validation_score(metrics: dict[str, dict[str, float]]) -> float:
     """Early-stopping score: mean AUC, or minus the mean log-loss where no task has an AUC."""
     score = mean_auc(metrics)
     return score if not math.isnan(score) else -float(np.mean([m["logloss"] for m in metrics.values()]))
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save`` to a temporary name in the same folder, then rename over ``path``."""
-    with atomic_output(path) as temporary:
-        torch.save(state, temporary)
-
-
-PRECISIONS = ("fp32", "bf16")
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -121,7 +103,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def adam(parameters: Iterator[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def adam(parameters: Sequence[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """Adam as the original configures it, fused into one kernel per step where PyTorch can."""
     kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
     parameters = list(parameters)
@@ -144,27 +126,62 @@ def _groups(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
         yield group
 
 
+def rng_state() -> dict[str, Any]:
+    """This process's random states (CPU and CUDA generators of PyTorch)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class Trainer:
     """Trains one model with Adam and early stopping on a validation split.
 
     Args:
-        model: a ``MultiTaskModel`` (``forward`` -> (B, T) logits, ``training_loss``,
-            ``batches_per_step``), already on ``device``.
+        model: a ``MultiTaskModel``, already on ``device``.
         config: optimisation settings.
         device: where batches go.
+        strategy: how task losses become gradients (default: ``config.mto`` with its defaults).
         rank, world_size: this process among the training processes.
+        progress: show progress and per-epoch lines (rank 0 only).
+        checkpoints: where best and last states go (None: nowhere).
+        log: where per-step and per-epoch figures go (None: nowhere).
+        sample_weights: pass the dataset's sample weights to the loss.
     """
 
-    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device, *, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        config: TrainConfig,
+        device: torch.device,
+        *,
+        strategy: Strategy | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        progress: bool = True,
+        checkpoints: Checkpoints | None = None,
+        log: MetricsLog | None = None,
+    ):
         self.model = model
         self.config = config
         self.device = device
         self.rank = rank
         self.world_size = world_size
+        self.progress = progress and rank == 0
+        self.checkpoints = checkpoints if rank == 0 else None
+        self._saves = checkpoints is not None  # known on every rank: saving needs every rank's random state
+        self.log = log if rank == 0 else None
+        self.strategy = (strategy or create_strategy(config.mto, model.task_num)).to(device)
         self.objective: nn.Module = TrainingObjective(model)
-        self.optimizer = adam(model.parameters(), config, device)
+        self.optimizer = adam([*model.parameters(), *self.strategy.parameters()], config, device)
         if config.compile:
-            # In place, so that the model's own training_loss calls the compiled forward.
+            # In place, so that the model's own task_losses calls the compiled forward.
             model.compile()
         if world_size > 1:
             self.objective = distributed.wrap(self.objective, device)
@@ -180,89 +197,130 @@ class Trainer:
             shuffle=train,
             drop_last=train,
             seed=self.config.seed,
-            task_num=len(self.task_names),
             device=self.device,
             rank=self.rank if train else 0,
             world_size=self.world_size if train else 1,
+            sample_weights=train and self.config.sample_weights,
         )
 
-    def fit(self, train: MultiTaskTable, valid: MultiTaskTable) -> FitResult:
-        """Train, evaluate on ``valid`` after every epoch, and end with the best weights loaded."""
+    def fit(self, train: MultiTaskTable, valid: MultiTaskTable, *, resume: dict[str, Any] | None = None) -> FitResult:
+        """Train, evaluate on ``valid`` after every epoch, and end with the best weights loaded.
+
+        ``resume``: a ``state()`` saved after an epoch (plus ``best_state``, the best weights so
+        far); training continues with the next epoch.
+        """
         config = self.config
         if config.patience > 0 and len(valid) == 0:
             raise UserError("early stopping needs a validation split: set a validation fraction above 0, or patience 0")
         loader = self._loader(train, train=True)
         steps_per_epoch = math.ceil(len(loader) / self.model.batches_per_step)
-        result = FitResult()
-        best_score, best_state, waited = -math.inf, None, 0
-        for epoch in range(config.epochs):
+        result, best_state = FitResult(), None
+        if resume is not None:
+            result, best_state = self._restore(resume)
+        for epoch in range(result.epochs_run, config.epochs):
+            if result.waited >= config.patience > 0 or (config.max_steps is not None and result.steps >= config.max_steps):
+                break  # a resumed run that had already stopped
             loader.set_epoch(epoch)
-            train_loss, seconds, samples = self._train_epoch(loader, epoch, steps_per_epoch, result)
-            result.train_seconds += seconds
-            result.train_samples += samples
-            result.epochs_run = epoch + 1
-            record = {"epoch": epoch + 1, "steps": result.steps, "train_loss": train_loss, "train_seconds": seconds}
+            record = self._train_epoch(loader, epoch, steps_per_epoch, result)
             if len(valid):
                 # Computed on rank 0 and broadcast: every rank sees the same score and so takes
                 # the same early-stopping decision below, and all stop together.
-                metrics = self.evaluate(valid)
-                record["valid"] = metrics
-                record["valid_score"] = validation_score(metrics)
+                record["valid"] = self.evaluate(valid)
+                record["valid_score"] = validation_score(record["valid"])
             result.history.append(record)
-            self._log_epoch(record)
-            if config.patience == 0:
-                result.best_epoch = epoch + 1
-            elif record["valid_score"] > best_score:
-                best_score, waited, result.best_epoch = record["valid_score"], 0, epoch + 1
+            self._report_epoch(record)
+            if config.patience == 0 or record["valid_score"] > result.best_score:
+                result.best_score = record.get("valid_score", result.best_score)
+                result.waited, result.best_epoch = 0, epoch + 1
                 best_state = copy.deepcopy(self.model.state_dict())
-                if config.checkpoint is not None and self.rank == 0:
-                    save_checkpoint(config.checkpoint, {"state_dict": best_state, "epoch": epoch + 1, "valid": metrics})
+                if self.checkpoints is not None:
+                    self.checkpoints.save_best(best_state, epoch + 1, record.get("valid"))
             else:
-                waited += 1
-                if waited >= config.patience:
-                    break
+                result.waited += 1
+            if self._saves:
+                state = self.state(result)  # collective under DDP: every rank takes part
+                if self.checkpoints is not None:
+                    self.checkpoints.save_last(state)
+            if config.patience > 0 and result.waited >= config.patience:
+                break
             if config.max_steps is not None and result.steps >= config.max_steps:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        elif config.checkpoint is not None and self.rank == 0:
-            save_checkpoint(config.checkpoint, {"state_dict": self.model.state_dict(), "epoch": result.epochs_run})
         return result
 
-    def _train_epoch(self, loader: BatchLoader, epoch: int, steps_per_epoch: int, result: FitResult) -> tuple[float, float, int]:
-        """One pass over ``loader``: (mean loss over all ranks, seconds, samples seen on all ranks)."""
+    def state(self, result: FitResult) -> dict[str, Any]:
+        """Everything needed to continue after the epoch just finished (every rank's random state)."""
+        rng = distributed.all_gather_object(rng_state())
+        loop = {key: getattr(result, key) for key in ("history", "best_epoch", "epochs_run", "steps", "train_samples", "train_seconds", "best_score", "waited")}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "loop": loop,
+            "rng": rng,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> tuple[FitResult, dict | None]:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.strategy.load_state_dict(state["strategy"])
+        result = FitResult(**state["loop"])
+        rng = state["rng"]
+        set_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0])
+        return result, state.get("best_state")
+
+    def _train_epoch(self, loader: BatchLoader, epoch: int, steps_per_epoch: int, result: FitResult) -> dict:
+        """One pass over ``loader``; returns the epoch's record (losses over all ranks, seconds)."""
         config = self.config
         self.model.train()
-        total_loss, steps, samples = 0.0, 0, 0
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}",
-            disable=not config.progress or self.rank != 0,
-            mininterval=1.0,
-            leave=False,
-            dynamic_ncols=True,
-        )
+        total_loss, task_sums, steps, samples = 0.0, torch.zeros(self.model.task_num, dtype=torch.float64), 0, 0
+        bar = Progress(steps_per_epoch, f"epoch {epoch + 1}", enabled=self.progress)
+        context = StepContext(self.model, epoch=epoch, world_size=self.world_size, all_reduce_mean=distributed.mean_over_ranks)
+        manual_sync = self.world_size > 1 and self.strategy.syncs_gradients
         start = time.perf_counter()
         for group in _groups(iter(loader), self.model.batches_per_step):
-            with autocast(self.device, config.precision):
-                loss = self.objective(group)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            context.step = result.steps
+            with self.objective.no_sync() if manual_sync else contextlib.nullcontext():
+                with autocast(self.device, config.precision):
+                    losses = self.objective(group)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.strategy.backward(losses, context)
+            if self.world_size > 1:
+                distributed.average_gradients(self.strategy.parameters())
             self.optimizer.step()
-            total_loss += loss.item()
+            task_losses = losses.tasks.detach().double().cpu()
+            loss = float(task_losses.mean()) + (0.0 if losses.auxiliary is None else float(losses.auxiliary))
+            total_loss += loss
+            task_sums += task_losses
             steps += 1
             samples += sum(b.size for b in group)
             result.steps += 1
-            bar.update()
-            bar.set_postfix(loss=f"{total_loss / steps:.4f}", refresh=False)
+            if self.log is not None:
+                self.log.step(result.steps, loss, task_losses.tolist())
+            bar.update(postfix=f"loss {total_loss / steps:.4f}")
             if config.max_steps is not None and result.steps >= config.max_steps:
                 break
         seconds = time.perf_counter() - start
         bar.close()
         # One collective per epoch: every rank makes the same number of steps.
-        totals = torch.tensor([total_loss, samples], dtype=torch.float64, device=self.device)
-        total_loss, samples = distributed.sum_over_ranks(totals).tolist()
-        return (total_loss / (steps * self.world_size) if steps else math.nan), seconds, int(samples)
+        totals = torch.tensor([total_loss, samples, *task_sums.tolist()], dtype=torch.float64, device=self.device)
+        totals = distributed.sum_over_ranks(totals).cpu()
+        denominator = steps * self.world_size
+        epoch_task_losses = totals[2:] / max(denominator, 1)
+        self.strategy.end_epoch(epoch_task_losses.float())
+        result.train_seconds += seconds
+        result.train_samples += int(totals[1])
+        result.epochs_run = epoch + 1
+        return {
+            "epoch": epoch + 1,
+            "steps": result.steps,
+            "train_loss": float(totals[0]) / denominator if steps else math.nan,
+            "train_task_losses": dict(zip(self.task_names, epoch_task_losses.tolist())),
+            "task_weights": dict(zip(self.task_names, self.strategy.task_weights())),
+            "train_seconds": seconds,
+            "complete": steps == steps_per_epoch,  # False when --max-steps cut the epoch short
+        }
 
     @torch.inference_mode()
     def predict(self, table: MultiTaskTable) -> torch.Tensor:
@@ -272,7 +330,7 @@ class Trainer:
         start = 0
         for batch in self._loader(table, train=False):
             with autocast(self.device, self.config.precision):
-                out = self.model(batch.categorical, batch.numerical)
+                out = self.model.logits(batch)
             logits[start : start + batch.size] = out.float().cpu()
             start += batch.size
         return logits
@@ -283,7 +341,7 @@ class Trainer:
         With several processes each rank predicts a contiguous run of whole batches, rank 0
         gathers the logits and computes the metrics, and broadcasts them.
         """
-        labels = table.rows(table.labels)[:, : len(self.task_names)]
+        labels = table.label_rows()
         if self.world_size == 1:
             return logit_metrics(self.predict(table), labels, self.task_names)
         distributed.broadcast_buffers(self.model)  # evaluate rank 0's model on every shard
@@ -294,10 +352,12 @@ class Trainer:
         metrics = logit_metrics(logits.cpu(), labels, self.task_names) if self.rank == 0 else None
         return distributed.broadcast_object(metrics)
 
-    def _log_epoch(self, record: dict) -> None:
-        if not self.config.progress or self.rank != 0:
+    def _report_epoch(self, record: dict) -> None:
+        if self.log is not None:
+            self.log.epoch(record)
+        if not self.progress:
             return
         parts = [f"epoch {record['epoch']}", f"loss {record['train_loss']:.5f}"]
         for task, m in record.get("valid", {}).items():
             parts.append(f"valid {task} AUC {m['auc']:.4f} log-loss {m['logloss']:.5f}")
-        tqdm.write(" | ".join(parts))
+        note(" | ".join(parts))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.data import synthetic
 from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.models import create_model, model_kwargs
@@ -24,6 +25,12 @@ SMALL_SCHEMA = FeatureSchema(field_dims=(5, 3, 11, 2), numerical_num=6)
 def small_model(name: str, schema: FeatureSchema = SMALL_SCHEMA, **overrides) -> torch.nn.Module:
     """Model ``name`` at a size that trains in milliseconds."""
     return create_model(name, schema, **model_kwargs(name, {**SMALL_CONFIG, **overrides}))
+
+
+def small_experiment(model: str = "mmoe", **settings) -> ExperimentConfig:
+    """A quiet run of a small model on the CPU that keeps no files; ``settings`` by flat key."""
+    base = {**SMALL_CONFIG, "batch_size": 256, "save": False, "device": "cpu", "progress": False}
+    return ExperimentConfig().replace(model=model, **{**base, **settings})
 
 
 def random_batch(schema: FeatureSchema = SMALL_SCHEMA, size: int = 64, seed: int = 0) -> Batch:

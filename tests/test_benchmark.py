@@ -14,8 +14,8 @@ import pytest
 
 from mtreclib.cli import main
 from mtreclib.experiment import run_experiment
-from mtreclib.results import runner
-from mtreclib.results.runner import RunSpec, plan_runs
+from mtreclib.comparison import runner
+from mtreclib.comparison.runner import RunSpec, plan_runs
 
 # Tiny settings: a few optimizer steps of small models on a small generated dataset.
 FAST = ["--epochs", "1", "--max-steps", "2", "--embed-dim", "4", "--expert-num", "2", "--batch-size", "128", "--no-progress"]
@@ -39,10 +39,10 @@ class Spy:
     def __init__(self, monkeypatch, fail=lambda config: None):
         self.executed: list[tuple[str, str, int]] = []
         self.fail = fail
-        def spy(config, *, dataset=None):
-            self.executed.append((config.model, config.dataset, config.train.seed))
+        def spy(config, *, dataset=None, announce=True):
+            self.executed.append((config.model, config.data.dataset, config.train.seed))
             self.fail(config)
-            return run_experiment(config, dataset=dataset)
+            return run_experiment(config, dataset=dataset, announce=announce)
 
         monkeypatch.setattr(runner, "run_experiment", spy)
 
@@ -65,7 +65,8 @@ def test_every_run_writes_one_result_and_a_second_call_runs_nothing(data_dir, tm
     assert sorted(files) == [f"tiny/{m}/seed{s}.json" for m in ("mmoe", "sharedbottom") for s in (3, 4)]
     payload = json.loads((out / "tiny" / "mmoe" / "seed4.json").read_text())
     assert payload["model"] == "mmoe" and payload["seed"] == 4 and payload["config"]["train"]["seed"] == 4
-    assert payload["config"]["model_config"] == {"embed_dim": 4, "expert_num": 2} and payload["steps"] == 2
+    assert payload["config"]["model_config"]["embed_dim"] == 4 and payload["config"]["model_config"]["expert_num"] == 2
+    assert payload["steps"] == 2
     assert payload["history"][0]["valid"]["click"]["auc"] == payload["history"][0]["valid"]["click"]["auc"]  # not NaN
     assert payload["machine"]["torch"] and payload["run"]["wall_seconds"] > 0
     capsys.readouterr()
@@ -178,7 +179,7 @@ def test_results_made_with_other_settings_are_refused_before_anything_runs(data_
         (["--models", "sharedbottom,nope"], "unknown model 'nope'"),
         (["--models", " , "], "--models names nothing"),
         (["--seeds", "0"], "--seeds must be at least 1"),
-        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--epochs", "0"], "epochs (--epochs) must be at least 1"),
         (["--datasets", "tiny,missing"], "dataset 'missing' not found"),
     ],
 )

@@ -28,25 +28,20 @@ from mtreclib.cli import main
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.distributed import ProcessPlace, place_from_environment
 from mtreclib.errors import UserError
-from mtreclib.experiment import ExperimentConfig, run_experiment
+from mtreclib.config.experiment import TrainConfig
+from mtreclib.experiment import run_experiment
 from mtreclib.models import list_models
-from mtreclib.trainer import TrainConfig, Trainer, TrainingObjective
+from mtreclib.trainer import Trainer, TrainingObjective
 
-from conftest import ALIEXPRESS_SAMPLE, SMALL_CONFIG, random_batch, small_model
+from conftest import ALIEXPRESS_SAMPLE, random_batch, small_experiment, small_model
 
 MODELS = list_models()
 WORLD_SIZE = 2
 CPU = torch.device("cpu")
-TRAIN = TrainConfig(batch_size=64, epochs=1, patience=0, max_steps=3, progress=False)
+TRAIN = TrainConfig(batch_size=64, epochs=1, patience=0, max_steps=3)
 EVAL_ROWS = 900  # 15 batches of 64 (the last short): the ranks' shards differ in size
 # A learning rate this high makes validation AUC wander, so that patience stops the run early.
-EARLY_STOPPING = ExperimentConfig(
-    model="mmoe",
-    model_config=dict(SMALL_CONFIG),
-    save_dir=None,
-    device="cpu",
-    train=TrainConfig(batch_size=256, epochs=20, patience=1, lr=0.3, progress=False),
-)
+EARLY_STOPPING = small_experiment("mmoe", epochs=20, patience=1, lr=0.3)
 
 
 # ----- one process: the environment and the helpers' single-process behaviour -----
@@ -102,7 +97,7 @@ def test_helpers_pass_values_through_in_one_process():
 
 
 def test_global_batch_too_small_for_the_processes_is_a_user_error(tiny_synthetic):
-    config = replace(EARLY_STOPPING, train=replace(TRAIN, batch_size=3))
+    config = EARLY_STOPPING.replace(batch_size=3)
     with pytest.raises(UserError, match="global batch"):
         run_experiment(config, dataset=tiny_synthetic, place=ProcessPlace(rank=0, world_size=2))
 
@@ -149,14 +144,14 @@ def _rank(rank: int, out: Path, ports: tuple[int, int], data_dir: str, dataset) 
             batches = [_shard(random_batch(size=64, seed=10 + k), rank) for k in range(model.batches_per_step)]
             alone.training_loss(batches).backward()
             ddp = distributed.wrap(TrainingObjective(model), CPU)
-            ddp(batches).backward()
+            ddp(batches).tasks.mean().backward()
             saved[f"{name}/local_grad"], saved[f"{name}/ddp_grad"] = _gradients(alone), _gradients(model)
 
             # A few steps of the trainer, each rank from a different initialisation: DDP must
             # start them from rank 0's weights and keep them together.
             torch.manual_seed(rank)
             model = small_model(name)
-            fit = Trainer(model, TRAIN, CPU, rank=rank, world_size=WORLD_SIZE).fit(_table(640, seed=1), _table(0, seed=2))
+            fit = Trainer(model, TRAIN, CPU, rank=rank, world_size=WORLD_SIZE, progress=False).fit(_table(640, seed=1), _table(0, seed=2))
             saved[f"{name}/trained"] = copy.deepcopy(model.state_dict())
             saved[f"{name}/samples"] = fit.train_samples
 
@@ -165,14 +160,14 @@ def _rank(rank: int, out: Path, ports: tuple[int, int], data_dir: str, dataset) 
             # them: rank 0's model is the one to evaluate.
             torch.manual_seed(0)
             model = small_model(name)
-            trainer = Trainer(model, TRAIN, CPU, rank=rank, world_size=WORLD_SIZE)
+            trainer = Trainer(model, TRAIN, CPU, rank=rank, world_size=WORLD_SIZE, progress=False)
             if rank == 1:
                 for buffer in model.buffers():
                     if buffer.is_floating_point():
                         buffer.add_(1.0)
             saved[f"{name}/metrics"] = trainer.evaluate(_table(EVAL_ROWS, seed=3))
 
-        saved["early_stopping"] = run_experiment(EARLY_STOPPING, dataset=dataset, place=place)
+        saved["early_stopping"] = run_experiment(EARLY_STOPPING, dataset=dataset, place=place).to_dict()
     torch.save(saved, out / f"rank{rank}.pt")
 
     # The command line as torchrun starts it: the process group comes from the environment.
@@ -229,7 +224,7 @@ def test_both_ranks_end_training_with_identical_parameters(ranks, name):
 def test_two_process_evaluation_equals_one_process(ranks, name):
     torch.manual_seed(0)
     model = small_model(name)
-    alone = Trainer(model, TRAIN, CPU).evaluate(_table(EVAL_ROWS, seed=3))
+    alone = Trainer(model, TRAIN, CPU, progress=False).evaluate(_table(EVAL_ROWS, seed=3))
     assert ranks[0][f"{name}/metrics"] == ranks[1][f"{name}/metrics"]  # broadcast from rank 0
     for task, metrics in alone.items():
         for key, value in metrics.items():
@@ -258,5 +253,8 @@ def test_command_line_under_two_processes_reports_once(two_ranks):
     # 80 training rows in global batches of 16 (8 per rank), two batches a MetaHeac step.
     assert results["rows"]["train"] == 80 and results["history"][0]["steps"] == math.ceil(80 // 16 / 2)
     assert results["train_samples_per_sec"] > 0 and results["history"][0]["train_seconds"] > 0
-    assert sorted(p.name for p in (two_ranks / "ck").iterdir()) == ["AliExpress_NL_metaheac.pt"]
-    assert not list(two_ranks.glob("*.tmp*"))
+    run = two_ranks / "ck" / "AliExpress_NL_metaheac" / "run-1"
+    assert [p.name for p in (two_ranks / "ck" / "AliExpress_NL_metaheac").iterdir()] == ["run-1"]  # one folder, made by rank 0
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "config.yaml", "last.pt", "results.json"]
+    assert results["checkpoint"] == str(run / "best.pt")
+    assert not list(two_ranks.rglob("*.tmp*"))

@@ -14,7 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from mtreclib.layers import MLP, FieldEmbedding, FlatFields, Gate, MLPBank, dropout_mask, relu_dropout, set_split_products
+from mtreclib.dropout import dropout_mask, relu_dropout
+from mtreclib.layers import MLP, FieldEmbedding, Gate, MLPBank, set_split_products
+from mtreclib.products import FlatFields
 from mtreclib.models import list_models, multitask_bce
 from mtreclib.schema import FeatureSchema
 

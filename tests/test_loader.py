@@ -61,7 +61,8 @@ def rows_of(batch) -> list[int]:
 
 
 def test_index_tables_and_task_selection():
-    table = numbered_table(20).select(np.array([3, 7, 11]))
-    loader = BatchLoader(table, 2, task_num=1)
+    table = numbered_table(20).select(np.array([3, 7, 11])).with_tasks((1,))
+    loader = BatchLoader(table, 2)
     assert rows(loader) == [3, 7, 11]
     assert next(iter(loader)).labels.shape == (2, 1)
+    assert next(iter(loader)).labels[:, 0].tolist() == [0, 0]  # the second label column (the first is 1 on rows 3 and 7)

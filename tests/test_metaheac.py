@@ -45,7 +45,7 @@ def test_meta_step_adapts_the_task_embedding_on_support_and_scores_the_query():
     support_loss = multitask_bce(model(support.categorical, support.numerical), support.labels)
     (grad,) = torch.autograd.grad(support_loss, weight)
     adapted = (weight - 0.5 * grad).detach()
-    expected = multitask_bce(model(query.categorical, query.numerical, adapted), query.labels)
+    expected = multitask_bce(model(query.categorical, query.numerical, task_embedding=adapted), query.labels)
     unadapted = multitask_bce(model(query.categorical, query.numerical), query.labels)
     got = model.training_loss([batch])
     torch.testing.assert_close(got, expected)
@@ -64,6 +64,6 @@ def test_outer_gradient_flows_through_the_inner_step():
     support, query = batch.slice(0, 20), batch.slice(20, 40)
     weight = model.task_embedding.weight
     (grad,) = torch.autograd.grad(multitask_bce(model(support.categorical, support.numerical), support.labels), weight)
-    multitask_bce(model(query.categorical, query.numerical, weight - 0.5 * grad.detach()), query.labels).backward()
+    multitask_bce(model(query.categorical, query.numerical, task_embedding=weight - 0.5 * grad.detach()), query.labels).backward()
     assert not torch.allclose(second_order, model.task_embedding.weight.grad)
     assert model.batches_per_step == 2

@@ -14,9 +14,9 @@ from scipy import stats as scipy_stats
 
 from mtreclib.cli import main
 from mtreclib.models import list_models
-from mtreclib.results.plots import _curve
-from mtreclib.results.stats import Spread, indistinguishable, spread, welch_p_value
-from mtreclib.results.table import decimals
+from mtreclib.comparison.plots import _curve
+from mtreclib.comparison.stats import Spread, indistinguishable, spread, welch_p_value
+from mtreclib.comparison.table import decimals
 
 # Three made-up models on one dataset, per seed: "good" is best, "noisy" overlaps it, "weak" is far below.
 CLICK_AUC = {"good": [0.800, 0.801, 0.802], "noisy": [0.780, 0.800, 0.815], "weak": [0.700, 0.701, 0.702]}

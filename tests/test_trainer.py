@@ -10,25 +10,36 @@ import numpy as np
 import pytest
 import torch
 
-from mtreclib.atomic import write_json
+from mtreclib.record import SCHEMA_VERSION, RunRecord
 from mtreclib.data.table import split_validation
-from mtreclib.experiment import ExperimentConfig, run_experiment
+from mtreclib.config.experiment import TrainConfig
+from mtreclib.experiment import run_experiment
 from mtreclib.models import list_models
-from mtreclib.trainer import Trainer, TrainConfig
+from mtreclib.trainer import Trainer
 
-from conftest import SMALL_CONFIG, small_model
+from conftest import small_experiment, small_model
 
-QUIET = TrainConfig(batch_size=256, progress=False)
-
-
-def small_experiment(model: str = "mmoe", **train) -> ExperimentConfig:
-    return ExperimentConfig(model=model, model_config=dict(SMALL_CONFIG), save_dir=None, device="cpu", train=replace(QUIET, **train))
+QUIET = TrainConfig(batch_size=256)
 
 
-def fit(dataset, model_name="mmoe", **train):
+class SavedBest:
+    """Checkpoints kept in memory: what the trainer asked to save."""
+
+    def __init__(self):
+        self.best = []
+        self.last = []
+
+    def save_best(self, state_dict, epoch, valid):
+        self.best.append((epoch, {k: v.clone() for k, v in state_dict.items()}))
+
+    def save_last(self, state):
+        self.last.append(state)
+
+
+def fit(dataset, model_name="mmoe", checkpoints=None, **train):
     torch.manual_seed(0)
     model = small_model(model_name, dataset.schema)
-    trainer = Trainer(model, replace(QUIET, **train), torch.device("cpu"))
+    trainer = Trainer(model, replace(QUIET, **train), torch.device("cpu"), progress=False, checkpoints=checkpoints)
     train_rows, valid_rows = split_validation(dataset.train, 0.2)
     return trainer, trainer.fit(train_rows, valid_rows)
 
@@ -67,21 +78,20 @@ def test_metaheac_steps_once_per_two_batches(tiny_synthetic):
     assert result.steps == math.ceil((2400 // 256) / 2)
 
 
-def test_checkpoint_holds_the_best_weights_and_no_temporary_file(tiny_synthetic, tmp_path):
-    path = tmp_path / "ckpt" / "best.pt"
-    trainer, result = fit(tiny_synthetic, epochs=2, patience=2, checkpoint=path)
-    state = torch.load(path)
-    assert state["epoch"] == result.best_epoch
+def test_the_last_best_checkpoint_holds_the_weights_training_ends_with(tiny_synthetic):
+    saved = SavedBest()
+    trainer, result = fit(tiny_synthetic, epochs=3, patience=2, lr=0.3, checkpoints=saved)
+    epoch, state = saved.best[-1]
+    assert epoch == result.best_epoch and len(saved.last) == result.epochs_run
     for key, value in trainer.model.state_dict().items():
-        assert torch.equal(state["state_dict"][key], value)
-    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]
+        assert torch.equal(state[key], value)
 
 
 def test_patience_needs_a_validation_split(tiny_synthetic):
     from mtreclib.errors import UserError
 
     with pytest.raises(UserError, match="validation"):
-        run_experiment(replace(small_experiment(epochs=1), valid_fraction=0.0), dataset=tiny_synthetic)
+        run_experiment(small_experiment(epochs=1, valid_fraction=0.0), dataset=tiny_synthetic)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -89,22 +99,24 @@ def test_same_seed_gives_the_same_results_on_cpu(tiny_synthetic, name):
     config = small_experiment(name, epochs=1, max_steps=3)
     first = run_experiment(config, dataset=tiny_synthetic)
     second = run_experiment(config, dataset=tiny_synthetic)
-    assert first["tasks"] == second["tasks"] and first["history"][0]["train_loss"] == second["history"][0]["train_loss"]
-    other = run_experiment(replace(config, train=replace(config.train, seed=1)), dataset=tiny_synthetic)
-    assert other["tasks"] != first["tasks"]
+    assert first.tasks == second.tasks and first.history[0].train_loss == second.history[0].train_loss
+    other = run_experiment(config.replace(seed=1), dataset=tiny_synthetic)
+    assert other.tasks != first.tasks
 
 
-def test_results_have_the_documented_fields(tiny_synthetic, tmp_path):
-    results = run_experiment(small_experiment(epochs=2), dataset=tiny_synthetic)
-    for key in ("model", "dataset", "tasks", "train_samples_per_sec", "epochs_run", "best_epoch", "oracle", "history"):
-        assert key in results
-    assert set(results["tasks"]) == {"click", "conversion"} == set(results["oracle"])
-    for metrics in (*results["tasks"].values(), *results["oracle"].values()):
-        assert set(metrics) == {"auc", "logloss"} and 0 < metrics["auc"] <= 1 and metrics["logloss"] > 0
-    assert results["train_samples_per_sec"] > 0
-    assert [h["epoch"] for h in results["history"]] == [1, 2]
-    write_json(tmp_path / "r.json", results)
-    assert json.loads((tmp_path / "r.json").read_text())["model"] == "mmoe"
+def test_results_have_the_documented_fields_and_read_back_equal(tiny_synthetic, tmp_path):
+    record = run_experiment(small_experiment(epochs=2), dataset=tiny_synthetic)
+    assert record.model == "mmoe" and record.dataset == "synthetic" and record.schema_version == SCHEMA_VERSION
+    assert set(record.tasks) == {"click", "conversion"} == set(record.oracle)
+    for metrics in (*record.tasks.values(), *record.oracle.values()):
+        assert 0 < metrics.auc <= 1 and metrics.logloss > 0
+    assert record.train_samples_per_sec > 0
+    assert [h.epoch for h in record.history] == [1, 2] and all(h.complete for h in record.history)
+    assert record.config["model"] == "mmoe" and record.config["train"]["epochs"] == 2
+    record.write(tmp_path / "r.json")
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert payload["model"] == "mmoe" and payload["schema_version"] == SCHEMA_VERSION
+    assert RunRecord.read(tmp_path / "r.json") == record
 
 
 def test_training_learns_the_synthetic_task():
@@ -114,9 +126,9 @@ def test_training_learns_the_synthetic_task():
 
     data = synthetic.generate(replace(synthetic.PRESETS["synthetic"], train_rows=10_000, test_rows=4_000))
     dataset = from_tables("synthetic", data.train, data.test)
-    results = run_experiment(small_experiment(epochs=4, patience=0, lr=1e-2), dataset=dataset)
+    record = run_experiment(small_experiment(epochs=4, patience=0, lr=1e-2), dataset=dataset)
     for task, floor in (("click", 0.68), ("conversion", 0.6)):
-        assert floor < results["tasks"][task]["auc"] < results["oracle"][task]["auc"] + 0.02
+        assert floor < record.tasks[task].auc < record.oracle[task].auc + 0.02
 
 
 def test_bf16_precision_trains_and_evaluates_under_autocast(tiny_synthetic):
@@ -125,7 +137,7 @@ def test_bf16_precision_trains_and_evaluates_under_autocast(tiny_synthetic):
     model = small_model("mmoe", tiny_synthetic.schema)
     seen: list[torch.dtype] = []
     model.towers.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
-    trainer = Trainer(model, replace(QUIET, epochs=1, patience=0, max_steps=3, precision="bf16"), torch.device("cpu"))
+    trainer = Trainer(model, replace(QUIET, epochs=1, patience=0, max_steps=3, precision="bf16"), torch.device("cpu"), progress=False)
     train_rows, valid_rows = split_validation(tiny_synthetic.train, 0.2)
     result = trainer.fit(train_rows, valid_rows)
     assert result.steps == 3 and math.isfinite(result.history[0]["train_loss"])
@@ -139,7 +151,7 @@ def test_unknown_precision_is_a_user_error(tiny_synthetic):
     from mtreclib.errors import UserError
 
     with pytest.raises(UserError, match="precision"):
-        run_experiment(small_experiment(epochs=1, precision="fp16"), dataset=tiny_synthetic)
+        small_experiment(epochs=1, precision="fp16")
 
 
 def test_trainer_adam_makes_the_same_updates_as_plain_adam():
@@ -150,7 +162,7 @@ def test_trainer_adam_makes_the_same_updates_as_plain_adam():
     shapes = [(10, 5), (7,)]
     ours = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
     plain = [torch.nn.Parameter(p.detach().clone()) for p in ours]
-    optimizers = [adam(iter(ours), replace(QUIET, lr=1e-2, weight_decay=1e-3), torch.device("cpu")),
+    optimizers = [adam(ours, replace(QUIET, lr=1e-2, weight_decay=1e-3), torch.device("cpu")),
                   torch.optim.Adam(plain, lr=1e-2, weight_decay=1e-3)]
     for _ in range(5):
         grads = [torch.randn(s, generator=generator) for s in shapes]
@@ -171,7 +183,7 @@ def test_compile_option_compiles_the_model_in_place(monkeypatch, tiny_synthetic)
     model = small_model("mmoe", tiny_synthetic.schema)
     calls = []
     monkeypatch.setattr(model, "compile", lambda *a, **k: calls.append((a, k)))
-    Trainer(model, replace(QUIET, compile=True), torch.device("cpu"))
+    Trainer(model, replace(QUIET, compile=True), torch.device("cpu"), progress=False)
     assert calls == [((), {})]
-    Trainer(small_model("mmoe", tiny_synthetic.schema), QUIET, torch.device("cpu"))
+    Trainer(small_model("mmoe", tiny_synthetic.schema), QUIET, torch.device("cpu"), progress=False)
     assert len(calls) == 1

@@ -1,60 +1,88 @@
-"""``mtrec benchmark``: train every model on every dataset with several seeds, one JSON per run."""
+"""``mtrec benchmark``: train every model (with every strategy) on every dataset with several seeds, one JSON per run."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from mtreclib.commands.train import add_training_arguments, experiment_config
+from mtreclib.commands.options import add_run_flags, file_and_flags
+from mtreclib.comparison.runner import BenchmarkConfig, BenchmarkSummary, run_benchmark
+from mtreclib.config.resolve import normalise, resolve
 from mtreclib.data.datasets import builtin_datasets
 from mtreclib.errors import UserError
 from mtreclib.models import list_models, model_class
-from mtreclib.results.runner import BenchmarkConfig, BenchmarkSummary, run_benchmark
+from mtreclib.mto import list_strategies, strategy_class
 
 NAME = "benchmark"
-HELP = "train every model on every dataset with several seeds, resuming where a previous call stopped"
+HELP = "train every model on every dataset with several seeds (and strategies), resuming where a previous call stopped"
+GRID = ("models", "datasets", "seeds", "mtos", "out")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    grid = parser.add_argument_group("the grid (also keys of --config)")
+    grid.add_argument(
         "--models",
-        default="all",
-        help=f"comma-separated model names, or all ({', '.join(list_models())}) (default: %(default)s)",
+        default=argparse.SUPPRESS,
+        help=f"comma-separated model names, or all ({', '.join(list_models())}) (default: all)",
     )
-    parser.add_argument(
+    grid.add_argument(
         "--datasets",
-        default="synthetic",
-        help=f"comma-separated dataset names: built-in ({', '.join(builtin_datasets())}) or folders under "
-        "--data-dir in the processed layout (default: %(default)s)",
+        default=argparse.SUPPRESS,
+        help=f"comma-separated dataset names: built-in ({', '.join(builtin_datasets())}), folders under --data-dir, "
+        "or dataset specs (default: synthetic)",
     )
-    parser.add_argument("--data-dir", default="data", help="where processed datasets live (default: %(default)s)")
-    parser.add_argument("--seeds", type=int, default=5, help="runs per model and dataset (default: %(default)s)")
-    parser.add_argument("--out", default="runs", help="run files go to OUT/DATASET/MODEL/seedK.json (default: %(default)s)")
-    add_training_arguments(parser, seed_help="the first seed; the runs use SEED, SEED+1, ..., SEED+SEEDS-1")
+    grid.add_argument("--seeds", default=argparse.SUPPRESS, help="runs per model and dataset: seeds SEED .. SEED+SEEDS-1 (default: 5)")
+    grid.add_argument(
+        "--mtos",
+        "--mto",
+        dest="mtos",
+        default=argparse.SUPPRESS,
+        help=f"comma-separated multi-task optimisation strategies, or all ({', '.join(list_strategies())}) (default: ew)",
+    )
+    grid.add_argument("--out", default=argparse.SUPPRESS, help="run files go to OUT/DATASET/MODEL/seedK.json (default: runs)")
+    add_run_flags(parser, model=False, skip=("dataset", "mto", "save_dir", "save", "results", "tensorboard"))
 
 
-def names(text: str, what: str) -> tuple[str, ...]:
-    """``"a, b,a"`` -> ``("a", "b")``: order kept, duplicates and blanks dropped."""
-    items = tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
-    if not items:
+def names(text: object, what: str) -> tuple[str, ...]:
+    """``"a, b,a"`` or a YAML list -> ``("a", "b")``: order kept, duplicates and blanks dropped."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    found = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    if not found:
         raise UserError(f"--{what} names nothing; give a comma-separated list")
-    return items
+    return found
 
 
 def benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
-    """The ``BenchmarkConfig`` that the flags describe; unknown model names are refused here."""
-    models = tuple(list_models()) if args.models.strip() == "all" else names(args.models, "models")
+    """The ``BenchmarkConfig`` that ``--config`` and the flags describe; bad names are refused here.
+
+    A model setting applies to the models of the grid that take it (``--expert-num`` to the
+    models with experts); a key that no model, strategy or concern knows is an error.
+    """
+    values, sources = file_and_flags(args)
+    grid = {key: values.pop(key) for key in GRID if key in values}
+    models = tuple(list_models()) if str(grid.get("models", "all")).strip() == "all" else names(grid["models"], "models")
+    mtos = tuple(list_strategies()) if str(grid.get("mtos", "ew")).strip() == "all" else names(grid.get("mtos", "ew"), "mtos")
     for model in models:
         model_class(model)  # an unknown name lists the known ones
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    for mto in mtos:
+        strategy_class(mto)
+    try:
+        seeds = int(grid.get("seeds", 5))
+    except ValueError:
+        raise UserError(f"--seeds must be an integer, got {grid['seeds']!r}") from None
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    settings = {normalise(key): value for key, value in values.items()}
+    base = resolve(settings, sources=sources, strict=False)
     return BenchmarkConfig(
-        base=experiment_config(args),
+        base=base,
         models=models,
-        datasets=names(args.datasets, "datasets"),
-        seeds=tuple(range(args.seed, args.seed + args.seeds)),
-        out=Path(args.out),
-        progress=not args.no_progress,
+        datasets=names(grid.get("datasets", "synthetic"), "datasets"),
+        seeds=tuple(range(base.train.seed, base.train.seed + seeds)),
+        out=Path(str(grid.get("out", "runs"))),
+        progress=base.run.progress,
+        mtos=mtos,
+        settings=settings,
     )
 
 

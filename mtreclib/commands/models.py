@@ -1,21 +1,32 @@
-"""``mtrec models``: list the registered models."""
+"""``mtrec models``: list the registered models, their papers and settings."""
 
 from __future__ import annotations
 
 import argparse
+import re
 
-from mtreclib.models import list_models, model_class
+from mtreclib.models import list_models, model_class, model_settings
 
 NAME = "models"
-HELP = "list the models that --model accepts"
+HELP = "list the models that --model accepts, with their papers"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--settings", action="store_true", help="also list each model's settings and their defaults")
+
+
+def summary(cls: type) -> str:
+    """The docstring's first line as plain text (no reST markup)."""
+    line = (cls.__doc__ or "").strip().splitlines()[0]
+    return re.sub(r"``?([^`]+)``?", r"\1", line)
 
 
 def run(args: argparse.Namespace) -> int:
     for name in list_models():
-        doc = (model_class(name).__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<14} {doc}")
+        cls = model_class(name)
+        print(f"{name:<14} {summary(cls)}")
+        if cls.paper:
+            print(f"{'':<14} {cls.paper}")
+        if args.settings:
+            print(f"{'':<14} " + ", ".join(f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}" for key, value in model_settings(name).items()))
     return 0

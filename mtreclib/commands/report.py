@@ -17,11 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # matplotlib and scipy add about a second to start-up: only this command pays for them.
-    from mtreclib.results.files import write_text
-    from mtreclib.results.plots import draw_plots
-    from mtreclib.results.runs import load_runs
-    from mtreclib.results.summary import build_tables, machines, shared_settings
-    from mtreclib.results.table import csv_text, markdown
+    from mtreclib.comparison.files import write_text
+    from mtreclib.comparison.plots import draw_plots
+    from mtreclib.comparison.runs import load_runs
+    from mtreclib.comparison.summary import build_tables, machines, shared_settings
+    from mtreclib.comparison.table import csv_text, markdown
 
     runs, failures = load_runs(args.runs)
     out = Path(args.out) if args.out else Path(args.runs) / "report"

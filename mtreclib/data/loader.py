@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from mtreclib.data.table import MultiTaskTable
-from mtreclib.schema import Batch
+from mtreclib.data.table import BagColumn, MultiTaskTable
+from mtreclib.schema import Bag, Batch
 
 
 def _as_tensor(array: np.ndarray) -> torch.Tensor:
@@ -20,11 +20,39 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
+class _BagSource:
+    """One multi-valued field's arrays as tensors, and the gather of a batch's rows from them."""
+
+    def __init__(self, column: BagColumn):
+        self.values = _as_tensor(column.values)
+        self.offsets = _as_tensor(column.offsets)
+        self.weights = None if column.weights is None else _as_tensor(column.weights)
+
+    def range(self, start: int, stop: int) -> Bag:
+        """Rows ``start:stop``: views of the values, offsets rebased to 0."""
+        offsets = self.offsets[start : stop + 1]
+        first, last = int(offsets[0]), int(offsets[-1])
+        weights = None if self.weights is None else self.weights[first:last]
+        return Bag(self.values[first:last], offsets - first, weights)
+
+    def gather(self, rows: torch.Tensor) -> Bag:
+        """Rows ``rows`` (B,), in that order: their values concatenated, offsets from 0."""
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts  # (B,)
+        offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
+        torch.cumsum(lengths, 0, out=offsets[1:])
+        total = int(offsets[-1])
+        # Position of each gathered value in the flat arrays: its row's start plus its rank in the row.
+        positions = torch.repeat_interleave(starts - offsets[:-1], lengths, output_size=total) + torch.arange(total)
+        weights = None if self.weights is None else self.weights[positions]
+        return Bag(self.values[positions], offsets, weights)
+
+
 class BatchLoader:
     """Mini-batches of a table, gathered by index from whole-array tensors.
 
     Args:
-        table: the rows to batch.
+        table: the rows to batch (its ``label_columns`` are the labels batches carry).
         batch_size: rows per global batch. With ``world_size > 1`` each rank receives its
             ``1 / world_size`` share of every global batch, so that one epoch covers every row
             exactly once over all ranks and results compare with a single process.
@@ -32,9 +60,9 @@ class BatchLoader:
         drop_last: drop a last batch smaller than ``batch_size`` when the epoch has other batches
             (BatchNorm cannot train on one row, and a short batch weighs as much as a full one).
         seed: seeds the permutations.
-        task_num: keep the first ``task_num`` label columns (all if None).
         device: where batches go.
         rank, world_size: this process's share of every global batch.
+        sample_weights: carry the table's sample weights (when it has them) in the batches.
     """
 
     def __init__(
@@ -45,10 +73,10 @@ class BatchLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int = 0,
-        task_num: int | None = None,
         device: torch.device | str = "cpu",
         rank: int = 0,
         world_size: int = 1,
+        sample_weights: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -65,8 +93,13 @@ class BatchLoader:
         self.world_size = world_size
         self._categorical = _as_tensor(table.categorical)
         self._numerical = _as_tensor(table.numerical)
-        labels = table.labels if task_num is None else table.labels[:, :task_num]
-        self._labels = _as_tensor(np.ascontiguousarray(labels))
+        labels = table.labels
+        if table.label_columns is not None and table.label_columns != tuple(range(labels.shape[1])):
+            labels = np.ascontiguousarray(labels[:, list(table.label_columns)])
+        self._labels = _as_tensor(labels)
+        self._bags = [_BagSource(column) for column in table.bags]
+        self._weights = _as_tensor(table.weights) if sample_weights and table.weights is not None else None
+        self._group = None if table.group is None else _as_tensor(table.group)
         self._index = None if table.index is None else torch.from_numpy(table.index)
         self._pin = self.device.type == "cuda"
 
@@ -97,7 +130,9 @@ class BatchLoader:
             yield self._gather(start, stop, order)
 
     def _gather(self, start: int, stop: int, order: torch.Tensor | None) -> Batch:
-        sources = (self._categorical, self._numerical, self._labels)
+        sources = [self._categorical, self._numerical, self._labels]
+        optional = [t for t in (self._weights, self._group) if t is not None]
+        sources += optional
         rows = None
         if order is not None or self._index is not None:
             rows = order[start:stop] if order is not None else torch.arange(start, stop)
@@ -116,6 +151,11 @@ class BatchLoader:
             parts = [t[start:stop] for t in sources]
         else:
             parts = [t.index_select(0, rows) for t in sources]
+        bags = tuple((bag.range(start, stop) if rows is None else bag.gather(rows)).to(self.device, self._pin) for bag in self._bags)
         # Narrow types cross to the device; widening happens there.
-        categorical, numerical, labels = (p.to(self.device, non_blocking=self._pin) for p in parts)
-        return Batch(categorical.long(), numerical.float(), labels.float())
+        moved = [p.to(self.device, non_blocking=self._pin) for p in parts]
+        categorical, numerical, labels = moved[:3]
+        extra = iter(moved[3:])
+        weights = next(extra).float() if self._weights is not None else None
+        group = next(extra).long() if self._group is not None else None
+        return Batch(categorical.long(), numerical.float(), labels.float(), bags, weights, group)

@@ -8,17 +8,44 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class BagColumn:
+    """The values of one multi-valued field for every row of a split, flat.
+
+    Row ``i``'s values are ``values[offsets[i]:offsets[i + 1]]``. A table's slice keeps
+    ``values`` whole and slices ``offsets`` (which stay absolute positions into ``values``).
+
+    Attributes:
+        values: (V,) int32 ids.
+        offsets: (N + 1,) int64, non-decreasing.
+        weights: (V,) float32 per-value weights, or None.
+    """
+
+    values: np.ndarray
+    offsets: np.ndarray
+    weights: np.ndarray | None = None
+
+    def select(self, rows: slice) -> BagColumn:
+        """Rows ``rows`` (a step-1 slice) as a view."""
+        start, stop, _ = rows.indices(len(self.offsets) - 1)
+        return replace(self, offsets=self.offsets[start : stop + 1])
+
+
+@dataclass(frozen=True)
 class MultiTaskTable:
     """The arrays batches are cut from.
 
     Attributes:
         categorical: (N, F) integer ids (int32 in storage).
         numerical: (N, M) float32 features.
-        labels: (N, T) 0/1 labels (uint8 in storage).
-        probabilities: (N, T) true probability of each label where known (synthetic data), so
-            that the best achievable metrics (the oracle) can be reported.
+        labels: (N, T_all) 0/1 labels (uint8 in storage), every label the dataset has.
+        probabilities: (N, T_all) true probability of each label where known (synthetic data),
+            so that the best achievable metrics (the oracle) can be reported.
         index: rows of the arrays that belong to this table, or None for all of them. Lets a
             random validation split share the arrays instead of copying them.
+        bags: one ``BagColumn`` per multi-valued field.
+        weights: (N,) float32 sample weights, or None.
+        group: (N,) int64 group ids (search page, session), or None.
+        label_columns: which label columns are the trained tasks, in task order (None: all).
     """
 
     categorical: np.ndarray
@@ -26,19 +53,38 @@ class MultiTaskTable:
     labels: np.ndarray
     probabilities: np.ndarray | None = None
     index: np.ndarray | None = None
+    bags: tuple[BagColumn, ...] = ()
+    weights: np.ndarray | None = None
+    group: np.ndarray | None = None
+    label_columns: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.labels) if self.index is None else len(self.index)
 
+    @property
+    def task_columns(self) -> tuple[int, ...]:
+        return tuple(range(self.labels.shape[1])) if self.label_columns is None else self.label_columns
+
+    def with_tasks(self, columns: tuple[int, ...]) -> MultiTaskTable:
+        """The same rows with ``columns`` of the labels as the tasks."""
+        return replace(self, label_columns=tuple(columns))
+
     def select(self, rows: slice | np.ndarray) -> MultiTaskTable:
         """The table of ``rows`` of this table: array views for a step-1 slice, an index otherwise."""
         if self.index is None and isinstance(rows, slice) and rows.step in (None, 1):
+
+            def cut(array: np.ndarray | None) -> np.ndarray | None:
+                return None if array is None else array[rows]
+
             return replace(
                 self,
                 categorical=self.categorical[rows],
                 numerical=self.numerical[rows],
                 labels=self.labels[rows],
-                probabilities=None if self.probabilities is None else self.probabilities[rows],
+                probabilities=cut(self.probabilities),
+                bags=tuple(bag.select(rows) for bag in self.bags),
+                weights=cut(self.weights),
+                group=cut(self.group),
             )
         base = np.arange(len(self.labels)) if self.index is None else self.index
         return replace(self, index=base[rows])
@@ -46,6 +92,18 @@ class MultiTaskTable:
     def rows(self, array: np.ndarray) -> np.ndarray:
         """``array``'s rows that belong to this table (a copy only when there is an index)."""
         return array if self.index is None else array[self.index]
+
+    def label_rows(self) -> np.ndarray:
+        """(N, T) labels of the trained tasks for this table's rows."""
+        labels = self.rows(self.labels)
+        return labels if self.label_columns is None else labels[:, list(self.label_columns)]
+
+    def probability_rows(self) -> np.ndarray | None:
+        """(N, T) true probabilities of the trained tasks, where the data knows them."""
+        if self.probabilities is None:
+            return None
+        p = self.rows(self.probabilities)
+        return p if self.label_columns is None else p[:, list(self.label_columns)]
 
 
 def split_validation(

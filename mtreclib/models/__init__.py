@@ -2,16 +2,35 @@
 
 # Imported in the original MTReclib's order, which is the order `mtrec models` lists.
 from mtreclib.models import singletask, sharedbottom, omoe, mmoe, ple, aitm, metaheac  # noqa: F401, I001
-from mtreclib.models.base import MultiTaskModel, multitask_bce
-from mtreclib.models.registry import UnknownModelError, create_model, list_models, model_class, model_kwargs, register_model
+from mtreclib.models.base import MultiTaskModel, TaskLosses, multitask_bce, task_bce
+from mtreclib.models.config import ExpertConfig, ModelConfig
+from mtreclib.models.registry import (
+    UnknownModelError,
+    create_model,
+    document_models,
+    list_models,
+    model_class,
+    model_config,
+    model_kwargs,
+    model_settings,
+    register_model,
+)
+
+document_models()
 
 __all__ = [
+    "ExpertConfig",
+    "ModelConfig",
     "MultiTaskModel",
+    "TaskLosses",
     "UnknownModelError",
     "create_model",
     "list_models",
     "model_class",
+    "model_config",
     "model_kwargs",
+    "model_settings",
     "multitask_bce",
     "register_model",
+    "task_bce",
 ]

@@ -10,8 +10,9 @@ from torch import nn
 
 from mtreclib.layers import FieldEmbedding, MLPBank
 from mtreclib.models.base import MultiTaskModel
+from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import FeatureSchema
+from mtreclib.schema import Bag, FeatureSchema
 
 
 @register_model("aitm")
@@ -31,31 +32,27 @@ class AITM(MultiTaskModel):
     KDD 2021. https://doi.org/10.1145/3447548.3467071
     """
 
-    def __init__(
-        self,
-        schema: FeatureSchema,
-        *,
-        embed_dim: int = 128,
-        bottom_dims: Sequence[int] = (512, 256),
-        tower_dims: Sequence[int] = (128, 64),
-        dropout: float = 0.2,
-    ):
-        super().__init__(schema)
-        if self.task_num < 2:
-            raise ValueError(f"AITM transfers information between tasks and needs task_num >= 2, got {self.task_num}")
+    Config = ModelConfig
+    paper = "Xi et al., Modeling the Sequential Dependence among Audience Multi-step Conversions, KDD 2021"
+    min_tasks = 2
+
+    def __init__(self, schema: FeatureSchema, config: ModelConfig | None = None):
+        super().__init__(schema, config)
+        c = self.config
+        bottom_dims, dropout = c.bottom_dims, c.dropout
         hidden = bottom_dims[-1]
-        self.embedding = FieldEmbedding(schema.field_dims, schema.numerical_num, embed_dim)
+        self.embedding = FieldEmbedding.from_schema(schema, c.embed_dim)
         self.bottoms = MLPBank(self.embedding.output_dim, bottom_dims, self.task_num, dropout)
         self.transfer = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(self.task_num - 1))
         self.value = nn.Linear(hidden, hidden)
         self.key = nn.Linear(hidden, hidden)
         self.query = nn.Linear(hidden, hidden)
         self.scale = 1.0 / math.sqrt(hidden)
-        self.towers = MLPBank(hidden, tower_dims, self.task_num, dropout, output_layer=True)
+        self.towers = MLPBank(hidden, c.tower_dims, self.task_num, dropout, output_layer=True)
 
-    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
-        """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
+        """(B, F) int64 ids, (B, M) floats, K bags -> (B, T) logits."""
+        emb = self.embedding.flat(categorical, numerical, bags)  # (B, E * D), multiplied field by field
         fea = list(self.bottoms(emb).unbind(1))  # T x (B, H)
         for t in range(1, self.task_num):
             x = torch.stack([self.transfer[t - 1](fea[t - 1]), fea[t]], dim=1)  # (B, 2, H)

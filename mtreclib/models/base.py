@@ -1,14 +1,27 @@
-"""The interface the trainer knows: per-task logits and a training loss."""
+"""The interface the trainer knows: per-task logits, per-task losses and which parameters are shared."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtreclib.schema import Batch, FeatureSchema
+from mtreclib.models.config import ModelConfig
+from mtreclib.schema import Bag, Batch, FeatureSchema
+
+
+def task_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Each task's mean binary cross-entropy: (B, T) logits and labels, optional (B,) row weights -> (T,).
+
+    With weights, each task's loss is the weighted mean ``sum_b w_b l_bt / sum_b w_b``.
+    """
+    losses = F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")  # (B, T)
+    if weights is None:
+        return losses.mean(0)
+    return (weights.unsqueeze(1) * losses).sum(0) / weights.sum().clamp_min(1e-12)
 
 
 def multitask_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -16,25 +29,107 @@ def multitask_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), labels)
 
 
+class TaskLosses(NamedTuple):
+    """The losses of one training step.
+
+    Attributes:
+        tasks: (T,) one loss per task; an optimisation strategy weighs and balances these.
+        auxiliary: () a regulariser that belongs to no task (DSelect-k's entropy term), added as
+            it is by every strategy.
+    """
+
+    tasks: torch.Tensor
+    auxiliary: torch.Tensor | None = None
+
+
 class MultiTaskModel(nn.Module):
     """Base class of every model.
 
-    ``forward(categorical, numerical)`` maps (B, F) int64 ids and (B, M) floats to (B, T) logits,
-    one per task; no sigmoid inside, the loss owns it.
+    ``forward(categorical, numerical, bags)`` maps (B, F) int64 ids, (B, M) floats and one
+    ``Bag`` per multi-valued field to (B, T) logits, one per task; no sigmoid inside, the loss
+    owns it. ``Config`` is the model's typed hyperparameters; ``__init__(schema, config)``.
 
-    The trainer makes one optimizer step from ``batches_per_step`` consecutive batches and
-    ``training_loss``. A model with its own way to learn (MetaHeac's meta-learning) overrides
-    these two; the trainer never asks which model it trains.
+    The trainer makes one optimizer step from ``batches_per_step`` consecutive batches: an
+    optimisation strategy turns ``task_losses`` into gradients (equal weights by default:
+    ``training_loss``). A model with its own way to learn (MetaHeac's meta-learning) or its own
+    loss (ESMM, ESCM2) overrides ``task_losses``; the trainer never asks which model it trains.
     """
 
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    paper: ClassVar[str] = ""  # authors, title, venue and year, for mtrec models
     batches_per_step: int = 1
+    min_tasks: int = 1
 
-    def __init__(self, schema: FeatureSchema):
+    def __init__(self, schema: FeatureSchema, config: ModelConfig | None = None):
         super().__init__()
+        config = config if config is not None else self.Config()
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}")
+        if schema.task_num < self.min_tasks:
+            raise ValueError(f"{type(self).__name__} needs at least {self.min_tasks} tasks, the data has {schema.task_num}")
         self.schema = schema
+        self.config = config
         self.task_num = schema.task_num
+        self._shared: list[str] | None = None
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """(B, T) logits of a batch's features."""
+        return self(batch.categorical, batch.numerical, batch.bags)
+
+    def task_losses(self, batches: Sequence[Batch]) -> TaskLosses:
+        """The (T,) per-task losses of one step: each task's BCE, averaged over ``batches``."""
+        losses = [task_bce(self.logits(b), b.labels, b.weights) for b in batches]
+        return TaskLosses(losses[0] if len(losses) == 1 else torch.stack(losses).mean(0))
 
     def training_loss(self, batches: Sequence[Batch]) -> torch.Tensor:
-        """The loss of one optimizer step: the mean per-task BCE over ``batches``."""
-        losses = [multitask_bce(self(b.categorical, b.numerical), b.labels) for b in batches]
-        return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+        """The loss of one optimizer step with equal task weights: mean task loss plus any auxiliary term."""
+        losses = self.task_losses(batches)
+        total = losses.tasks.mean()
+        return total if losses.auxiliary is None else total + losses.auxiliary
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The parameters that more than one task's logit depends on (what gradient methods balance).
+
+        Found once on a small probe batch (which tasks' logits give each parameter a nonzero
+        gradient), so that every model answers correctly without a list written by hand; a
+        model may override it.
+        """
+        if self._shared is None:
+            self._shared = _probe_shared(self)
+        named = dict(self.named_parameters())
+        return [named[name] for name in self._shared]
+
+
+def probe_batch(schema: FeatureSchema, size: int = 8, device: torch.device | str = "cpu") -> Batch:
+    """A small batch of valid inputs for ``schema`` (ids in range, one value per bag row)."""
+    generator = torch.Generator().manual_seed(0)
+    categorical = torch.zeros(size, schema.field_num, dtype=torch.long)
+    for f, dim in enumerate(schema.field_dims):
+        categorical[:, f] = torch.randint(0, dim, (size,), generator=generator)
+    numerical = torch.rand(size, schema.numerical_num, generator=generator)
+    bags = tuple(
+        Bag(torch.randint(0, b.vocab_size, (size,), generator=generator), torch.arange(size + 1), torch.ones(size) if b.weighted else None)
+        for b in schema.bags
+    )
+    labels = (torch.rand(size, schema.task_num, generator=generator) < 0.5).float()
+    device = torch.device(device)
+    return Batch(categorical.to(device), numerical.to(device), labels.to(device), tuple(b.to(device) for b in bags))
+
+
+def _probe_shared(model: MultiTaskModel) -> list[str]:
+    device = next(model.parameters()).device
+    batch = probe_batch(model.schema, size=32, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            logits = model.logits(batch)
+            names, parameters = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
+            reach = torch.zeros(len(parameters), dtype=torch.long)
+            for t in range(model.task_num):
+                grads = torch.autograd.grad(logits[:, t].sum(), parameters, retain_graph=True, allow_unused=True)
+                # By value, not by graph: slices of one output tensor share its graph.
+                reach += torch.tensor([g is not None and bool(g.abs().sum() > 0) for g in grads], dtype=torch.long)
+    finally:
+        model.train(was_training)
+    return [name for name, count in zip(names, reach.tolist()) if count > 1]

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mtreclib.layers import FieldEmbedding, Gate, MLPBank, mix
-from mtreclib.models.base import MultiTaskModel, multitask_bce
+from mtreclib.config.settings import setting
+from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
+from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import Batch, FeatureSchema
+from mtreclib.schema import Bag, Batch, FeatureSchema
+
+
+@dataclass(frozen=True)
+class MetaHeacConfig(ExpertConfig):
+    """MetaHeac's settings: experts, critics and the inner step's learning rate (the original's)."""
+
+    critic_num: int = setting(5, "critic towers (metaheac)", minimum=1)
+    local_lr: float = setting(2e-4, "learning rate of the inner meta-learning step (metaheac)", minimum=0)
 
 
 @register_model("metaheac")
@@ -39,21 +50,16 @@ class MetaHeac(MultiTaskModel):
 
     batches_per_step = 2
 
-    def __init__(
-        self,
-        schema: FeatureSchema,
-        *,
-        embed_dim: int = 128,
-        bottom_dims: Sequence[int] = (512, 256),
-        tower_dims: Sequence[int] = (128, 64),
-        dropout: float = 0.2,
-        expert_num: int = 8,
-        critic_num: int = 5,
-        local_lr: float = 2e-4,
-    ):
-        super().__init__(schema)
-        self.local_lr = local_lr
-        self.embedding = FieldEmbedding(schema.field_dims, schema.numerical_num, embed_dim)
+    Config = MetaHeacConfig
+    paper = "Zhu et al., Learning to Expand Audience via Meta Hybrid Experts and Critics, KDD 2021"
+
+    def __init__(self, schema: FeatureSchema, config: MetaHeacConfig | None = None):
+        super().__init__(schema, config)
+        c = self.config
+        embed_dim, bottom_dims, tower_dims, dropout = c.embed_dim, c.bottom_dims, c.tower_dims, c.dropout
+        expert_num, critic_num = c.expert_num, c.critic_num
+        self.local_lr = c.local_lr
+        self.embedding = FieldEmbedding.from_schema(schema, embed_dim)
         self.task_embedding = nn.Embedding(self.task_num, embed_dim)
         self.experts = MLPBank(self.embedding.output_dim, bottom_dims, expert_num, dropout)
         self.critics = MLPBank(bottom_dims[-1], tower_dims, critic_num, dropout, output_layer=True)
@@ -61,15 +67,19 @@ class MetaHeac(MultiTaskModel):
         self.critic_gate = nn.Linear(2 * embed_dim, critic_num)
 
     def forward(
-        self, categorical: torch.Tensor, numerical: torch.Tensor, task_embedding: torch.Tensor | None = None
+        self,
+        categorical: torch.Tensor,
+        numerical: torch.Tensor,
+        bags: Sequence[Bag] = (),
+        task_embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, F) int64 ids, (B, M) floats -> (B, T) logits.
+        """(B, F) int64 ids, (B, M) floats, K bags -> (B, T) logits.
 
         ``task_embedding`` (T, D) replaces the learned one (the meta-learning inner step).
         """
         task_emb = self.task_embedding.weight if task_embedding is None else task_embedding  # (T, D)
-        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
-        fields = emb.fields()  # (B, F + 1, D)
+        emb = self.embedding.flat(categorical, numerical, bags)  # (B, E * D), multiplied field by field
+        fields = emb.fields()  # (B, E, D)
         batch_size, task_num = fields.shape[0], task_emb.shape[0]
         context = fields.mean(dim=1, keepdim=True).expand(batch_size, task_num, -1)  # (B, T, D)
         gate_input = torch.cat([task_emb.expand(batch_size, -1, -1), context], dim=-1)  # (B, T, 2D)
@@ -83,15 +93,16 @@ class MetaHeac(MultiTaskModel):
         log_not_p = torch.logsumexp(log_weights + F.logsigmoid(-critic_logits), dim=-1)  # (B, T)
         return log_p - log_not_p
 
-    def training_loss(self, batches: Sequence[Batch]) -> torch.Tensor:
-        """Mean query loss after one inner step on each batch's support half."""
+    def task_losses(self, batches: Sequence[Batch]) -> TaskLosses:
+        """Per task, the mean query loss after one inner step on each batch's support half."""
         losses = []
         for batch in batches:
             half = batch.size // 2
             support, query = batch.slice(0, half), batch.slice(half, batch.size)
             weight = self.task_embedding.weight
-            support_loss = multitask_bce(self(support.categorical, support.numerical), support.labels)
+            support_loss = task_bce(self.logits(support), support.labels, support.weights).mean()
             (grad,) = torch.autograd.grad(support_loss, weight, create_graph=True)
             adapted = weight - self.local_lr * grad  # (T, D)
-            losses.append(multitask_bce(self(query.categorical, query.numerical, adapted), query.labels))
-        return torch.stack(losses).mean()
+            logits = self(query.categorical, query.numerical, query.bags, task_embedding=adapted)
+            losses.append(task_bce(logits, query.labels, query.weights))
+        return TaskLosses(torch.stack(losses).mean(0))

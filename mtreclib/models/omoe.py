@@ -8,8 +8,9 @@ import torch
 
 from mtreclib.layers import FieldEmbedding, Gate, MLPBank, mix
 from mtreclib.models.base import MultiTaskModel
+from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import FeatureSchema
+from mtreclib.schema import Bag, FeatureSchema
 
 
 @register_model("omoe")
@@ -21,24 +22,19 @@ class OMoE(MultiTaskModel):
     (the one-gate baseline of the MMoE paper).
     """
 
-    def __init__(
-        self,
-        schema: FeatureSchema,
-        *,
-        embed_dim: int = 128,
-        bottom_dims: Sequence[int] = (512, 256),
-        tower_dims: Sequence[int] = (128, 64),
-        dropout: float = 0.2,
-        expert_num: int = 8,
-    ):
-        super().__init__(schema)
-        self.embedding = FieldEmbedding(schema.field_dims, schema.numerical_num, embed_dim)
-        self.experts = MLPBank(self.embedding.output_dim, bottom_dims, expert_num, dropout)
-        self.gate = Gate(self.embedding.output_dim, expert_num)
-        self.towers = MLPBank(bottom_dims[-1], tower_dims, self.task_num, dropout, output_layer=True)
+    Config = ExpertConfig
+    paper = "Jacobs et al., Adaptive Mixtures of Local Experts, Neural Computation 1991"
 
-    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
-        """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
+    def __init__(self, schema: FeatureSchema, config: ExpertConfig | None = None):
+        super().__init__(schema, config)
+        c = self.config
+        self.embedding = FieldEmbedding.from_schema(schema, c.embed_dim)
+        self.experts = MLPBank(self.embedding.output_dim, c.bottom_dims, c.expert_num, c.dropout)
+        self.gate = Gate(self.embedding.output_dim, c.expert_num)
+        self.towers = MLPBank(c.bottom_dims[-1], c.tower_dims, self.task_num, c.dropout, output_layer=True)
+
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
+        """(B, F) int64 ids, (B, M) floats, K bags -> (B, T) logits."""
+        emb = self.embedding.flat(categorical, numerical, bags)  # (B, E * D), multiplied field by field
         mixture = mix(self.gate(emb), self.experts(emb)).squeeze(1)  # (B, H)
         return self.towers(mixture).squeeze(-1)  # (B, T)

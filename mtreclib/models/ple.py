@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from mtreclib.config.settings import ConfigError
 from mtreclib.layers import FieldEmbedding, Gate, MLPBank, mix
 from mtreclib.models.base import MultiTaskModel
+from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import FeatureSchema
+from mtreclib.schema import Bag, FeatureSchema
+
+
+@dataclass(frozen=True)
+class PLEConfig(ExpertConfig):
+    """PLE's settings: ``expert_num`` is split half shared, half per task at every level."""
+
+    def check(self) -> None:
+        if self.expert_num < 2:
+            raise ConfigError(f"expert_num (--expert-num) must be at least 2 for PLE (half shared, half per task), got {self.expert_num}")
 
 
 @register_model("ple")
@@ -29,21 +41,15 @@ class PLE(MultiTaskModel):
     https://doi.org/10.1145/3383313.3412236
     """
 
-    def __init__(
-        self,
-        schema: FeatureSchema,
-        *,
-        embed_dim: int = 128,
-        bottom_dims: Sequence[int] = (512, 256),
-        tower_dims: Sequence[int] = (128, 64),
-        dropout: float = 0.2,
-        expert_num: int = 8,
-    ):
-        super().__init__(schema)
-        if expert_num < 2:
-            raise ValueError(f"PLE needs expert_num >= 2 (half shared, half per task), got {expert_num}")
-        shared_num = specific_num = expert_num // 2
-        self.embedding = FieldEmbedding(schema.field_dims, schema.numerical_num, embed_dim)
+    Config = PLEConfig
+    paper = "Tang et al., Progressive Layered Extraction (PLE), RecSys 2020"
+
+    def __init__(self, schema: FeatureSchema, config: PLEConfig | None = None):
+        super().__init__(schema, config)
+        c = self.config
+        bottom_dims, dropout = c.bottom_dims, c.dropout
+        shared_num = specific_num = c.expert_num // 2
+        self.embedding = FieldEmbedding.from_schema(schema, c.embed_dim)
         self.task_experts = nn.ModuleList()  # [level][task] -> bank of specific_num experts
         self.shared_experts = nn.ModuleList()  # [level] -> bank of shared_num experts
         self.task_gates = nn.ModuleList()  # [level][task] -> gate over own + shared experts
@@ -60,11 +66,11 @@ class PLE(MultiTaskModel):
             if level < len(bottom_dims) - 1:
                 self.shared_gates.append(Gate(input_dim, self.task_num * specific_num + shared_num))
             input_dim = dim
-        self.towers = MLPBank(bottom_dims[-1], tower_dims, self.task_num, dropout, output_layer=True)
+        self.towers = MLPBank(bottom_dims[-1], c.tower_dims, self.task_num, dropout, output_layer=True)
 
-    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
-        """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
+        """(B, F) int64 ids, (B, M) floats, K bags -> (B, T) logits."""
+        emb = self.embedding.flat(categorical, numerical, bags)  # (B, E * D), multiplied field by field
         task_fea = [emb] * self.task_num
         shared_fea = emb
         for level in range(len(self.task_experts)):

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from torch import nn
-
 from mtreclib.errors import UserError
+from mtreclib.models.base import MultiTaskModel
+from mtreclib.models.config import ModelConfig
 from mtreclib.schema import FeatureSchema
 
-_MODELS: dict[str, type[nn.Module]] = {}
+_MODELS: dict[str, type[MultiTaskModel]] = {}
 
-M = TypeVar("M", bound=type[nn.Module])
+M = TypeVar("M", bound=type[MultiTaskModel])
 
 
 class UnknownModelError(UserError, KeyError):
@@ -40,7 +40,7 @@ def list_models() -> list[str]:
     return list(_MODELS)
 
 
-def model_class(name: str) -> type[nn.Module]:
+def model_class(name: str) -> type[MultiTaskModel]:
     """The class registered under ``name``."""
     try:
         return _MODELS[name]
@@ -48,12 +48,36 @@ def model_class(name: str) -> type[nn.Module]:
         raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}") from None
 
 
-def create_model(name: str, schema: FeatureSchema, **config: Any) -> nn.Module:
-    """Build the model registered under ``name`` for ``schema`` with its keyword ``config``."""
-    return model_class(name)(schema, **config)
+def model_config(name: str, **settings: Any) -> ModelConfig:
+    """Model ``name``'s typed hyperparameters from keywords; an unknown key lists the known ones."""
+    return model_class(name).Config.build(settings, what=f"model {name}")
 
 
-def model_kwargs(name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The entries of a shared ``config`` that model ``name`` takes (``expert_num`` means nothing to AITM)."""
-    parameters = inspect.signature(model_class(name).__init__).parameters
-    return {key: value for key, value in config.items() if key in parameters}
+def create_model(name: str, schema: FeatureSchema, config: ModelConfig | None = None, **settings: Any) -> MultiTaskModel:
+    """Build the model registered under ``name`` for ``schema``.
+
+    Hyperparameters come as a typed ``config`` (``model_class(name).Config``) or as keywords,
+    e.g. ``create_model("mmoe", schema, embed_dim=16, expert_num=4)``; a key the model does not
+    take is an error naming the keys it does. The settings of every model follow.
+    """
+    if config is not None and settings:
+        config = dataclasses.replace(config, **settings)
+    return model_class(name)(schema, config if config is not None else model_config(name, **settings))
+
+
+def model_kwargs(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The entries of settings shared by several models that model ``name`` takes (``expert_num``
+    means nothing to AITM)."""
+    keys = model_class(name).Config.keys()
+    return {key: value for key, value in settings.items() if key in keys}
+
+
+def model_settings(name: str) -> dict[str, Any]:
+    """Model ``name``'s hyperparameters and their defaults."""
+    return model_class(name).Config().to_dict()
+
+
+def document_models() -> None:
+    """Append every registered model's settings and defaults to ``create_model``'s docstring."""
+    lines = [f"    {name}: " + ", ".join(f"{k}={v}" for k, v in model_settings(name).items()) for name in _MODELS]
+    create_model.__doc__ = (create_model.__doc__ or "").rstrip() + "\n\n" + "\n".join(lines) + "\n"

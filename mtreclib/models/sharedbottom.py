@@ -8,8 +8,9 @@ import torch
 
 from mtreclib.layers import MLP, FieldEmbedding, MLPBank
 from mtreclib.models.base import MultiTaskModel
+from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import FeatureSchema
+from mtreclib.schema import Bag, FeatureSchema
 
 
 @register_model("sharedbottom")
@@ -20,22 +21,18 @@ class SharedBottom(MultiTaskModel):
     https://doi.org/10.1023/A:1007379606734
     """
 
-    def __init__(
-        self,
-        schema: FeatureSchema,
-        *,
-        embed_dim: int = 128,
-        bottom_dims: Sequence[int] = (512, 256),
-        tower_dims: Sequence[int] = (128, 64),
-        dropout: float = 0.2,
-    ):
-        super().__init__(schema)
-        self.embedding = FieldEmbedding(schema.field_dims, schema.numerical_num, embed_dim)
-        self.bottom = MLP(self.embedding.output_dim, bottom_dims, dropout)
-        self.towers = MLPBank(bottom_dims[-1], tower_dims, self.task_num, dropout, output_layer=True)
+    Config = ModelConfig
+    paper = "Caruana, Multitask Learning, Machine Learning 1997"
 
-    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
-        """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
+    def __init__(self, schema: FeatureSchema, config: ModelConfig | None = None):
+        super().__init__(schema, config)
+        c = self.config
+        self.embedding = FieldEmbedding.from_schema(schema, c.embed_dim)
+        self.bottom = MLP(self.embedding.output_dim, c.bottom_dims, c.dropout)
+        self.towers = MLPBank(c.bottom_dims[-1], c.tower_dims, self.task_num, c.dropout, output_layer=True)
+
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
+        """(B, F) int64 ids, (B, M) floats, K bags -> (B, T) logits."""
+        emb = self.embedding.flat(categorical, numerical, bags)  # (B, E * D), multiplied field by field
         shared = self.bottom(emb)  # (B, H)
         return self.towers(shared).squeeze(-1)  # (B, T)

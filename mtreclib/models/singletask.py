@@ -9,21 +9,22 @@ from torch import nn
 
 from mtreclib.layers import MLP, FieldEmbedding
 from mtreclib.models.base import MultiTaskModel
+from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import FeatureSchema
+from mtreclib.schema import Bag, FeatureSchema
 
 
 class _SingleTaskNetwork(nn.Module):
-    """Embedding, bottom MLP and tower of one task: (B, F), (B, M) -> (B, 1)."""
+    """Embedding, bottom MLP and tower of one task: (B, F), (B, M), K bags -> (B, 1)."""
 
-    def __init__(self, schema: FeatureSchema, embed_dim: int, bottom_dims: Sequence[int], tower_dims: Sequence[int], dropout: float):
+    def __init__(self, schema: FeatureSchema, config: ModelConfig):
         super().__init__()
-        self.embedding = FieldEmbedding(schema.field_dims, schema.numerical_num, embed_dim)
-        self.bottom = MLP(self.embedding.output_dim, bottom_dims, dropout)
-        self.tower = MLP(bottom_dims[-1], tower_dims, dropout, output_layer=True)
+        self.embedding = FieldEmbedding.from_schema(schema, config.embed_dim)
+        self.bottom = MLP(self.embedding.output_dim, config.bottom_dims, config.dropout)
+        self.tower = MLP(config.bottom_dims[-1], config.tower_dims, config.dropout, output_layer=True)
 
-    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
-        emb = self.embedding.flat(categorical, numerical)  # (B, (F + 1) * D), multiplied field by field
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
+        emb = self.embedding.flat(categorical, numerical, bags)  # (B, E * D), multiplied field by field
         return self.tower(self.bottom(emb))
 
 
@@ -35,20 +36,13 @@ class SingleTask(MultiTaskModel):
     multi-task models must beat (the "SingleTask" row of the original MTReclib).
     """
 
-    def __init__(
-        self,
-        schema: FeatureSchema,
-        *,
-        embed_dim: int = 128,
-        bottom_dims: Sequence[int] = (512, 256),
-        tower_dims: Sequence[int] = (128, 64),
-        dropout: float = 0.2,
-    ):
-        super().__init__(schema)
-        self.networks = nn.ModuleList(
-            _SingleTaskNetwork(schema, embed_dim, bottom_dims, tower_dims, dropout) for _ in range(self.task_num)
-        )
+    Config = ModelConfig
+    paper = "baseline: one network per task"
 
-    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
-        """(B, F) int64 ids, (B, M) floats -> (B, T) logits."""
-        return torch.cat([network(categorical, numerical) for network in self.networks], dim=1)
+    def __init__(self, schema: FeatureSchema, config: ModelConfig | None = None):
+        super().__init__(schema, config)
+        self.networks = nn.ModuleList(_SingleTaskNetwork(schema, self.config) for _ in range(self.task_num))
+
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
+        """(B, F) int64 ids, (B, M) floats, K bags -> (B, T) logits."""
+        return torch.cat([network(categorical, numerical, bags) for network in self.networks], dim=1)

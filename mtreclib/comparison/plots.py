@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mtreclib.models import list_models
-from mtreclib.results.files import atomic_output
-from mtreclib.results.summary import DatasetTable, ModelRow
+from mtreclib.comparison.files import atomic_output
+from mtreclib.comparison.summary import DatasetTable, ModelRow
 
 PALETTE = "tab10"
 

@@ -13,8 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtreclib.results.stats import ALPHA, Spread
-from mtreclib.results.summary import METRICS, Cell, DatasetTable, Metric
+from mtreclib.comparison.stats import ALPHA, Spread
+from mtreclib.comparison.summary import METRICS, Cell, DatasetTable, Metric
 
 TIE_MARK = "†"
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from typing import Any
 
-from mtreclib.experiment import ExperimentConfig
+from mtreclib.config.experiment import ExperimentConfig
 
 # Settings that change where or how visibly a run happens, not what it computes: a finished run
 # is reused even if these differ (a run on another device gives the same table, up to speed).
-INCIDENTAL = ("device", "save_dir", "data_dir", "train.progress", "train.checkpoint")
+INCIDENTAL = ("data.data_dir", "train.threads")
+INCIDENTAL_SECTIONS = ("run.",)
 
 
 def comparable(config: dict[str, Any] | ExperimentConfig) -> dict[str, Any]:
     """A configuration as flat ``{"train.lr": 0.001, ...}``, without the incidental settings."""
     if isinstance(config, ExperimentConfig):
-        config = json.loads(json.dumps(asdict(config), default=str))
+        config = config.to_dict()
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -27,7 +26,7 @@ def comparable(config: dict[str, Any] | ExperimentConfig) -> dict[str, Any]:
             flat[prefix[:-1]] = value
 
     walk("", config)
-    return {key: value for key, value in flat.items() if key not in INCIDENTAL}
+    return {key: value for key, value in flat.items() if key not in INCIDENTAL and not key.startswith(INCIDENTAL_SECTIONS)}
 
 
 def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from mtreclib.errors import DataError, UserError
-from mtreclib.results.files import read_json
+from mtreclib.comparison.files import read_json
+from mtreclib.record import RunRecord
 
 FAILURE_SUFFIX = ".failed.json"
 
@@ -37,13 +38,7 @@ class Run:
 
 
 def _check_result(path: Path, result: Any) -> dict[str, Any]:
-    expected = "expected a run result with 'model', 'dataset' and per-task 'tasks' metrics"
-    if not isinstance(result, dict) or not all(key in result for key in ("model", "dataset", "tasks")):
-        raise DataError(path, expected)
-    tasks = result["tasks"]
-    if not isinstance(tasks, dict) or not all(isinstance(m, dict) and {"auc", "logloss"} <= m.keys() for m in tasks.values()):
-        raise DataError(path, f"{expected}; 'tasks' should map each task to its 'auc' and 'logloss'")
-    return result
+    return RunRecord.from_dict(result, source=path).to_dict()
 
 
 def load_runs(root: str | Path) -> tuple[list[Run], list[dict[str, Any]]]:

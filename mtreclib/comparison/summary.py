@@ -8,9 +8,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mtreclib.models import list_models
-from mtreclib.results.runs import Run
-from mtreclib.results.settings import comparable
-from mtreclib.results.stats import Spread, indistinguishable, spread
+from mtreclib.comparison.runs import Run
+from mtreclib.comparison.settings import comparable
+from mtreclib.comparison.stats import Spread, indistinguishable, spread
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def machines(runs: Sequence[Run]) -> list[str]:
     """Each distinct machine and device the runs ran on, in words."""
     seen = {}
     for run in runs:
-        info = run.result.get("machine", {})
+        info = run.result.get("machine") or {}
         device = run.result.get("device", "?")
         where = info.get("gpu") if device.startswith("cuda") else info.get("cpu")
         words = f"{device} ({where}, {info.get('cpu_count')} cores, {info.get('torch_threads')} PyTorch threads, torch {info.get('torch')})" if info else device

@@ -1,6 +1,7 @@
-"""Run every (model, dataset, seed) of a benchmark, one JSON per run, and resume where it stopped.
+"""Run every (model, strategy, dataset, seed) of a benchmark, one JSON per run, and resume where it stopped.
 
-A run's result is written to ``OUT/<dataset>/<model>/seed<k>.json`` only when the run has
+A run's result is written to ``OUT/<dataset>/<model>/seed<k>.json`` (``<model>+<strategy>`` for a
+multi-task optimisation strategy other than equal weights) only when the run has
 finished (to a temporary name, then renamed), so a file there means a finished run: a resumed
 benchmark skips it. A run that was interrupted left no file and starts again from the
 beginning (runs are short enough that checkpoint-resuming inside a run is not worth its
@@ -19,32 +20,39 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from mtreclib.atomic import write_json
-from mtreclib.data.datasets import Dataset, builtin_datasets, load_dataset
+from mtreclib.comparison.files import read_json
+from mtreclib.comparison.machine import machine_info
+from mtreclib.comparison.settings import comparable, config_difference
+from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.errors import UserError
-from mtreclib.experiment import ExperimentConfig, check_config, run_experiment
-from mtreclib.results.files import read_json
-from mtreclib.results.machine import machine_info
-from mtreclib.results.settings import comparable, config_difference
+from mtreclib.experiment import run_experiment
+from mtreclib.progress import Progress
+from mtreclib.record import RunRecord
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of the benchmark: a model trained on a dataset with a seed."""
+    """One cell of the benchmark: a model trained on a dataset with a strategy and a seed."""
 
     model: str
     dataset: str
     seed: int
+    mto: str = "ew"
+
+    @property
+    def folder(self) -> str:
+        return self.model if self.mto == "ew" else f"{self.model}+{self.mto}"
 
     def result_path(self, out: Path) -> Path:
-        return out / self.dataset / self.model / f"seed{self.seed}.json"
+        return out / self.dataset / self.folder / f"seed{self.seed}.json"
 
     def failure_path(self, out: Path) -> Path:
-        return out / self.dataset / self.model / f"seed{self.seed}.failed.json"
+        return out / self.dataset / self.folder / f"seed{self.seed}.failed.json"
 
     def __str__(self) -> str:
-        return f"{self.model} on {self.dataset}, seed {self.seed}"
+        strategy = "" if self.mto == "ew" else f" with {self.mto}"
+        return f"{self.model}{strategy} on {self.dataset}, seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,10 @@ class BenchmarkConfig:
     """What to run.
 
     Attributes:
-        base: the settings every run shares; its model, dataset and seed are replaced per run.
-        models, datasets, seeds: the grid.
+        base: the settings every run shares; its model, dataset, strategy and seed are replaced per run.
+        models, datasets, seeds, mtos: the grid.
+        settings: the flat settings the user gave, applied to each run (a model setting only to
+            the models that take it).
         out: the folder the run files go to.
         progress: show a progress bar over runs (and each run's training bars).
     """
@@ -64,6 +74,8 @@ class BenchmarkConfig:
     seeds: tuple[int, ...]
     out: Path
     progress: bool = True
+    mtos: tuple[str, ...] = ("ew",)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,27 +94,22 @@ class BenchmarkSummary:
         return self.planned - len(self.skipped) - len(self.ran) - len(self.failed)
 
 
-def plan_runs(models: Sequence[str], datasets: Sequence[str], seeds: Sequence[int]) -> list[RunSpec]:
-    """Every (model, dataset, seed), dataset by dataset (one dataset in memory at a time), and within
-    a dataset seed by seed: every model's first seed comes before any model's second, so an
-    interrupted benchmark already has a whole table, and the time-left estimate, which averages
+def plan_runs(models: Sequence[str], datasets: Sequence[str], seeds: Sequence[int], mtos: Sequence[str] = ("ew",)) -> list[RunSpec]:
+    """Every (model, strategy, dataset, seed), dataset by dataset (one dataset in memory at a time),
+    and within a dataset seed by seed: every cell's first seed comes before any cell's second, so
+    an interrupted benchmark already has a whole table, and the time-left estimate, which averages
     over finished runs, sees every model early."""
-    return [RunSpec(model, dataset, seed) for dataset in datasets for seed in seeds for model in models]
+    return [RunSpec(model, dataset, seed, mto) for dataset in datasets for seed in seeds for mto in mtos for model in models]
 
 
-def run_config(base: ExperimentConfig, spec: RunSpec, *, progress: bool) -> ExperimentConfig:
-    """The configuration of one run: the shared settings with this run's model, dataset and seed.
+def run_config(config: BenchmarkConfig, spec: RunSpec, *, progress: bool) -> ExperimentConfig:
+    """The configuration of one run: the shared settings with this run's model, dataset, strategy and seed.
 
     No checkpoint file: the trainer keeps the best weights in memory, and thousands of runs
     would otherwise leave thousands of files.
     """
-    return replace(
-        base,
-        model=spec.model,
-        dataset=spec.dataset,
-        save_dir=None,
-        train=replace(base.train, seed=spec.seed, progress=progress),
-    )
+    per_run = dict(model=spec.model, dataset=spec.dataset, mto=spec.mto, seed=spec.seed, save=False, results=None, progress=progress, resume=None)
+    return config.base.replace(**{**config.settings, **per_run})
 
 
 def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[RunSpec]:
@@ -117,7 +124,7 @@ def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[Ru
         if not path.is_file():
             continue
         existing = read_json(path)
-        wanted = comparable(run_config(config.base, spec, progress=False))
+        wanted = comparable(run_config(config, spec, progress=False))
         difference = config_difference(comparable(existing.get("config", {})), wanted)
         if difference is not None:
             raise UserError(
@@ -129,14 +136,11 @@ def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[Ru
 
 
 def check_datasets(datasets: Sequence[str], data_dir: str) -> None:
-    """Refuse a dataset that is neither built in nor a folder before hours of other runs."""
+    """Refuse a dataset that cannot be found before hours of other runs."""
+    from mtreclib.data.datasets import find_dataset
+
     for name in datasets:
-        folder = Path(data_dir) / name
-        if name not in builtin_datasets() and not folder.is_dir():
-            raise UserError(
-                f"dataset {name!r} not found: expected {folder}/train.csv and {folder}/test.csv "
-                f"in the processed layout; built-in datasets: {', '.join(builtin_datasets())}"
-            )
+        find_dataset(name, data_dir)
 
 
 @dataclass(frozen=True)
@@ -154,8 +158,8 @@ class RunFailure:
         return cls(f"{prefix}{type(error).__name__}: {lines[0]}", traceback.format_exc())
 
 
-def _result_line(spec: RunSpec, results: dict[str, Any], seconds: float) -> str:
-    metrics = ", ".join(f"{task} AUC {m['auc']:.4f}" for task, m in results["tasks"].items())
+def _result_line(spec: RunSpec, record: RunRecord, seconds: float) -> str:
+    metrics = ", ".join(f"{task} AUC {m.auc:.4f}" for task, m in record.tasks.items())
     return f"done   {spec}: {metrics} ({seconds:.0f} s)"
 
 
@@ -167,21 +171,13 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
     and the next one starts; ``KeyboardInterrupt`` stops the benchmark (the runs finished so
     far are kept, and the summary says so).
     """
-    specs = plan_runs(config.models, config.datasets, config.seeds)
-    for model in config.models:
-        check_config(replace(config.base, model=model))
-    check_datasets(config.datasets, config.base.data_dir)
+    specs = plan_runs(config.models, config.datasets, config.seeds, config.mtos)
+    for spec in specs[: len(config.models) * len(config.mtos)]:
+        run_config(config, spec, progress=False)  # every model and strategy's settings, checked before the first run
+    check_datasets(config.datasets, config.base.data.data_dir)
     summary = BenchmarkSummary(skipped=check_existing(config, specs), planned=len(specs))
     pending = [spec for spec in specs if spec not in set(summary.skipped)]
-    bar = tqdm(
-        total=len(specs),
-        initial=len(summary.skipped),
-        unit="run",
-        desc="benchmark",
-        disable=not config.progress,
-        dynamic_ncols=True,
-        smoothing=0,  # runs of different models differ in cost: average over all, not the last few
-    )
+    bar = Progress(len(specs), "benchmark", enabled=config.progress, unit="run", initial=len(summary.skipped))
     loaded: str | None = None
     dataset: Dataset | None = None
     load_failure: RunFailure | None = None
@@ -189,9 +185,8 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
         for spec in pending:
             if spec.dataset != loaded:
                 dataset = None  # free the previous dataset before loading the next
-                dataset, load_failure = _load(spec.dataset, config.base.data_dir)
+                dataset, load_failure = _load(spec.dataset, config.base.data.data_dir)
                 loaded = spec.dataset
-            bar.set_postfix_str(str(spec), refresh=True)
             failure = load_failure or _run_one(config, spec, dataset, bar)
             if failure is None:
                 summary.ran.append(spec)
@@ -201,7 +196,7 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
                           "error": failure.message, "traceback": failure.traceback}
                 write_json(spec.failure_path(config.out), record)
                 bar.write(f"FAILED {spec}: {failure.message}")
-            bar.update()
+            bar.update(postfix=str(spec))
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
@@ -217,20 +212,22 @@ def _load(name: str, data_dir: str) -> tuple[Dataset | None, RunFailure | None]:
         return None, RunFailure.current(f"loading dataset {name!r} failed: ")
 
 
-def _run_one(config: BenchmarkConfig, spec: RunSpec, dataset: Dataset | None, bar: tqdm) -> RunFailure | None:
+def _run_one(config: BenchmarkConfig, spec: RunSpec, dataset: Dataset | None, bar: Progress) -> RunFailure | None:
     """Run ``spec`` and write its result; None, or why it failed."""
-    experiment = run_config(config.base, spec, progress=config.progress)
+    experiment = run_config(config, spec, progress=config.progress)
     started = datetime.now(timezone.utc)
     start = time.perf_counter()
     try:
-        results = run_experiment(experiment, dataset=dataset)
+        record = run_experiment(experiment, dataset=dataset, announce=False)
     except Exception:  # noqa: BLE001 - a failed run must not stop the others
         return RunFailure.current()
     seconds = time.perf_counter() - start
-    results["seed"] = spec.seed
-    results["run"] = {"started": started.isoformat(timespec="seconds"), "wall_seconds": seconds}
-    results["machine"] = machine_info(results.get("device", ""))
-    write_json(spec.result_path(config.out), results)
+    record = replace(
+        record,
+        run={"started": started.isoformat(timespec="seconds"), "wall_seconds": seconds},
+        machine=machine_info(record.device),
+    )
+    record.write(spec.result_path(config.out))
     spec.failure_path(config.out).unlink(missing_ok=True)  # an earlier failure of this run is history
-    bar.write(_result_line(spec, results, seconds))
+    bar.write(_result_line(spec, record, seconds))
     return None

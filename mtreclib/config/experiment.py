@@ -1,0 +1,168 @@
+"""The configuration of a run, one frozen object per concern; defaults are the original MTReclib's.
+
+``DataConfig`` (which data, which tasks, the validation split), ``TrainConfig`` (optimisation),
+``RunConfig`` (where it runs and what it writes) and the model's own typed settings
+(``model_class(name).Config``) and the optimisation strategy's (``strategy_class(name).Config``)
+make an ``ExperimentConfig``. Flags, config files and the Python API all build these objects;
+the defaults and checks below are the only ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mtreclib.config.settings import ConfigError, Settings, setting
+
+PRECISIONS = ("fp32", "bf16")
+VALID_SPLITS = ("tail", "random")
+
+
+@dataclass(frozen=True)
+class DataConfig(Settings):
+    """Which dataset, which of its tasks, and how validation rows are chosen."""
+
+    dataset: str = setting(
+        "synthetic",
+        "a built-in dataset, a folder DATA_DIR/NAME (with a dataset.yaml, or train.csv and test.csv in the "
+        "AliExpress processed layout), or the path of a dataset spec (.yaml)",
+    )
+    data_dir: str = setting("data", "where dataset folders live")
+    tasks: tuple[str, ...] = setting((), "the tasks to train, by name, in order (default: the dataset's default tasks)")
+    task_num: int | None = setting(None, "train only the first N of those tasks (default: all)", minimum=1)
+    valid_fraction: float = setting(
+        0.1, "share of the training split held out for validation when the dataset has no validation split", minimum=0, below=1
+    )
+    valid_split: str = setting(
+        "tail",
+        "tail: the last rows of the training split (files are in time order); random: a seeded random subset",
+        choices=VALID_SPLITS,
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig(Settings):
+    """Optimisation: Adam as the original configures it, early stopping on validation mean AUC."""
+
+    epochs: int = setting(50, "most epochs", minimum=1)
+    batch_size: int = setting(
+        2048, "rows per step over all processes: the global batch, shared by the processes under torchrun", minimum=2
+    )
+    lr: float = setting(1e-3, "Adam learning rate", above=0)
+    weight_decay: float = setting(1e-6, "Adam weight decay", minimum=0)
+    patience: int = setting(
+        2, "stop after N epochs without a better validation mean AUC; 0 trains every epoch and keeps the last", minimum=0
+    )
+    max_steps: int | None = setting(None, "stop after N optimizer steps", minimum=1)
+    seed: int = setting(0, "seeds initialisation, shuffling and dropout", minimum=0)
+    precision: str = setting(
+        "fp32",
+        "bf16: bfloat16 autocast for the forward passes; faster only where the hardware has native bf16 "
+        "(recent GPUs, CPUs with AVX-512 BF16/AMX)",
+        choices=PRECISIONS,
+    )
+    compile: bool = setting(False, "run the model through torch.compile")
+    threads: int | None = setting(
+        None, "CPU threads for PyTorch (default: PyTorch's choice, one per core); lower it when other jobs share the CPU", minimum=1
+    )
+    sample_weights: bool = setting(False, "weigh each row's loss by the dataset's sample-weight column (when it has one)")
+    mto: str = setting("ew", "multi-task optimisation strategy: how task losses and gradients are combined (mtrec strategies lists them)")
+
+
+@dataclass(frozen=True)
+class RunConfig(Settings):
+    """Where the run happens and what it writes."""
+
+    device: str = setting(
+        "auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N; under torchrun each process takes cuda:LOCAL_RANK"
+    )
+    save_dir: str = setting("chkpt", "each run's checkpoints, configuration and results go to SAVE_DIR/DATASET_MODEL/run-N/")
+    save: bool = setting(True, "keep no checkpoint files", flag="--no-save")
+    results: str | None = setting(None, "also write the results as JSON to this file")
+    progress: bool = setting(True, "no progress bars or per-epoch lines", flag="--no-progress")
+    tensorboard: str | None = setting(None, "write TensorBoard logs (per-step loss, per-epoch metrics) under this folder")
+    resume: str | None = setting(
+        None,
+        "continue an interrupted run from its last epoch: 'last' (the newest run of this dataset and model in SAVE_DIR) "
+        "or a run folder",
+        cli=False,  # mtrec train adds --resume itself: it takes an optional value
+    )
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one run needs.
+
+    Attributes:
+        model: a registered model name.
+        model_config: that model's typed settings (``model_class(model).Config``); None means
+            its defaults.
+        data, train, run: the other concerns.
+        mto_config: the strategy's typed settings (``strategy_class(train.mto).Config``); None
+            means its defaults.
+    """
+
+    model: str = "mmoe"
+    model_config: Any = None
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    mto_config: Any = None
+
+    def __post_init__(self) -> None:
+        from mtreclib.models import model_class
+        from mtreclib.mto import strategy_class
+
+        cls = model_class(self.model)
+        if self.model_config is None:
+            object.__setattr__(self, "model_config", cls.Config())
+        elif isinstance(self.model_config, dict):
+            object.__setattr__(self, "model_config", cls.Config.build(self.model_config, what=f"model {self.model}"))
+        elif not isinstance(self.model_config, cls.Config):
+            raise ConfigError(f"model {self.model} takes {cls.Config.__name__} settings, got {type(self.model_config).__name__}")
+        strategy = strategy_class(self.train.mto)
+        if self.mto_config is None:
+            object.__setattr__(self, "mto_config", strategy.Config())
+        elif isinstance(self.mto_config, dict):
+            object.__setattr__(self, "mto_config", strategy.Config.build(self.mto_config, what=f"strategy {self.train.mto}"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain data (the form checkpoints and results carry; ``from_dict`` reads it)."""
+        return {
+            "model": self.model,
+            "model_config": self.model_config.to_dict(),
+            "data": self.data.to_dict(),
+            "train": self.train.to_dict(),
+            "run": self.run.to_dict(),
+            "mto_config": self.mto_config.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        return cls(
+            model=data["model"],
+            model_config=dict(data.get("model_config", {})),
+            data=DataConfig.build(dict(data.get("data", {}))),
+            train=TrainConfig.build(dict(data.get("train", {}))),
+            run=RunConfig.build(dict(data.get("run", {}))),
+            mto_config=dict(data.get("mto_config", {})),
+        )
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat key (the keys of flags and config files)."""
+        nested = self.to_dict()
+        flat: dict[str, Any] = {"model": self.model}
+        for section in ("data", "train", "run", "model_config", "mto_config"):
+            flat.update(nested[section])
+        return flat
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        """A copy with settings changed by flat key (``epochs=3``, ``embed_dim=16``, ``model="ple"``).
+
+        Model and strategy settings carry over to another model or strategy where it takes
+        them, and are dropped where it does not (``expert_num`` means nothing to AITM).
+        """
+        from mtreclib.config.resolve import resolve
+
+        return resolve({**self.flat(), **changes}, strict=False)
+

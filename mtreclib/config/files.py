@@ -1,0 +1,85 @@
+"""Config files: YAML, flat (keyed by the flags' names) or in sections per concern.
+
+    # run.yaml, flat
+    model: mmoe
+    epochs: 3
+    embed_dim: 64
+
+    # the same in sections
+    model: {name: mmoe, embed_dim: 64}
+    train: {epochs: 3}
+
+Sections are ``data``, ``train``, ``run``, ``model`` (``name`` plus the model's settings) and
+``mto`` (``name`` plus the strategy's settings); inside a section, only that concern's keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtreclib.config.experiment import DataConfig, RunConfig, TrainConfig
+from mtreclib.config.resolve import model_keys, normalise, strategy_keys
+from mtreclib.config.settings import ConfigError
+
+_SECTIONS = {"data": DataConfig, "train": TrainConfig, "run": RunConfig}
+
+
+def read_yaml(path: str | Path, what: str = "a config file") -> Any:
+    """Parse a YAML file; a missing or broken file is a ``ConfigError`` naming it (and the line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found ({what})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; expected {what} (.yaml)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; expected {what} (YAML)") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file's settings as flat keys (unknown keys are left for ``resolve`` to refuse)."""
+    data = read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected settings as 'key: value' lines, got {type(data).__name__}")
+    flat: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if key in flat:
+            raise ConfigError(f"{path}: {key} is set twice")
+        flat[key] = value
+
+    for raw_key, value in data.items():
+        key = normalise(str(raw_key))
+        if key in _SECTIONS and isinstance(value, dict):
+            section = _SECTIONS[key]
+            for inner, item in value.items():
+                inner = normalise(str(inner))
+                if inner not in section.keys():
+                    raise ConfigError(f"{path}: {key}.{inner}: not a {key} setting; known: {', '.join(section.keys())}")
+                put(inner, item)
+        elif key in ("model", "mto") and isinstance(value, dict):
+            owners = model_keys() if key == "model" else strategy_keys()
+            for inner, item in value.items():
+                inner = normalise(str(inner))
+                if inner == "name":
+                    put(key, item)
+                elif inner in owners:
+                    put(inner, item)
+                else:
+                    raise ConfigError(f"{path}: {key}.{inner}: not a {key} setting; known: name, {', '.join(owners)}")
+        else:
+            put(key, value)
+    return flat

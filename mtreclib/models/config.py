@@ -1,0 +1,30 @@
+"""Hyperparameters shared by the models, as typed settings; each model extends them with its own.
+
+The defaults are the original MTReclib's: embed 128, bottom/expert MLP (512, 256), towers
+(128, 64) then a Linear to one logit, dropout 0.2, 8 experts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtreclib.config.settings import Settings, setting
+
+
+@dataclass(frozen=True)
+class ModelConfig(Settings):
+    """What every model takes."""
+
+    embed_dim: int = setting(128, "embedding size of every field", minimum=1)
+    bottom_dims: tuple[int, ...] = setting(
+        (512, 256), "widths of the bottom, expert or per-level MLP layers", minimum=1, nonempty=True
+    )
+    tower_dims: tuple[int, ...] = setting((128, 64), "widths of each task tower's hidden layers (none: a Linear to the logit)", minimum=1)
+    dropout: float = setting(0.2, "dropout after every hidden layer", minimum=0, below=1)
+
+
+@dataclass(frozen=True)
+class ExpertConfig(ModelConfig):
+    """Models with a pool of experts."""
+
+    expert_num: int = setting(8, "experts", minimum=1)

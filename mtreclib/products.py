@@ -1,0 +1,166 @@
+"""The first layer over the field embeddings, computed field by field.
+
+Every expert, bottom, tower and gate of the models that reads the concatenated field embeddings
+starts with a Linear over them, and that product splits by field:
+``x W = sum_f e_f W_f + (A x_num + a) W_num``. ``FieldEmbedding.flat`` returns the embeddings as
+a ``FlatFields`` that forms the concatenation only when asked, and ``input_linear`` is the one
+entry point the blocks call for their first product: over a ``FlatFields`` it takes the split
+path, over a plain tensor it is an ordinary product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from mtreclib.layers import FieldEmbedding
+
+
+def input_linear(x: torch.Tensor | FlatFields, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight + bias`` for (B, I) ``x`` or ``FlatFields`` of width I: (I, H) weight -> (B, H)."""
+    if isinstance(x, FlatFields):
+        return x.linear(weight, bias)
+    return x @ weight if bias is None else torch.addmm(bias, x, weight)
+
+
+def batch_size_of(x: torch.Tensor | FlatFields) -> int:
+    return x.batch_size if isinstance(x, FlatFields) else x.shape[0]
+
+
+class FlatFields:
+    """The concatenated field embeddings of one batch, (B, E * D), formed only when asked.
+
+    ``linear`` computes the product with a weight field by field, which does far less arithmetic
+    than the dense product:
+
+    - a single-valued field whose batch holds few distinct ids (most AliExpress fields have a
+      few dozen) has the embeddings of those ids projected once (``E_f[ids] W_f``, distinct ids
+      x H), and each row gathers its id's projection; one ``embedding_bag`` sums the gathered
+      rows of all such fields;
+    - the other fields' embeddings (and the pooled multi-valued fields) go through one dense
+      product, and so do the raw numerical features, whose projection ``A`` is folded into the
+      weight (``A^T W_num``).
+
+    The result equals ``tensor() @ W + b`` up to float rounding, and so do all gradients.
+    """
+
+    def __init__(self, embedding: FieldEmbedding, categorical: torch.Tensor, numerical: torch.Tensor, bags: tuple = ()):
+        self.embedding = embedding
+        self.categorical = categorical
+        self.numerical = numerical
+        self.bags = bags
+        self._fields: torch.Tensor | None = None
+        self._pooled: torch.Tensor | None = None
+        self._plan: _SplitPlan | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.categorical.shape[0]
+
+    def fields(self) -> torch.Tensor:
+        """(B, E, D) field embeddings (computed once)."""
+        if self._fields is None:
+            self._fields = self.embedding(self.categorical, self.numerical, self.bags)
+        return self._fields
+
+    def tensor(self) -> torch.Tensor:
+        """(B, E * D) concatenated field embeddings."""
+        return self.fields().flatten(1)
+
+    def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``tensor() @ weight + bias``: (E * D, H) weight, (H,) bias -> (B, H)."""
+        macs = self.batch_size * weight.shape[0] * weight.shape[1]
+        if not self.embedding.split_products or macs < self.embedding.min_split_macs:
+            x = self.tensor()
+            return x @ weight if bias is None else torch.addmm(bias, x, weight)
+        return self._split_linear(weight, bias)
+
+    def _pooled_bags(self) -> torch.Tensor | None:
+        """(B, K * D) pooled multi-valued fields (computed once), or None without any."""
+        if self._pooled is None and self.bags:
+            self._pooled = self.embedding.pool_bags(self.bags).flatten(1)
+        return self._pooled
+
+    def _plan_split(self) -> _SplitPlan:
+        """Which fields to project and which to multiply densely, decided once per batch from
+        the number of distinct ids in each field and shared by every product with this batch."""
+        if self._plan is None:
+            layer = self.embedding
+            limit = layer.projection_ratio * self.batch_size
+            plan = _SplitPlan()
+            rows, positions, start = [], [], 0
+            for f in range(len(layer.field_dims)):
+                distinct, inverse = torch.unique(self.categorical[:, f], return_inverse=True)
+                if len(distinct) > limit:
+                    plan.dense.append(f)
+                    continue
+                plan.projected.append(f)
+                plan.counts.append(len(distinct))
+                rows.append(distinct + layer.offsets[f])
+                positions.append(inverse + start)
+                start += len(distinct)
+            if rows:
+                plan.rows = torch.cat(rows)  # (U,) global ids of the projected rows
+                plan.bags = torch.stack(positions, dim=1)  # (B, F_projected) each sample's rows
+            self._plan = plan
+        return self._plan
+
+    def _split_linear(self, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        layer = self.embedding
+        plan = self._plan_split()
+        blocks = weight.split(layer.embed_dim)  # E x (D, H); split, not slicing: one gradient buffer
+        field_num, bag_num = len(layer.field_dims), len(self.bags)
+        constant = bias
+        folded = None
+        if layer.numerical is not None:
+            numerical_block = blocks[-1]
+            # (A x + a) W_num = x (A^T W_num) + a W_num
+            folded = layer.numerical.weight.t() @ numerical_block  # (M, H)
+            constant = layer.numerical.bias @ numerical_block  # (H,)
+            if bias is not None:
+                constant = constant + bias
+        if constant is None:
+            constant = weight.new_zeros(weight.shape[1])
+        if plan.projected:
+            # Each projected field's distinct ids times its block of the weight, stacked; the
+            # constant rides on the first field's rows, of which every sample gathers exactly one.
+            embedded = layer.embedding(plan.rows).split(plan.counts)  # F_projected x (U_f, D)
+            first = plan.projected[0]
+            products = [torch.addmm(constant, embedded[0], blocks[first])]
+            products += [e @ blocks[f] for e, f in zip(embedded[1:], plan.projected[1:])]
+            out = F.embedding_bag(plan.bags, torch.cat(products), mode="sum")  # (B, H)
+        else:
+            out = constant
+        dense_columns, dense_blocks = [], []
+        if plan.dense:
+            ids = self.categorical[:, plan.dense] + layer.offsets[plan.dense]  # (B, F_dense)
+            dense_columns.append(layer.embedding(ids).flatten(1))  # (B, F_dense * D)
+            dense_blocks += [blocks[f] for f in plan.dense]
+        if bag_num:
+            dense_columns.append(self._pooled_bags())  # (B, K * D)
+            dense_blocks += list(blocks[field_num : field_num + bag_num])
+        if dense_columns:
+            columns = dense_columns[0] if len(dense_columns) == 1 else torch.cat(dense_columns, dim=1)
+            out = torch.addmm(out, columns, torch.cat(dense_blocks))
+        if folded is None:
+            return out if out.dim() == 2 else out.expand(self.batch_size, -1)
+        # The numerical features need no gradient: a product of their own spares computing one,
+        # accumulated in place when there is a (B, H) result to accumulate into.
+        if out.dim() == 2 and out.dtype == self.numerical.dtype == folded.dtype:
+            return out.addmm_(self.numerical, folded)
+        return torch.addmm(out, self.numerical, folded)
+
+
+@dataclass
+class _SplitPlan:
+    """How ``FlatFields.linear`` splits its product for one batch."""
+
+    projected: list[int] = field(default_factory=list)
+    dense: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)  # distinct ids of each projected field
+    rows: torch.Tensor | None = None
+    bags: torch.Tensor | None = None
