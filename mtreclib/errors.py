@@ -10,14 +10,17 @@ class UserError(Exception):
 class DataError(UserError):
     """A data file that does not have the expected layout or values.
 
-    The message names the file, then the line (1-based, as an editor counts, header included)
-    and the column where known, then what was expected.
+    The message names the file, then the line (1-based, as an editor counts, header included;
+    text files) or the row (1-based data row; Parquet files) and the column where known, then
+    what was expected.
     """
 
-    def __init__(self, path: object, message: str, *, line: int | None = None, column: str | None = None):
+    def __init__(self, path: object, message: str, *, line: int | None = None, column: str | None = None, row: int | None = None):
         where = str(path)
         if line is not None:
             where += f", line {line}"
+        if row is not None:
+            where += f", row {row}"
         if column is not None:
             where += f", column {column}"
         super().__init__(f"{where}: {message}")

@@ -1,4 +1,4 @@
-"""The memory-mapped cache of processed files: the real sample through it, rebuilds, bad files, vocabularies."""
+"""The memory-mapped cache of a dataset: the real sample through it, rebuilds, bad files, vocabularies."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 
 from mtreclib.data import cache
-from mtreclib.data.cache import NpyWriter, build_cache, cache_folder, open_split
+from mtreclib.data.builtin import aliexpress_spec
+from mtreclib.data.cache import NpyWriter, cache_folder, open_cache, read_splits
 from mtreclib.data.datasets import load_dataset
 from mtreclib.data.loader import BatchLoader
-from mtreclib.data.processed import COLUMNS, read_processed_csv
+from mtreclib.data.processed import COLUMNS
 from mtreclib.data.table import split_validation
 from mtreclib.errors import DataError
-
-ARRAY_FILES = ("search_id.npy", "categorical.npy", "numerical.npy", "labels.npy")
 
 
 def _is_mapped(array: np.ndarray) -> bool:
@@ -28,36 +27,48 @@ def _is_mapped(array: np.ndarray) -> bool:
     return False
 
 
+def _csv_rows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The file's search ids, ids, features and labels, parsed here independently of the library."""
+    lines = path.read_text().splitlines()
+    assert lines[0].split(",") == list(COLUMNS)
+    values = [line.split(",") for line in lines[1:]]
+    search_id = np.array([int(v[0]) for v in values])
+    categorical = np.array([[int(x) for x in v[1:17]] for v in values])
+    numerical = np.array([[float(x) for x in v[17:80]] for v in values], dtype=np.float32)
+    labels = np.array([[int(v[80]), int(v[81])] for v in values], dtype=np.uint8)
+    return search_id, categorical, numerical, labels
+
+
 def test_the_real_sample_loads_through_the_cache_with_the_csv_values(aliexpress_dir):
     dataset = load_dataset("AliExpress_NL", aliexpress_dir)
     folder = aliexpress_dir / "AliExpress_NL"
+    train_ids = _csv_rows(folder / "train.csv")[1]
     for split, table in (("train", dataset.train), ("test", dataset.test)):
-        expected, search_id = read_processed_csv(folder / f"{split}.csv")
+        search_id, categorical, numerical, labels = _csv_rows(folder / f"{split}.csv")
         assert _is_mapped(table.categorical) and _is_mapped(table.numerical) and _is_mapped(table.labels)
         assert table.categorical.dtype == np.int32 and table.numerical.dtype == np.float32 and table.labels.dtype == np.uint8
-        if split == "train":  # test ids may be capped to the vocabulary
-            assert np.array_equal(table.categorical, expected.categorical)
-        assert np.array_equal(table.numerical, expected.numerical)
-        assert np.array_equal(table.labels, expected.labels)
-        meta = json.loads((cache_folder(folder / f"{split}.csv") / "meta.json").read_text())
-        assert meta["rows"] == len(expected.labels)
-        assert meta["categorical_max"] == expected.categorical.max(axis=0).tolist()
-        assert meta["label_counts"]["click"] == int(expected.labels[:, 0].sum())
-        assert np.array_equal(open_split(folder / f"{split}.csv").search_id, search_id)
-    assert dataset.schema.field_dims == tuple(int(m) + 2 for m in read_processed_csv(folder / "train.csv")[0].categorical.max(axis=0))
+        assert np.array_equal(table.categorical, np.minimum(categorical, train_ids.max(axis=0) + 1))  # test ids capped
+        assert np.array_equal(table.numerical, numerical)
+        assert np.array_equal(table.labels, labels)
+        assert np.array_equal(table.group, search_id)
+    meta = json.loads((folder / "mtrec-cache" / "AliExpress_NL" / "meta.json").read_text())
+    assert meta["version"] == cache.CACHE_VERSION and meta["splits"]["train"]["rows"] == 100
+    assert meta["splits"]["train"]["positives"][0] == 60  # the sample's README: 60 of 100 training rows are clicks
+    assert dataset.schema.field_dims == tuple(int(m) + 2 for m in train_ids.max(axis=0))
+    assert dataset.schema.task_implies == ("", "click")
 
 
 def test_a_second_load_reuses_the_cache_and_a_changed_csv_rebuilds_it(aliexpress_dir, monkeypatch):
     csv_path = aliexpress_dir / "AliExpress_NL" / "train.csv"
-    first = open_split(csv_path)
-    original = cache.build_cache
+    first = load_dataset("AliExpress_NL", aliexpress_dir)
+    original = cache.build
 
     def refuse(*args, **kwargs):
         raise AssertionError("the cache was rebuilt although the CSV did not change")
 
-    monkeypatch.setattr(cache, "build_cache", refuse)
-    again = open_split(csv_path)
-    assert np.array_equal(again.table.numerical, first.table.numerical)
+    monkeypatch.setattr(cache, "build", refuse)
+    again = load_dataset("AliExpress_NL", aliexpress_dir)
+    assert np.array_equal(again.train.numerical, first.train.numerical)
 
     lines = csv_path.read_text().splitlines()
     values = lines[1].split(",")
@@ -67,11 +78,20 @@ def test_a_second_load_reuses_the_cache_and_a_changed_csv_rebuilds_it(aliexpress
     status = csv_path.stat()
     os.utime(csv_path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
     with pytest.raises(AssertionError, match="rebuilt"):
-        open_split(csv_path)
-    monkeypatch.setattr(cache, "build_cache", original)
-    rebuilt = open_split(csv_path)
-    assert rebuilt.table.numerical[0, 0] == np.float32(0.75)
-    assert np.array_equal(rebuilt.table.numerical[1:], first.table.numerical[1:])
+        load_dataset("AliExpress_NL", aliexpress_dir)
+    monkeypatch.setattr(cache, "build", original)
+    rebuilt = load_dataset("AliExpress_NL", aliexpress_dir)
+    assert rebuilt.train.numerical[0, 0] == np.float32(0.75)
+    assert np.array_equal(rebuilt.train.numerical[1:], first.train.numerical[1:])
+
+
+def test_a_cache_of_the_old_layout_is_removed_and_rebuilt_not_misread(aliexpress_dir):
+    old = aliexpress_dir / "AliExpress_NL" / "mtrec-cache" / "train"
+    old.mkdir(parents=True)
+    (old / "meta.json").write_text(json.dumps({"version": 1, "rows": 3}))
+    np.save(old / "categorical.npy", np.zeros((3, 16), np.int32))
+    dataset = load_dataset("AliExpress_NL", aliexpress_dir)
+    assert len(dataset.train) == 100 and not old.exists()
 
 
 def _set(line: str, column: str, value: str) -> str:
@@ -84,7 +104,7 @@ BAD = {
     "label 2": (lambda lines: lines[:30] + [_set(lines[30], "conversion", "2")] + lines[31:], "expected a label 0 or 1, found 2", 31, "conversion"),
     "conversion without click": (
         lambda lines: lines[:57] + [_set(_set(lines[57], "click", "0"), "conversion", "1")] + lines[58:],
-        "without a click",
+        "conversion = 1 on a row without click",
         58,
         "conversion",
     ),
@@ -98,11 +118,13 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_a_bad_processed_file_stops_the_load_and_leaves_no_cache(aliexpress_dir, case):
     edit, message, line, column = BAD[case]
-    csv_path = aliexpress_dir / "AliExpress_NL" / "train.csv"
+    folder = aliexpress_dir / "AliExpress_NL"
+    csv_path = folder / "train.csv"
     lines = edit(csv_path.read_text().splitlines())
     csv_path.write_text("\n".join(lines) + ("\n" if lines else ""))
+    spec = aliexpress_spec(folder, "AliExpress_NL")
     with pytest.raises(DataError) as error:
-        build_cache(csv_path, cache_folder(csv_path), chunk_bytes=2000, progress=False)  # several pieces
+        open_cache(spec, folder, progress=False, chunk_bytes=2000)  # several pieces
     text = str(error.value)
     assert text.startswith(str(csv_path)) and message in text and "\n" not in text
     if line is not None:
@@ -111,35 +133,37 @@ def test_a_bad_processed_file_stops_the_load_and_leaves_no_cache(aliexpress_dir,
         assert f"column {column}" in text
     with pytest.raises(DataError, match=message):
         load_dataset("AliExpress_NL", aliexpress_dir)
-    left = [p.name for p in cache_folder(csv_path).iterdir() if p.name != ".lock"]
+    left = [p.name for p in (folder / "mtrec-cache").iterdir() if p.name != ".lock"]
     assert left == []
 
 
 def test_an_interrupted_build_leaves_no_cache_and_the_next_load_builds_it(aliexpress_dir, monkeypatch):
-    csv_path = aliexpress_dir / "AliExpress_NL" / "train.csv"
-    real = cache.read_processed_chunks
+    folder = aliexpress_dir / "AliExpress_NL"
+    real = cache.read_chunks
 
-    def interrupted(path, chunk_bytes):
-        for number, chunk in enumerate(real(path, 1500)):
+    def interrupted(*args, **kwargs):
+        for number, chunk in enumerate(real(*args, **kwargs)):
             if number == 2:
                 raise KeyboardInterrupt
             yield chunk
 
-    monkeypatch.setattr(cache, "read_processed_chunks", interrupted)
+    monkeypatch.setattr(cache, "read_chunks", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        open_split(csv_path)
-    assert [p.name for p in cache_folder(csv_path).iterdir() if p.name != ".lock"] == []
-    monkeypatch.setattr(cache, "read_processed_chunks", real)
-    assert len(open_split(csv_path).table) == 100
+        open_cache(aliexpress_spec(folder, "AliExpress_NL"), folder, progress=False, chunk_bytes=1500)
+    assert [p.name for p in (folder / "mtrec-cache").iterdir() if p.name != ".lock"] == []
+    monkeypatch.setattr(cache, "read_chunks", real)
+    assert len(load_dataset("AliExpress_NL", aliexpress_dir).train) == 100
 
 
-def test_a_cache_built_in_small_pieces_equals_the_whole_file(aliexpress_dir):
-    csv_path = aliexpress_dir / "AliExpress_NL" / "train.csv"
-    folder = aliexpress_dir / "pieces"
-    build_cache(csv_path, folder, chunk_bytes=700, progress=False)
-    expected, search_id = read_processed_csv(csv_path)
-    for name, array in (("categorical", expected.categorical), ("numerical", expected.numerical), ("labels", expected.labels), ("search_id", search_id)):
-        assert np.array_equal(np.load(folder / f"{name}.npy"), array), name
+def test_a_cache_built_in_small_pieces_equals_the_whole_file_read_in_memory(aliexpress_dir):
+    folder = aliexpress_dir / "AliExpress_NL"
+    spec = aliexpress_spec(folder, "AliExpress_NL")
+    pieces = open_cache(spec, folder, progress=False, chunk_bytes=700).tables
+    _, whole = read_splits(spec)
+    for split in ("train", "test"):
+        for name in ("categorical", "numerical", "labels", "group"):
+            assert np.array_equal(getattr(pieces[split], name), getattr(whole[split], name)), (split, name)
+    assert cache_folder(spec, folder).is_dir()
 
 
 def _write_pair(folder: Path, train_categorical: np.ndarray, test_categorical: np.ndarray) -> None:
@@ -154,7 +178,7 @@ def _write_pair(folder: Path, train_categorical: np.ndarray, test_categorical: n
         write_processed_csv(folder / f"{name}.csv", table, np.arange(n))
 
 
-def test_test_ids_beyond_the_training_vocabulary_are_capped_in_a_mapped_file(tmp_path):
+def test_test_ids_beyond_the_training_vocabulary_go_to_the_last_slot(tmp_path):
     rng = np.random.default_rng(0)
     train = rng.integers(0, 5, (40, 16))
     test = rng.integers(0, 5, (12, 16))
@@ -167,19 +191,6 @@ def test_test_ids_beyond_the_training_vocabulary_are_capped_in_a_mapped_file(tmp
     assert expected[3, 0] == dims[0] - 1 and expected[8, 2] == test[8, 2]  # max + 1 is already the unknown slot
     assert np.array_equal(dataset.test.categorical, expected)
     assert _is_mapped(dataset.test.categorical) and _is_mapped(dataset.train.categorical)
-    clamped = list(cache_folder(tmp_path / "toy" / "test.csv").glob("categorical.clamped-*.npy"))
-    assert len(clamped) == 1
-    stamp = clamped[0].stat().st_mtime_ns
-    assert np.array_equal(load_dataset("toy", tmp_path).test.categorical, expected)
-    assert clamped[0].stat().st_mtime_ns == stamp, "the capped ids are written once"
-
-
-def test_no_capped_file_when_the_test_ids_fit(tmp_path):
-    train = np.tile(np.arange(6), (16, 1)).T
-    _write_pair(tmp_path / "toy", train, train[:3])
-    dataset = load_dataset("toy", tmp_path)
-    assert not list(cache_folder(tmp_path / "toy" / "test.csv").glob("categorical.clamped-*"))
-    assert np.array_equal(dataset.test.categorical, train[:3])
 
 
 @pytest.mark.parametrize("mode", ["tail", "random"])
@@ -201,7 +212,6 @@ def test_npy_writer_appends_pieces_into_one_loadable_array(tmp_path):
     writer = NpyWriter(tmp_path / "a.npy", np.float32, (3,))
     for piece in pieces:
         writer.append(piece)
-    assert not (tmp_path / "a.npy").exists(), "the file appears only when complete"
     writer.finish()
     assert np.array_equal(np.load(tmp_path / "a.npy", mmap_mode="r"), np.concatenate(pieces))
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mtreclib.data import synthetic
+from mtreclib.data.builtin import aliexpress_spec
+from mtreclib.data.cache import read_splits
 from mtreclib.data.datasets import clamp_to_vocabulary, load_dataset, vocabulary
-from mtreclib.data.processed import COLUMNS, read_processed_csv, write_processed_csv
+from mtreclib.data.processed import COLUMNS, write_processed_csv
 from mtreclib.data.table import MultiTaskTable, split_validation
 from mtreclib.errors import DataError, UserError
 
@@ -62,6 +63,17 @@ def test_synthetic_rates_hit_their_targets(preset):
     observed = data.train.labels.mean(axis=0)
     assert abs(observed[0] / config.ctr - 1) < 0.1
     assert abs(observed[1] / config.ctcvr - 1) < 0.25
+
+
+def read_processed_csv(path: Path):
+    """One file of the processed layout through the built-in spec, into memory (as train.csv of a folder)."""
+    folder = path.parent
+    if path.name != "train.csv":
+        (folder / "train.csv").write_bytes(path.read_bytes())
+    if not (folder / "test.csv").exists():
+        (folder / "test.csv").write_bytes((folder / "train.csv").read_bytes())
+    _, tables = read_splits(aliexpress_spec(folder, "x"))
+    return tables["train"], tables["train"].group
 
 
 def test_real_aliexpress_sample_reads_with_the_right_values():
@@ -125,11 +137,12 @@ BAD_FILES = {
     "label 2": (lambda lines: lines[:9] + [_set(lines[9], "click", "2")] + lines[10:], "expected a label 0 or 1", 10, "click"),
     "conversion without click": (
         lambda lines: lines[:4] + [_set(_set(lines[4], "click", "0"), "conversion", "1")] + lines[5:],
-        "without a click",
+        "conversion = 1 on a row without click",
         5,
         "conversion",
     ),
     "missing value": (lambda lines: lines[:2] + [_set(lines[2], "numerical_1", "")] + lines[3:], "missing value", 3, "numerical_1"),
+    "missing id": (lambda lines: lines[:2] + [_set(lines[2], "categorical_5", "")] + lines[3:], "missing value", 3, "categorical_5"),
 }
 
 
@@ -139,6 +152,7 @@ def test_bad_processed_files_get_one_line_errors_naming_file_line_and_column(tmp
     path = tmp_path / "train.csv"
     lines = edit(_sample_lines())
     path.write_text("\n".join(lines) + ("\n" if lines else ""))
+    (tmp_path / "test.csv").write_text((ALIEXPRESS_SAMPLE / "test.csv").read_text())
     with pytest.raises(DataError) as error:
         read_processed_csv(path)
     text = str(error.value)
@@ -149,8 +163,8 @@ def test_bad_processed_files_get_one_line_errors_naming_file_line_and_column(tmp
         assert f"column {column}" in text
 
 
-def test_missing_dataset_is_a_user_error_naming_the_expected_files(tmp_path):
-    with pytest.raises(UserError, match="AliExpress_FR/train.csv"):
+def test_missing_dataset_is_a_user_error_naming_what_was_expected(tmp_path):
+    with pytest.raises(UserError, match="AliExpress_FR does not exist.*dataset.yaml nor train.csv and test.csv"):
         load_dataset("AliExpress_FR", tmp_path)
 
 

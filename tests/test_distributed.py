@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 import socket
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 

@@ -17,7 +17,7 @@ from torch import nn
 from mtreclib.dropout import dropout_mask, relu_dropout
 from mtreclib.layers import MLP, FieldEmbedding, Gate, MLPBank, set_split_products
 from mtreclib.products import FlatFields
-from mtreclib.models import list_models, multitask_bce
+from mtreclib.models import list_models
 from mtreclib.schema import FeatureSchema
 
 from conftest import random_batch, small_model

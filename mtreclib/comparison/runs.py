@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtreclib.errors import DataError, UserError
+from mtreclib.errors import UserError
 from mtreclib.comparison.files import read_json
 from mtreclib.record import RunRecord
 

@@ -9,7 +9,7 @@ the defaults and checks below are the only ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from mtreclib.config.settings import ConfigError, Settings, setting

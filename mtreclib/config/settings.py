@@ -19,7 +19,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from mtreclib.errors import UserError
 
@@ -188,13 +188,16 @@ class Settings:
     """Base of every configuration dataclass: coerces and checks its fields once, when built.
 
     Subclasses are ``@dataclass(frozen=True)`` with fields made by ``setting``; ``check`` may add
-    checks that involve several fields.
+    checks that involve several fields. ``flags = False`` for settings that are never flags
+    (a dataset spec's entries): errors then name the key alone.
     """
+
+    flags: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         hints = _hints(type(self))
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            where = f"{field.name} ({flag_name(field.name, field)})"
+            where = f"{field.name} ({flag_name(field.name, field)})" if self.flags else field.name
             value = coerce(getattr(self, field.name), hints[field.name], where)
             _check_bounds(value, meta_of(field), where)
             object.__setattr__(self, field.name, value)

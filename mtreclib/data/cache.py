@@ -1,113 +1,85 @@
-"""A memory-mapped cache of a processed CSV file, built once, so that the next run starts in seconds.
+"""A memory-mapped cache of a spec's dataset, built once, so that the next run starts in seconds.
 
-Layout: beside ``<folder>/train.csv`` the cache is ``<folder>/mtrec-cache/train/``:
+Layout: beside the spec (``<folder>/dataset.yaml``, or the built-in layout's ``train.csv``) the
+cache is ``<folder>/mtrec-cache/<spec name>/``:
 
-    search_id.npy    (N,)     int64
-    categorical.npy  (N, 16)  int32
-    numerical.npy    (N, 63)  float32
-    labels.npy       (N, 2)   uint8    click, conversion
-    meta.json        the source's size and mtime, row count, per-field largest id, label counts
+    meta.json        the spec's fingerprint, every source's size and mtime, rows and statistics per split
+    encoders.json    the fitted encoders (vocabularies, transforms): what prediction needs too
+    train/           one folder per split:
+      categorical.npy  (N, F)  int32      single-valued ids
+      numerical.npy    (N, M)  float32
+      labels.npy       (N, T)  uint8      every label of the spec
+      weights.npy      (N,)    float32    sample weights (when the spec names them)
+      group.npy        (N,)    int64      group ids (when the spec names them)
+      bag<k>.values.npy (V,)   int32      multi-valued field k: every row's ids, flat
+      bag<k>.offsets.npy (N+1,) int64     row i's ids are values[offsets[i]:offsets[i+1]]
+      bag<k>.weights.npy (V,)  float32    their weights (when the spec names them)
+    valid/, test/
 
-Why ``.npy`` files opened with ``np.load(mmap_mode="r")`` and not Arrow IPC: batches gather whole
-rows at random positions, so each array is stored row-major, one contiguous record per row (64
-bytes of ids, 252 of features); a columnar file would touch 80 separate pages for one row.
-``torch.from_numpy`` wraps the maps without a copy, pages are read on demand and shared between
-processes (one per GPU), and any NumPy user can open the files.
+Why row-major ``.npy`` files opened with ``np.load(mmap_mode="r")`` and not Arrow IPC: batches
+gather whole rows at random positions, so each array is stored row-major, one contiguous record
+per row; ``torch.from_numpy`` wraps the maps without a copy, pages are read on demand and
+shared between processes (one per GPU), and any NumPy user can open the files. Multi-valued
+fields are flat values plus offsets, never padded to the longest row.
 
-When it is rebuilt: ``meta.json`` records the CSV's size and modification time (nanoseconds); a
-different size or time rebuilds the cache. A content hash would also catch an edit that keeps both,
-but would read the whole CSV (gigabytes) at every start, which is what the cache exists to avoid.
+When it is rebuilt: ``meta.json`` records the cache version, the spec's fingerprint (what it
+says) and every source file's size and modification time (nanoseconds); any difference
+rebuilds. A cache of an older layout (version 1, ``mtrec-cache/train/``) is removed and rebuilt,
+never misread.
 
-Writing is crash- and race-safe: ``meta.json`` is deleted first and written last (temporary name,
-then rename), each array goes to a temporary name and is renamed when complete, and a lock file
-makes concurrent processes (``torchrun`` ranks) wait for one builder instead of all building.
+Writing is crash- and race-safe: the cache is built in a temporary folder and renamed into place
+when complete, and a lock file makes concurrent processes (``torchrun`` ranks) wait for one
+builder instead of all building. A bad file leaves no cache.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
+import math
 import os
+import shutil
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from mtreclib.atomic import write_json
-from mtreclib.data.csvchunks import CHUNK_BYTES
-from mtreclib.data.processed import CATEGORICAL_COLUMNS, LABEL_COLUMNS, NUMERICAL_COLUMNS, read_processed_chunks
-from mtreclib.data.table import MultiTaskTable
+from mtreclib.data.encoders import Encoded, Encoders
+from mtreclib.data.encoding import splitmix64
+from mtreclib.data.sources import Chunk, check_columns, read_chunks
+from mtreclib.data.spec import DatasetSpec
+from mtreclib.data.table import BagColumn, MultiTaskTable
 from mtreclib.errors import DataError, UserError
+from mtreclib.progress import Progress
 
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; concurrent first runs would each build
     fcntl = None
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CACHE_FOLDER = "mtrec-cache"
 META = "meta.json"
-# name -> (dtype, shape of one row)
-ARRAYS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
-    "search_id": (np.dtype(np.int64), ()),
-    "categorical": (np.dtype(np.int32), (len(CATEGORICAL_COLUMNS),)),
-    "numerical": (np.dtype(np.float32), (len(NUMERICAL_COLUMNS),)),
-    "labels": (np.dtype(np.uint8), (len(LABEL_COLUMNS),)),
-}
-_CLAMPED = "categorical.clamped-{key}.npy"
+ENCODERS = "encoders.json"
+LENGTH_BINS = 1024  # multi-valued lengths are counted exactly up to this, for the statistics
 
 
-@dataclass(frozen=True)
-class CachedSplit:
-    """One processed file, memory-mapped.
-
-    Attributes:
-        csv: the processed CSV the cache was built from.
-        folder: the cache folder.
-        table: categorical (N, 16) int32, numerical (N, 63) float32, labels (N, 2) uint8, all
-            read-only memory maps.
-        search_id: (N,) int64 memory map.
-        categorical_max: each field's largest id, recorded when the cache was built, so that
-            vocabularies need no pass over the arrays.
-        meta: the contents of ``meta.json``.
-    """
-
-    csv: Path
-    folder: Path
-    table: MultiTaskTable
-    search_id: np.ndarray
-    categorical_max: tuple[int, ...]
-    meta: dict
-
-
-def cache_folder(csv: Path) -> Path:
-    """Where the cache of ``csv`` lives: ``<csv's folder>/mtrec-cache/<csv's stem>/``."""
-    return csv.parent / CACHE_FOLDER / csv.stem
-
-
-def _fingerprint(csv: Path) -> dict[str, int]:
-    status = csv.stat()
-    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
-
-
-def _header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        buffer, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
-    )
-    return buffer.getvalue()
+def cache_folder(spec: DatasetSpec, base: Path) -> Path:
+    """Where the cache of ``spec`` lives: ``<base>/mtrec-cache/<spec file's stem, or the spec's name>/``."""
+    stem = spec.path.stem if spec.path is not None else spec.name
+    return base / CACHE_FOLDER / stem
 
 
 class NpyWriter:
     """Appends rows to a ``.npy`` file whose row count is known only at the end.
 
-    The data goes to ``<path>.tmp-<pid>`` after a header reserved for a huge row count; ``finish``
-    writes the true header (NumPy pads every header to a multiple of 64 bytes, so it is the same
-    length) and renames the file to ``path``.
+    The data goes after a header reserved for a huge row count; ``finish`` writes the true
+    header (NumPy pads every header to a multiple of 64 bytes, so it is the same length).
     """
 
     def __init__(self, path: Path, dtype: np.dtype, row_shape: tuple[int, ...]):
@@ -115,9 +87,8 @@ class NpyWriter:
         self.dtype = np.dtype(dtype)
         self.row_shape = row_shape
         self.rows = 0
-        self.temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         self._reserved = len(_header(self.dtype, (10**15, *row_shape)))
-        self._handle = open(self.temporary, "wb")
+        self._handle = open(path, "wb")
         self._handle.write(b"\0" * self._reserved)
 
     def append(self, rows: np.ndarray) -> None:
@@ -134,16 +105,169 @@ class NpyWriter:
         self._handle.seek(0)
         self._handle.write(header)
         self._handle.close()
-        os.replace(self.temporary, self.path)
 
-    def abort(self) -> None:
+    def close(self) -> None:
         self._handle.close()
-        self.temporary.unlink(missing_ok=True)
+
+
+def _header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+class SplitWriter:
+    """Writes one split's encoded chunks to its folder, and counts what ``mtrec inspect`` shows."""
+
+    def __init__(self, folder: Path, encoders: Encoders):
+        folder.mkdir(parents=True)
+        spec = encoders.spec
+        self.folder = folder
+        self.writers = {
+            "categorical": NpyWriter(folder / "categorical.npy", np.int32, (len(encoders.categorical),)),
+            "numerical": NpyWriter(folder / "numerical.npy", np.float32, (len(encoders.numerical),)),
+            "labels": NpyWriter(folder / "labels.npy", np.uint8, (len(encoders.labels),)),
+        }
+        if spec.sample_weight:
+            self.writers["weights"] = NpyWriter(folder / "weights.npy", np.float32, ())
+        if spec.group:
+            self.writers["group"] = NpyWriter(folder / "group.npy", np.int64, ())
+        for k, bag in enumerate(encoders.bags):
+            self.writers[f"bag{k}.values"] = NpyWriter(folder / f"bag{k}.values.npy", np.int32, ())
+            self.writers[f"bag{k}.offsets"] = NpyWriter(folder / f"bag{k}.offsets.npy", np.int64, ())
+            self.writers[f"bag{k}.offsets"].append(np.zeros(1, np.int64))
+            if bag.spec.weights:
+                self.writers[f"bag{k}.weights"] = NpyWriter(folder / f"bag{k}.weights.npy", np.float32, ())
+        self.totals = [0] * len(encoders.bags)
+        self.stats: dict[str, Any] = {
+            "rows": 0,
+            "positives": np.zeros(len(encoders.labels), np.int64),
+            "zero_ids": np.zeros(len(encoders.categorical), np.int64),
+            "missing": np.zeros(len(encoders.categorical), np.int64),
+            "numerical_missing": np.zeros(len(encoders.numerical), np.int64),
+            "bag_zero_ids": np.zeros(len(encoders.bags), np.int64),
+            "bag_lengths": [np.zeros(LENGTH_BINS + 1, np.int64) for _ in encoders.bags],
+        }
+        self.identity_top = [e.max_id + 1 if e.kind == "identity" else None for e in encoders.categorical]
+
+    def append(self, encoded: Encoded) -> None:
+        w, stats = self.writers, self.stats
+        w["categorical"].append(encoded.categorical)
+        w["numerical"].append(encoded.numerical)
+        w["labels"].append(encoded.labels)
+        if "weights" in w:
+            w["weights"].append(encoded.weights)
+        if "group" in w:
+            w["group"].append(encoded.group)
+        for k, bag in enumerate(encoded.bags):
+            w[f"bag{k}.values"].append(bag.values)
+            w[f"bag{k}.offsets"].append(np.cumsum(bag.lengths) + self.totals[k])
+            self.totals[k] += int(bag.lengths.sum())
+            if bag.weights is not None:
+                w[f"bag{k}.weights"].append(bag.weights)
+            stats["bag_zero_ids"][k] += int((bag.values == 0).sum())
+            stats["bag_lengths"][k] += np.bincount(np.minimum(bag.lengths, LENGTH_BINS), minlength=LENGTH_BINS + 1)
+        stats["rows"] += len(encoded)
+        stats["positives"] += encoded.labels.sum(axis=0, dtype=np.int64)
+        stats["zero_ids"] += (encoded.categorical == 0).sum(axis=0)
+        stats["missing"] += np.asarray(encoded.missing, np.int64).reshape(-1)[: len(stats["missing"])]
+        stats["numerical_missing"] += np.asarray(encoded.numerical_missing, np.int64).reshape(-1)[: len(stats["numerical_missing"])]
+
+    def finish(self) -> dict[str, Any]:
+        for writer in self.writers.values():
+            writer.finish()
+        return _plain(self.stats)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class SplitAssigner:
+    """Cuts one source into train, valid and test by the spec's rule, the same whatever the chunking.
+
+    ``random``: row ``r`` (counted over the source files in order) draws a fixed uniform number
+    from (seed, r); the first ``test`` share of [0, 1) is test, the next ``valid`` share valid.
+    ``ordered``: rows whose ordering value is at least the cut of the last ``test`` share are test
+    (ties at the cut go to test, so the share can exceed ``test`` slightly), those at least the
+    cut of the ``valid`` share before it are valid.
+    """
+
+    NAMES = ("train", "valid", "test")
+
+    def __init__(self, spec: DatasetSpec, *, progress: bool = True):
+        self.rule = spec.split
+        self.cuts: tuple[float, float] | None = None
+        if self.rule.method == "ordered":
+            self.cuts = _ordered_cuts(spec, progress)
+
+    def codes(self, chunk: Chunk, first_row: int) -> np.ndarray:
+        """(n,) 0 train, 1 valid, 2 test for the chunk's rows (``first_row``: the chunk's position in the source)."""
+        rule = self.rule
+        if self.cuts is None:
+            rows = np.arange(first_row, first_row + len(chunk), dtype=np.uint64)
+            uniform = (splitmix64(rows ^ (np.uint64(rule.seed) << np.uint64(40))) >> np.uint64(11)).astype(np.float64) / 2.0**53
+            return np.where(uniform < rule.test, 2, np.where(uniform < rule.test + rule.valid, 1, 0)).astype(np.int8)
+        values = _order_values(chunk, rule.column)
+        valid_cut, test_cut = self.cuts
+        return np.where(values >= test_cut, 2, np.where(values >= valid_cut, 1, 0)).astype(np.int8)
+
+
+def _order_values(chunk: Chunk, column: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = chunk.table.column(column).combine_chunks()
+    if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
+        array = array.cast(pa.int64())
+    values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+    bad = np.isnan(values)
+    if bad.any():
+        raise chunk.place.error(int(bad.argmax()), column, "missing value in the column that orders the split")
+    return values
+
+
+def _ordered_cuts(spec: DatasetSpec, progress: bool) -> tuple[float, float]:
+    """The ordering column's values at the starts of the valid and test shares (one pass over that column)."""
+    rule = spec.split
+    parts = []
+    with Progress(None, "ordering", enabled=progress, unit="row") as bar:
+        for chunk in read_chunks(spec, spec.splits["source"]):
+            parts.append(_order_values(chunk, rule.column))
+            bar.update(len(chunk))
+    values = np.sort(np.concatenate(parts)) if parts else np.zeros(0)
+    n = len(values)
+    if n == 0:
+        raise DataError(spec.splits["source"][0], "no data rows")
+    test_start = n - max(1, math.ceil(n * rule.test))
+    valid_start = test_start - (math.ceil(n * rule.valid) if rule.valid > 0 else 0)
+    return float(values[max(valid_start, 0)]) if rule.valid > 0 else math.inf, float(values[test_start])
+
+
+def _fingerprint(spec: DatasetSpec) -> dict[str, Any]:
+    sources = {}
+    for path in spec.files():
+        status = path.stat()
+        sources[str(path)] = {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
+    return {"version": CACHE_VERSION, "spec": spec.fingerprint(), "sources": sources}
 
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """Hold ``folder/.lock`` exclusively: one builder at a time, across processes."""
+    folder.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
         yield
         return
@@ -155,122 +279,218 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _open_current(csv: Path, folder: Path) -> CachedSplit | None:
-    """The cache in ``folder`` if it is complete and was built from ``csv`` as it is now."""
+def _subset(chunk: Chunk, mask: np.ndarray) -> Chunk:
+    """The rows of ``chunk`` where ``mask`` holds, with error positions still those of the file."""
+    import pyarrow as pa
+
+    return Chunk(chunk.table.filter(pa.array(mask)), chunk.place.subset(np.flatnonzero(mask)))
+
+
+def _chunks_by_split(
+    spec: DatasetSpec, assigner: SplitAssigner | None, wanted: tuple[str, ...], read: dict[str, Any]
+) -> Iterator[tuple[str, Chunk]]:
+    """(split, chunk) for the wanted splits: each split's files, or the source cut by the rule."""
+    if assigner is None:
+        for name in wanted:
+            for chunk in read_chunks(spec, spec.splits[name], **read):
+                yield name, chunk
+        return
+    row = 0
+    for chunk in read_chunks(spec, spec.splits["source"], **read):
+        codes = assigner.codes(chunk, row)
+        row += len(chunk)
+        for code, name in enumerate(SplitAssigner.NAMES):
+            if name not in wanted:
+                continue
+            mask = codes == code
+            if mask.all():
+                yield name, chunk
+            elif mask.any():
+                yield name, _subset(chunk, mask)
+
+
+class MemoryWriter:
+    """Collects one split's encoded chunks in memory (small data, tests, the no-cache comparison)."""
+
+    def __init__(self, encoders: Encoders):
+        self.encoders = encoders
+        self.parts: list[Encoded] = []
+
+    def append(self, encoded: Encoded) -> None:
+        self.parts.append(encoded)
+
+    def finish(self) -> dict[str, Any]:
+        return {"rows": sum(len(p) for p in self.parts)}
+
+    def close(self) -> None:
+        pass
+
+    def table(self) -> MultiTaskTable:
+        parts = self.parts
+
+        def stack(key: str) -> np.ndarray | None:
+            arrays = [getattr(p, key) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)
+
+        bags = []
+        for k, encoder in enumerate(self.encoders.bags):
+            lengths = np.concatenate([p.bags[k].lengths for p in parts])
+            weights = [p.bags[k].weights for p in parts]
+            bags.append(
+                BagColumn(
+                    np.concatenate([p.bags[k].values for p in parts]),
+                    np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                    np.concatenate(weights) if encoder.spec.weights else None,
+                )
+            )
+        return MultiTaskTable(stack("categorical"), stack("numerical"), stack("labels"), bags=tuple(bags), weights=stack("weights"), group=stack("group"))
+
+
+def encode_splits(spec: DatasetSpec, make_writer: Any, *, progress: bool = True, chunk_bytes: int | None = None) -> tuple[Encoders, dict[str, Any]]:
+    """Fit the encoders on the training rows (when they need it), then encode every split into
+    ``make_writer(split, encoders)``; returns the fitted encoders and each writer's statistics."""
+    read = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+    check_columns(spec)
+    assigner = SplitAssigner(spec, progress=progress) if spec.split is not None else None
+    encoders = Encoders.for_spec(spec)
+    fitted = encoders.needs_fit_pass or assigner is not None
+    if fitted:
+        fitter = encoders.fitter()
+        with Progress(None, "fitting on train", enabled=progress, unit="row") as bar:
+            for _, chunk in _chunks_by_split(spec, assigner, ("train",), read):
+                fitter.add(chunk.table, chunk.place)
+                bar.update(len(chunk))
+        encoders = fitter.fitted()
+    # Without a fitting pass the identity ids' training maximum is tracked while train is encoded,
+    # which is why train comes first.
+    splits: dict[str, Any] = {}
+    order = spec.split_names
+    for group in [order] if assigner is not None else [(name,) for name in order]:
+        writers = {name: make_writer(name, encoders) for name in group}
+        try:
+            with Progress(None, f"caching {'+'.join(group)}", enabled=progress, unit="row") as bar:
+                for name, chunk in _chunks_by_split(spec, assigner, group, read):
+                    writers[name].append(encoders.encode(chunk.table, chunk.place, training=name == "train" and not fitted))
+                    bar.update(len(chunk))
+            for name, writer in writers.items():
+                splits[name] = writer.finish()
+        finally:
+            for writer in writers.values():
+                writer.close()
+    for name in order:
+        if splits[name]["rows"] == 0:
+            where = spec.splits[name][0] if name in spec.splits else spec.splits["source"][0]
+            raise DataError(where, f"no data rows in the {name} split")
+    return encoders, splits
+
+
+def read_splits(spec: DatasetSpec, *, chunk_bytes: int | None = None) -> tuple[Encoders, dict[str, MultiTaskTable]]:
+    """Every split of ``spec`` read and encoded into memory, without a cache (small data)."""
+    writers: dict[str, MemoryWriter] = {}
+
+    def make_writer(name: str, encoders: Encoders) -> MemoryWriter:
+        writers[name] = MemoryWriter(encoders)
+        return writers[name]
+
+    encoders, _ = encode_splits(spec, make_writer, progress=False, chunk_bytes=chunk_bytes)
+    return encoders, {name: writer.table() for name, writer in writers.items()}
+
+
+def build(spec: DatasetSpec, folder: Path, *, progress: bool = True, chunk_bytes: int | None = None) -> None:
+    """Read the spec's files into the cache folder ``folder`` (built beside it, renamed when complete)."""
+    start = time.perf_counter()
+    temporary = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        encoders, splits = encode_splits(
+            spec, lambda name, enc: SplitWriter(temporary / name, enc), progress=progress, chunk_bytes=chunk_bytes
+        )
+        write_json(temporary / ENCODERS, encoders.to_dict())
+        write_json(temporary / META, {**_fingerprint(spec), "splits": splits, "seconds": time.perf_counter() - start})
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(temporary, folder)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class CachedDataset:
+    """A spec's splits as memory maps, its fitted encoders and the cache's record."""
+
+    tables: dict[str, MultiTaskTable]
+    encoders: Encoders
+    meta: dict[str, Any]
+    folder: Path
+
+
+def _map(path: Path) -> np.ndarray:
+    return np.load(path, mmap_mode="r")
+
+
+def _open(spec: DatasetSpec, folder: Path) -> CachedDataset | None:
+    """The cache in ``folder`` if it is complete and was built from the spec and files as they are now."""
     try:
         meta = json.loads((folder / META).read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("version") != CACHE_VERSION or meta.get("source") != _fingerprint(csv):
-        return None
-    arrays = {}
-    for name, (dtype, row_shape) in ARRAYS.items():
-        try:
-            array = np.load(folder / f"{name}.npy", mmap_mode="r")
-        except (OSError, ValueError):
+        current = _fingerprint(spec)
+        if {key: meta.get(key) for key in current} != current:
             return None
-        if array.dtype != dtype or array.shape != (meta["rows"], *row_shape):
-            return None
-        arrays[name] = array
-    table = MultiTaskTable(categorical=arrays["categorical"], numerical=arrays["numerical"], labels=arrays["labels"])
-    return CachedSplit(csv, folder, table, arrays["search_id"], tuple(meta["categorical_max"]), meta)
+        encoders = Encoders.from_dict(json.loads((folder / ENCODERS).read_text()))
+        encoders.spec = spec
+        tables = {}
+        for name, stats in meta["splits"].items():
+            split = folder / name
+            arrays = {key: _map(split / f"{key}.npy") for key in ("categorical", "numerical", "labels")}
+            if any(len(a) != stats["rows"] for a in arrays.values()):
+                return None
+            bags = tuple(
+                BagColumn(
+                    _map(split / f"bag{k}.values.npy"),
+                    _map(split / f"bag{k}.offsets.npy"),
+                    _map(split / f"bag{k}.weights.npy") if bag.spec.weights else None,
+                )
+                for k, bag in enumerate(encoders.bags)
+            )
+            tables[name] = MultiTaskTable(
+                arrays["categorical"],
+                arrays["numerical"],
+                arrays["labels"],
+                bags=bags,
+                weights=_map(split / "weights.npy") if spec.sample_weight else None,
+                group=_map(split / "group.npy") if spec.group else None,
+            )
+        return CachedDataset(tables, encoders, meta, folder)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
-def build_cache(csv: Path, folder: Path, *, chunk_bytes: int = CHUNK_BYTES, progress: bool = True) -> None:
-    """Read ``csv`` (checked, in pieces) into the cache arrays in ``folder``.
-
-    Raises ``DataError`` for a bad file, leaving no cache behind.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / META).unlink(missing_ok=True)  # from here on the old cache is invalid
-    # Free the old arrays' disk before writing new ones (a process mapping them keeps its copy).
-    for stale in [*folder.glob(_CLAMPED.format(key="*")), *(folder / f"{name}.npy" for name in ARRAYS)]:
-        stale.unlink(missing_ok=True)
-    source = _fingerprint(csv)
-    writers = {name: NpyWriter(folder / f"{name}.npy", dtype, shape) for name, (dtype, shape) in ARRAYS.items()}
-    categorical_max = np.full(len(CATEGORICAL_COLUMNS), -1, dtype=np.int64)
-    label_sums = np.zeros(len(LABEL_COLUMNS), dtype=np.int64)
-    bar = tqdm(
-        total=source["size"], unit="B", unit_scale=True, desc=f"caching {csv.name}", disable=None if progress else True, leave=False
-    )
+def open_cache(spec: DatasetSpec, base: Path, *, progress: bool = True, chunk_bytes: int | None = None) -> CachedDataset:
+    """The spec's dataset as memory-mapped arrays, building or rebuilding its cache if needed."""
+    folder = cache_folder(spec, base)
+    cached = _open(spec, folder)
+    if cached is not None:
+        return cached
     try:
-        for chunk in read_processed_chunks(csv, chunk_bytes):
-            for name, writer in writers.items():
-                writer.append(getattr(chunk, name))
-            categorical_max = np.maximum(categorical_max, chunk.categorical.max(axis=0))
-            label_sums += chunk.labels.sum(axis=0, dtype=np.int64)
-            bar.update(chunk.text_bytes)
-        for writer in writers.values():
-            writer.finish()
-    except BaseException:
-        for writer in writers.values():
-            writer.abort()
-        raise
-    finally:
-        bar.close()
-    rows = writers["labels"].rows
-    meta = {
-        "version": CACHE_VERSION,
-        "source": source,
-        "rows": rows,
-        "categorical_max": [int(m) for m in categorical_max],
-        "label_counts": dict(zip(LABEL_COLUMNS, (int(s) for s in label_sums))),
-    }
-    write_json(folder / META, meta)
-
-
-def open_split(csv: str | os.PathLike, *, progress: bool = True) -> CachedSplit:
-    """``csv`` (processed layout) as memory-mapped arrays, building or rebuilding its cache if needed."""
-    csv = Path(csv)
-    if not csv.is_file():
-        raise DataError(csv, "file not found")
-    folder = cache_folder(csv)
-    split = _open_current(csv, folder)
-    if split is not None:
-        return split
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
+        (base / CACHE_FOLDER).mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create the cache folder {folder} ({error.strerror}); the dataset's folder must be writable") from None
-    with _locked(folder):
-        split = _open_current(csv, folder)  # another process may have built it while this one waited
-        if split is None:
-            build_cache(csv, folder, progress=progress)
-            split = _open_current(csv, folder)
-    if split is None:
-        raise UserError(f"{csv} changed while its cache was being built; run again")
-    return split
+        raise UserError(f"cannot create the cache folder {base / CACHE_FOLDER} ({error.strerror}); the dataset's folder must be writable") from None
+    _remove_old_layout(base / CACHE_FOLDER)
+    with _locked(base / CACHE_FOLDER):
+        cached = _open(spec, folder)  # another process may have built it while this one waited
+        if cached is None:
+            build(spec, folder, progress=progress, chunk_bytes=chunk_bytes)
+            cached = _open(spec, folder)
+    if cached is None:
+        raise UserError(f"{spec.where}: the data files changed while the cache was being built; run again")
+    return cached
 
 
-def clamp_split(split: CachedSplit, limits: np.ndarray) -> CachedSplit:
-    """``split`` with each field's ids capped at ``limits`` (F,), still memory-mapped.
-
-    Returns ``split`` itself when no id exceeds its limit; otherwise the capped ids are written
-    once, in pieces, to ``categorical.clamped-<key>.npy`` beside the cache (``key`` names the limits,
-    so a new training vocabulary makes a new file) and mapped from there.
-    """
-    limits = np.asarray(limits, dtype=np.int64)
-    if (np.asarray(split.categorical_max) <= limits).all():
-        return split
-    key = hashlib.sha1(limits.astype("<i8").tobytes()).hexdigest()[:16]
-    path = split.folder / _CLAMPED.format(key=key)
-    categorical = split.table.categorical
-    with _locked(split.folder):
+def _remove_old_layout(root: Path) -> None:
+    """Version 1 caches (``mtrec-cache/train/meta.json`` of the AliExpress layout): removed, never misread."""
+    for name in ("train", "test"):
+        meta = root / name / META
         try:
-            clamped = np.load(path, mmap_mode="r")
+            if json.loads(meta.read_text()).get("version") == 1:
+                shutil.rmtree(root / name, ignore_errors=True)
         except (OSError, ValueError):
-            clamped = None
-        if clamped is None or clamped.shape != categorical.shape:
-            for stale in split.folder.glob(_CLAMPED.format(key="*")):
-                stale.unlink()
-            writer = NpyWriter(path, categorical.dtype, categorical.shape[1:])
-            try:
-                step = 1 << 20
-                for start in range(0, len(categorical), step):
-                    writer.append(np.minimum(categorical[start : start + step], limits.astype(categorical.dtype)))
-                writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-            clamped = np.load(path, mmap_mode="r")
-    return replace(split, table=replace(split.table, categorical=clamped))
+            continue

@@ -142,6 +142,8 @@ def locate_parse_error(
         if len(row) != len(names):
             return DataError(path, f"expected {len(names)} values, found {len(row)}", line=line)
         for name, value in zip(names, row):
+            if name not in types:
+                continue  # a column the caller does not read
             convert, kind = _kind(types[name])
             if value.strip() == "":
                 if name in nullable:
@@ -168,8 +170,12 @@ def parse_piece(
     text_numbers: Sequence[str] = (),
     dialect: Dialect = COMMA,
     nullable: Sequence[str] = (),
+    include: Sequence[str] | None = None,
 ) -> pa.Table:
     """``piece`` as a table of columns ``names`` typed by ``types`` (no header in the piece).
+
+    ``include``: read only these columns (the others are not converted, so nothing is assumed
+    of them but their count); by default all of ``names``.
 
     Columns in ``text_numbers`` are checked to be finite numbers but kept as their text, so that
     they can be written out again unchanged and without the cost of formatting floats.
@@ -187,11 +193,16 @@ def parse_piece(
                 delimiter=dialect.delimiter, quote_char='"' if dialect.quoted else False, ignore_empty_lines=False
             ),
             # Only an empty field is missing: "n/a" or "null" must be reported as text, not read as gaps.
-            convert_options=pacsv.ConvertOptions(column_types=read_types, null_values=[""], strings_can_be_null=strings_can_be_null),
+            convert_options=pacsv.ConvertOptions(
+                column_types=read_types,
+                null_values=[""],
+                strings_can_be_null=strings_can_be_null,
+                include_columns=list(include) if include is not None else None,
+            ),
         )
     except pa.ArrowInvalid as error:
         raise _located(path, piece, names, types, error, dialect, nullable) from None
-    for name in names:
+    for name in include if include is not None else names:
         if name in nullable:
             continue
         column = table.column(name)

@@ -1,4 +1,4 @@
-"""Datasets by name: the built-in synthetic ones, or a folder in the processed layout."""
+"""Datasets by name: the built-in synthetic ones, a dataset spec, or a folder in the AliExpress processed layout."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from typing import Any
 import numpy as np
 
 from mtreclib.data import synthetic
-from mtreclib.data.cache import clamp_split, open_split
-from mtreclib.data.processed import CATEGORICAL_COLUMNS, LABEL_COLUMNS
+from mtreclib.data.builtin import aliexpress_spec, is_aliexpress_folder
+from mtreclib.data.cache import open_cache
+from mtreclib.data.encoders import Encoders
+from mtreclib.data.spec import DatasetSpec
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.errors import UserError
 from mtreclib.schema import FeatureSchema
-
-# Conversion is recorded only on clicked rows: the second task is CTCVR.
-ALIEXPRESS_IMPLIES = ("", "click")
 
 
 @dataclass(frozen=True)
@@ -93,62 +92,72 @@ def clamp_to_vocabulary(table: MultiTaskTable, field_dims: tuple[int, ...]) -> M
     return replace(table, categorical=np.minimum(table.categorical, limit))
 
 
-def aliexpress_schema(field_dims: tuple[int, ...], numerical_num: int) -> FeatureSchema:
-    return FeatureSchema(field_dims, numerical_num, LABEL_COLUMNS, field_names=CATEGORICAL_COLUMNS[: len(field_dims)], task_implies=ALIEXPRESS_IMPLIES)
-
-
-def identity_encoding(field_dims: Sequence[int]) -> dict[str, Any]:
-    """The encoding of integer ids used as they are, capped at the out-of-vocabulary slot."""
-    return {"kind": "identity", "field_dims": [int(d) for d in field_dims]}
+def identity_encoders(field_dims: Sequence[int]) -> Encoders:
+    """The AliExpress layout's encoders for vocabularies ``field_dims`` (training maximum + 2 each)."""
+    encoders = Encoders.for_spec(aliexpress_spec())
+    for encoder, dim in zip(encoders.categorical, field_dims):
+        encoder.max_id = int(dim) - 2
+    return encoders
 
 
 def from_tables(name: str, train: MultiTaskTable, test: MultiTaskTable) -> Dataset:
     """A dataset of in-memory tables in the AliExpress layout: vocabularies from ``train``, ``test`` capped to them."""
     field_dims = vocabulary(train)
-    schema = aliexpress_schema(field_dims, train.numerical.shape[1])
-    return Dataset(name, schema, train, clamp_to_vocabulary(test, field_dims), encoding=identity_encoding(field_dims))
+    encoders = identity_encoders(field_dims)
+    schema = encoders.schema()
+    if train.numerical.shape[1] != schema.numerical_num:  # tables of another width (tests): no names to carry
+        schema = replace(schema, numerical_num=train.numerical.shape[1])
+    return Dataset(name, schema, train, clamp_to_vocabulary(test, field_dims), encoding=encoders.to_dict())
 
 
-def find_dataset(name: str, data_dir: str | Path = "data") -> Path | None:
-    """Where dataset ``name`` is: None for a built-in one, else its folder; a user error when nowhere."""
+def find_dataset(name: str, data_dir: str | Path = "data") -> DatasetSpec | None:
+    """Dataset ``name``'s spec: None for a built-in one; a spec file, a folder's dataset.yaml, or the
+    AliExpress processed layout (train.csv, test.csv) of a folder. A user error when nowhere."""
     if name in synthetic.PRESETS:
         return None
+    path = Path(name)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        if not path.is_file():
+            raise UserError(f"--dataset {name}: no such dataset spec file")
+        return DatasetSpec.load(path)
     folder = Path(data_dir) / name
-    if not folder.is_dir():
-        raise UserError(
-            f"dataset {name!r} not found: expected {folder}/train.csv and {folder}/test.csv "
-            f"in the processed layout (see the README, 'Data'); built-in datasets: {', '.join(builtin_datasets())}"
-        )
-    return folder
+    if (folder / "dataset.yaml").is_file():
+        return DatasetSpec.load(folder / "dataset.yaml")
+    if is_aliexpress_folder(folder):
+        return aliexpress_spec(folder, name)
+    found = f"{folder} has neither" if folder.is_dir() else f"{folder} does not exist, so there is neither"
+    raise UserError(
+        f"dataset {name!r} not found: {found} a dataset.yaml nor train.csv and test.csv in the AliExpress processed layout "
+        f"(see the README, 'Data'); built-in datasets: {', '.join(builtin_datasets())}"
+    )
 
 
-def load_dataset(name: str, data_dir: str | Path = "data") -> Dataset:
-    """The built-in dataset ``name``, or the processed layout in ``data_dir/name/{train,test}.csv``."""
-    folder = find_dataset(name, data_dir)
-    if folder is None:
+def load_dataset(name: str, data_dir: str | Path = "data", *, progress: bool = True) -> Dataset:
+    """Dataset ``name`` (see ``find_dataset``): built in, or through its spec's memory-mapped cache."""
+    spec = find_dataset(name, data_dir)
+    if spec is None:
         data = synthetic.generate(synthetic.PRESETS[name])
         train = replace(data.train, group=data.train_search_id)
         test = replace(data.test, group=data.test_search_id)
         return from_tables(name, train, test)
-    return load_processed(name, folder)
+    return spec_dataset(spec, progress=progress)
 
 
-def load_processed(name: str, folder: Path) -> Dataset:
-    """``folder/train.csv`` and ``test.csv`` through the memory-mapped cache (built on first use).
+def spec_dataset(spec: DatasetSpec, *, progress: bool = True) -> Dataset:
+    """A spec's dataset: its splits memory-mapped from the cache beside the spec (built on first use).
 
-    Nothing is copied into memory: the training arrays are the cache's maps, the vocabulary comes
-    from the largest ids recorded when the cache was built, and test ids beyond it are capped in
-    a memory-mapped file of their own (``clamp_split``).
+    Nothing is copied into memory: the arrays are the cache's maps, the vocabularies and
+    transforms were fitted on the training split when the cache was built.
     """
-    train = open_split(folder / "train.csv")
-    test = open_split(folder / "test.csv")
-    field_dims = vocabulary_from_max(train.categorical_max)
-    test = clamp_split(test, np.asarray(field_dims) - 1)
-    schema = aliexpress_schema(field_dims, train.table.numerical.shape[1])
+    base = spec.path.parent if spec.path is not None else spec.files()[0].parent
+    cached = open_cache(spec, base, progress=progress)
+    tables = cached.tables
     return Dataset(
-        name,
-        schema,
-        replace(train.table, group=train.search_id),
-        replace(test.table, group=test.search_id),
-        encoding=identity_encoding(field_dims),
+        spec.name,
+        cached.encoders.schema(),
+        tables["train"],
+        tables["test"],
+        valid=tables.get("valid"),
+        encoding=cached.encoders.to_dict(),
+        default_tasks=spec.tasks,
     )

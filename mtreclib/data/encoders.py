@@ -1,0 +1,252 @@
+"""A spec's encoders together: fitting them on the training split and encoding chunks of rows.
+
+``Encoders.for_spec`` makes one encoder per column; ``fit_pass`` feeds them the training rows when
+any needs fitting (a vocabulary to build, a transform's statistics); ``encode`` turns a chunk of
+raw rows into the arrays of the cache (and of prediction), checking every value and the tasks'
+implied relations on the way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mtreclib.data.encoding import CategoricalEncoder, LabelEncoder, Moments, NumericalEncoder, Place, ValueCounter, _all_digits, _first, normalise_ids
+from mtreclib.data.spec import CategoricalSpec, DatasetSpec
+from mtreclib.schema import BagField, FeatureSchema
+
+
+@dataclass
+class EncodedBag:
+    """One multi-valued field of a chunk: the flat ids, each row's length, the flat weights."""
+
+    values: np.ndarray  # (V,) int32
+    lengths: np.ndarray  # (n,) int64
+    weights: np.ndarray | None  # (V,) float32
+
+
+@dataclass
+class Encoded:
+    """A chunk of rows, encoded."""
+
+    categorical: np.ndarray  # (n, F) int32
+    numerical: np.ndarray  # (n, M) float32
+    labels: np.ndarray | None  # (n, T) uint8; None when the rows have no labels (prediction)
+    bags: list[EncodedBag] = field(default_factory=list)
+    weights: np.ndarray | None = None  # (n,) float32
+    group: np.ndarray | None = None  # (n,) int64
+    missing: list[int] = field(default_factory=list)  # per categorical field, missing values
+    numerical_missing: list[int] = field(default_factory=list)  # per numerical feature, missing (filled) values
+
+    def __len__(self) -> int:
+        return len(self.categorical)
+
+
+def list_column(array: pa.Array, spec: CategoricalSpec, place: Place, column: str) -> pa.Array:
+    """A multi-valued column as a list array: Parquet lists as they are, CSV text split by the separator."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        array = pc.split_pattern(array, pattern=spec.separator)
+    if pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type):
+        array = array.cast(pa.list_(array.type.value_type))
+    if not pa.types.is_list(array.type):
+        raise place.error(0, column, f"expected a list column (or text joined by {spec.separator!r} in CSV), found {array.type}")
+    if spec.max_len is not None:
+        array = pc.list_slice(array, 0, spec.max_len)
+    return array
+
+
+def _lengths(lists: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def group_ids(array: pa.Array) -> np.ndarray:
+    """(n,) int64 group ids: integers as they are; other values by a stable 64-bit hash of their text."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_integer(array.type):
+        return array.fill_null(-1).cast(pa.int64()).to_numpy()
+    array = array.cast(pa.string())
+    if _all_digits(array):
+        return pc.cast(array.fill_null("-1"), pa.int64()).to_numpy()
+    distinct = pc.unique(array.fill_null(""))
+    codes = np.array([int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little", signed=True) for v in distinct.to_pylist()], dtype=np.int64)
+    return codes[pc.index_in(array.fill_null(""), value_set=distinct).to_numpy(zero_copy_only=False)]
+
+
+class Encoders:
+    """Every column's encoder of one spec."""
+
+    def __init__(self, spec: DatasetSpec, categorical: list[CategoricalEncoder], bags: list[CategoricalEncoder], numerical: list[NumericalEncoder]):
+        self.spec = spec
+        self.categorical = categorical
+        self.bags = bags
+        self.numerical = numerical
+        self.labels = [LabelEncoder(label) for label in spec.labels]
+
+    @classmethod
+    def for_spec(cls, spec: DatasetSpec) -> Encoders:
+        """Unfitted encoders (identity and hash ones need no fitting)."""
+        return cls(
+            spec,
+            [CategoricalEncoder(c) for c in spec.categorical],
+            [CategoricalEncoder(c) for c in spec.multi_valued],
+            [NumericalEncoder(n) for n in spec.numerical],
+        )
+
+    @property
+    def needs_fit_pass(self) -> bool:
+        """Whether the training rows must be read once before encoding (vocabularies, statistics)."""
+        return any(e.kind == "build" for e in (*self.categorical, *self.bags)) or any(
+            n.spec.transform in ("standardize", "minmax") for n in self.numerical
+        )
+
+    def fitter(self) -> Fitter:
+        return Fitter(self)
+
+    def schema(self) -> FeatureSchema:
+        """The features and every label, as models see them."""
+        spec = self.spec
+        implies = tuple(spec.implies.get(label, "") for label in spec.label_names)
+        roles = tuple(c.role for c in spec.categorical)
+        return FeatureSchema(
+            field_dims=tuple(e.vocab_size for e in self.categorical),
+            numerical_num=len(self.numerical),
+            task_names=spec.label_names,
+            field_names=tuple(c.name for c in spec.categorical),
+            field_roles=roles if any(roles) else (),
+            bags=tuple(
+                BagField(e.spec.name, e.vocab_size, e.spec.pooling, weighted=e.spec.weights is not None, role=e.spec.role) for e in self.bags
+            ),
+            task_implies=implies if any(implies) else (),
+        )
+
+    def encode(self, table: pa.Table, place: Place, *, training: bool = False, labels: bool = True) -> Encoded:
+        """A chunk of raw rows (the spec's columns) as arrays; every value checked."""
+        n = table.num_rows
+        spec = self.spec
+        columns = [e.encode(table.column(e.spec.column).combine_chunks(), place, training=training) for e in self.categorical]
+        categorical = np.stack(columns, axis=1) if columns else np.zeros((n, 0), np.int32)
+        missing = [table.column(e.spec.column).null_count for e in self.categorical]
+        numerical = np.empty((n, len(self.numerical)), dtype=np.float32)
+        for j, encoder in enumerate(self.numerical):
+            numerical[:, j] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
+        bags = [self._bag(e, table, place, training) for e in self.bags]
+        encoded_labels = None
+        if labels:
+            encoded_labels = np.empty((n, len(self.labels)), dtype=np.uint8)
+            for t, encoder in enumerate(self.labels):
+                encoded_labels[:, t] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
+            self._check_implies(encoded_labels, place)
+        weights = self._weights(table, place) if spec.sample_weight else None
+        group = group_ids(table.column(spec.group)) if spec.group else None
+        numerical_missing = [table.column(e.spec.column).null_count for e in self.numerical]
+        return Encoded(categorical, numerical, encoded_labels, bags, weights, group, missing, numerical_missing)
+
+    def _bag(self, encoder: CategoricalEncoder, table: pa.Table, place: Place, training: bool) -> EncodedBag:
+        spec = encoder.spec
+        lists = list_column(table.column(spec.column), spec, place, spec.column)
+        lengths = _lengths(lists)
+        values = encoder.encode(pc.list_flatten(lists), place, training=training)
+        weights = None
+        if spec.weights:
+            weight_lists = list_column(table.column(spec.weights), spec, place, spec.weights)
+            weight_lengths = _lengths(weight_lists)
+            bad = weight_lengths != lengths
+            if bad.any():
+                i = _first(bad)
+                raise place.error(i, spec.weights, f"{weight_lengths[i]} weights for {lengths[i]} values of {spec.column}")
+            flat = pc.list_flatten(weight_lists)
+            try:
+                weights = pc.cast(flat, pa.float32()).to_numpy(zero_copy_only=False)
+            except pa.ArrowInvalid as error:
+                raise place.error(0, spec.weights, f"expected numbers as weights ({error})") from None
+            if np.isnan(weights).any() or not np.isfinite(weights).all():
+                row = int(np.searchsorted(np.cumsum(lengths), _first(~np.isfinite(weights)), side="right"))
+                raise place.error(row, spec.weights, "expected finite weights")
+        return EncodedBag(values, lengths, weights)
+
+    def _weights(self, table: pa.Table, place: Place) -> np.ndarray:
+        column = self.spec.sample_weight
+        array = table.column(column).combine_chunks()
+        values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+        bad = np.isnan(values) | ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            i = _first(bad)
+            raise place.error(i, column, f"expected a non-negative sample weight, found {values[i]}")
+        return values.astype(np.float32)
+
+    def _check_implies(self, labels: np.ndarray, place: Place) -> None:
+        names = self.spec.label_names
+        for child, parent in self.spec.implies.items():
+            c, p = names.index(child), names.index(parent)
+            bad = (labels[:, c] == 1) & (labels[:, p] == 0)
+            if bad.any():
+                column = self.spec.labels[c].column
+                raise place.error(_first(bad), column, f"{child} = 1 on a row without {parent} (the spec says {child} implies {parent})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything prediction needs to encode new rows: the spec and the fitted encoders."""
+        return {
+            "spec": self.spec.raw,
+            "name": self.spec.name,
+            "categorical": [e.to_dict() for e in self.categorical],
+            "bags": [e.to_dict() for e in self.bags],
+            "numerical": [e.to_dict() for e in self.numerical],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Encoders:
+        """Inverse of ``to_dict`` (no files are looked for: prediction reads other files)."""
+        spec = DatasetSpec.from_dict(data["spec"], name=data.get("name"), files=False)
+        return cls(
+            spec,
+            [CategoricalEncoder.from_dict(e) for e in data["categorical"]],
+            [CategoricalEncoder.from_dict(e) for e in data["bags"]],
+            [NumericalEncoder.from_dict(e) for e in data["numerical"]],
+        )
+
+
+class Fitter:
+    """Statistics of the training rows, then the fitted encoders."""
+
+    def __init__(self, encoders: Encoders):
+        self.encoders = encoders
+        self.counters = {id(e): ValueCounter() for e in (*encoders.categorical, *encoders.bags) if e.kind == "build"}
+        self.moments = {id(n): Moments() for n in encoders.numerical if n.spec.transform in ("standardize", "minmax")}
+
+    def add(self, table: pa.Table, place: Place) -> None:
+        for encoder in self.encoders.categorical:
+            values = None
+            if encoder.kind in ("build", "identity"):
+                values = table.column(encoder.spec.column).combine_chunks()
+            self._observe(encoder, values, place)
+        for encoder in self.encoders.bags:
+            lists = list_column(table.column(encoder.spec.column), encoder.spec, place, encoder.spec.column)
+            self._observe(encoder, pc.list_flatten(lists), place)
+        for encoder in self.encoders.numerical:
+            if id(encoder) in self.moments:
+                self.moments[id(encoder)].add(encoder.raw(table.column(encoder.spec.column).combine_chunks(), place))
+
+    def _observe(self, encoder: CategoricalEncoder, values: pa.Array | None, place: Place) -> None:
+        if encoder.kind == "build":
+            self.counters[id(encoder)].add(normalise_ids(values, place, encoder.spec.column))
+        elif encoder.kind == "identity":
+            encoder.encode(values, place, training=True)  # checks the ids and tracks the maximum
+
+    def fitted(self) -> Encoders:
+        e = self.encoders
+
+        def fit(encoder: CategoricalEncoder) -> CategoricalEncoder:
+            if encoder.kind != "build":
+                return encoder
+            return CategoricalEncoder.fit(encoder.spec, self.counters[id(encoder)])
+
+        numerical = [NumericalEncoder.fit(n.spec, self.moments[id(n)]) if id(n) in self.moments else n for n in e.numerical]
+        return Encoders(e.spec, [fit(c) for c in e.categorical], [fit(b) for b in e.bags], numerical)

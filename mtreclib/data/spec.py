@@ -1,0 +1,382 @@
+"""The dataset spec: what a dataset is, as a YAML file and the same as a typed object.
+
+``DatasetSpec.load(path)`` reads ``dataset.yaml`` (docs/dataset-spec.md has every key); every
+entry is a typed ``Settings`` object, checked when built, and a mistake stops before any data
+is read with one line naming the spec file and the key: ``data/myshop/dataset.yaml:
+numerical[1]: transform must be one of standardize, log1p, minmax, got 'log'``. File patterns
+are resolved against the spec's folder and must match at least one file.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mtreclib.config.settings import ConfigError, Settings, setting
+from mtreclib.errors import UserError
+from mtreclib.schema import POOLINGS, ROLES
+
+FORMATS = ("parquet", "csv")
+VOCABULARIES = ("build", "identity")
+TRANSFORMS = ("standardize", "log1p", "minmax")
+SPLIT_METHODS = ("random", "ordered")
+
+
+class SpecError(UserError):
+    """A dataset spec that cannot be used: one line naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class CsvOptions(Settings):
+    flags = False
+    delimiter: str = setting(",", "the separator between values")
+    header: bool = setting(True, "the first line names the columns")
+    columns: tuple[str, ...] = setting((), "the column names when there is no header")
+
+    def check(self) -> None:
+        if len(self.delimiter) != 1:
+            raise ConfigError(f"delimiter must be one character, got {self.delimiter!r}")
+        if not self.header and not self.columns:
+            raise ConfigError("columns must name the columns when header is false")
+
+
+@dataclass(frozen=True)
+class CategoricalSpec(Settings):
+    """A single-valued categorical column (``multi = False``) or a multi-valued one."""
+
+    flags = False
+    name: str = setting("", "the feature's name")
+    column: str = setting("", "the file's column (default: name)")
+    vocabulary: str = setting("build", "build a vocabulary from training values, or use integer ids as they are", choices=VOCABULARIES)
+    min_count: int = setting(1, "rarer training values go to the out-of-vocabulary slot", minimum=1)
+    hash_buckets: int | None = setting(None, "hash values into this many ids instead of a vocabulary", minimum=1)
+    role: str | None = setting(None, "user, item, author or context", choices=ROLES)
+    multi: bool = setting(False, "a multi-valued column")
+    separator: str = setting("|", "CSV: the separator between a row's values")
+    weights: str | None = setting(None, "a column of per-value weights")
+    max_len: int | None = setting(None, "keep a row's first values only", minimum=1)
+    pooling: str = setting("mean", "how a row's value embeddings are pooled", choices=POOLINGS)
+
+    def check(self) -> None:
+        if not self.name:
+            raise ConfigError("name is missing")
+        if not self.column:
+            object.__setattr__(self, "column", self.name)
+        if self.hash_buckets is not None and self.vocabulary == "identity":
+            raise ConfigError("hash_buckets and vocabulary: identity exclude each other")
+        if not self.multi and (self.weights is not None or self.max_len is not None):
+            raise ConfigError("weights and max_len are options of multi_valued columns")
+
+    @property
+    def kind(self) -> str:
+        return "hash" if self.hash_buckets is not None else self.vocabulary
+
+
+@dataclass(frozen=True)
+class NumericalSpec(Settings):
+    flags = False
+    name: str = setting("", "the feature's name")
+    column: str = setting("", "the file's column (default: name)")
+    fill: float | None = setting(None, "the value of a missing entry (default: a missing value is an error)")
+    transform: str | None = setting(None, "fitted on the training split", choices=TRANSFORMS)
+
+    def check(self) -> None:
+        if not self.name:
+            raise ConfigError("name is missing")
+        if not self.column:
+            object.__setattr__(self, "column", self.name)
+
+
+@dataclass(frozen=True)
+class LabelSpec(Settings):
+    flags = False
+    name: str = setting("", "the task's name")
+    column: str = setting("", "the file's column (default: name)")
+    threshold: float | None = setting(None, "positive when the value is greater than this")
+    positive: tuple[str, ...] = setting((), "positive when the value is one of these")
+
+    def check(self) -> None:
+        if not self.name:
+            raise ConfigError("name is missing")
+        if not self.column:
+            object.__setattr__(self, "column", self.name)
+        if self.threshold is not None and self.positive:
+            raise ConfigError("threshold and positive exclude each other")
+
+
+@dataclass(frozen=True)
+class SplitRule(Settings):
+    flags = False
+    method: str = setting("random", "random: a seeded share of rows; ordered: the last rows by a column", choices=SPLIT_METHODS)
+    test: float = setting(0.1, "share of rows in the test split", above=0, below=1)
+    valid: float = setting(0.0, "share of rows in the validation split", minimum=0, below=1)
+    seed: int = setting(0, "seeds the random split", minimum=0)
+    column: str | None = setting(None, "ordered: the column that orders rows (a timestamp)")
+
+    def check(self) -> None:
+        if self.test + self.valid >= 1:
+            raise ConfigError(f"test + valid must leave rows for training, got {self.test} + {self.valid}")
+        if self.method == "ordered" and not self.column:
+            raise ConfigError("column is needed by method: ordered")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: where its splits are and what its columns mean.
+
+    Attributes:
+        path: the spec file (None for a built-in spec).
+        name: the dataset's name in results.
+        format: ``parquet`` or ``csv``.
+        csv: CSV options.
+        splits: split name (``train``, ``valid``, ``test``) -> its files; or ``source`` alone,
+            cut by ``split``.
+        split: the rule that cuts ``source``, or None.
+        categorical, multi_valued, numerical, labels: the columns.
+        tasks: the labels trained by default.
+        implies: task -> the task its positives imply.
+        group, sample_weight: optional columns carried to the batch.
+    """
+
+    path: Path | None
+    name: str
+    format: str
+    csv: CsvOptions
+    splits: dict[str, tuple[Path, ...]]
+    split: SplitRule | None
+    categorical: tuple[CategoricalSpec, ...]
+    multi_valued: tuple[CategoricalSpec, ...]
+    numerical: tuple[NumericalSpec, ...]
+    labels: tuple[LabelSpec, ...]
+    tasks: tuple[str, ...] = ()
+    implies: dict[str, str] = field(default_factory=dict)
+    group: str | None = None
+    sample_weight: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path is not None else f"built-in spec {self.name}"
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        if self.split is not None:
+            return ("train", "valid", "test") if self.split.valid > 0 else ("train", "test")
+        return tuple(name for name in ("train", "valid", "test") if name in self.splits)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+    def files(self) -> tuple[Path, ...]:
+        """Every source file, once."""
+        return tuple(dict.fromkeys(path for paths in self.splits.values() for path in paths))
+
+    def columns_needed(self) -> tuple[str, ...]:
+        """The file columns the spec reads, in a fixed order."""
+        names = [c.column for c in self.categorical]
+        for c in self.multi_valued:
+            names += [c.column] + ([c.weights] if c.weights else [])
+        names += [n.column for n in self.numerical] + [label.column for label in self.labels]
+        names += [c for c in (self.group, self.sample_weight, self.split.column if self.split else None) if c]
+        return tuple(dict.fromkeys(names))
+
+    def fingerprint(self) -> str:
+        """A hash of what the spec says (not of where it is), for the cache."""
+        content = json.dumps(self.raw, sort_keys=True, default=str)
+        files = [str(path) for path in self.files()]
+        return hashlib.sha1((content + "\n" + "\n".join(files)).encode()).hexdigest()[:16]
+
+    def with_splits(self, splits: dict[str, tuple[Path, ...]]) -> DatasetSpec:
+        return replace(self, splits=splits, split=None)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DatasetSpec:
+        """Read and check a spec file."""
+        from mtreclib.config.files import read_yaml
+
+        path = Path(path)
+        try:
+            data = read_yaml(path, "a dataset spec")
+        except ConfigError as error:
+            raise SpecError(str(error)) from None
+        return cls.from_dict(data, path=path)
+
+    @classmethod
+    def from_dict(
+        cls, data: Any, *, path: Path | None = None, name: str | None = None, base: Path | None = None, files: bool = True
+    ) -> DatasetSpec:
+        """A spec from parsed YAML; ``base`` resolves relative file patterns (default: the spec's folder).
+
+        ``files=False`` reads only what the columns mean (a checkpoint's copy of a spec, whose
+        files need not exist where the model is used).
+        """
+        where = str(path) if path is not None else f"dataset spec {name or ''}".strip()
+        if not isinstance(data, dict):
+            raise SpecError(f"{where}: expected 'key: value' lines, got {type(data).__name__}")
+        return _Reader(data, where, base or (path.parent if path is not None else Path(".")), files).spec(path, name)
+
+
+KEYS = (
+    "name", "format", "csv", "train", "valid", "test", "source", "split", "categorical", "multi_valued",
+    "numerical", "labels", "tasks", "implies", "group", "sample_weight",
+)  # fmt: skip
+
+
+class _Reader:
+    """Builds a ``DatasetSpec`` from parsed YAML, naming the key of every mistake."""
+
+    def __init__(self, data: dict, where: str, base: Path, files: bool = True):
+        self.data = data
+        self.where = where
+        self.base = base
+        self.files = files
+
+    def fail(self, key: str, message: str) -> SpecError:
+        return SpecError(f"{self.where}: {key}: {message}")
+
+    def spec(self, path: Path | None, name: str | None) -> DatasetSpec:
+        data = self.data
+        unknown = [key for key in data if key not in KEYS]
+        if unknown:
+            raise self.fail(str(unknown[0]), f"not a dataset spec key; known: {', '.join(KEYS)}")
+        labels = tuple(self.entries("labels", LabelSpec, "name"))
+        if not labels:
+            raise self.fail("labels", "name at least one label column (a task)")
+        categorical = tuple(self.entries("categorical", CategoricalSpec, "name"))
+        multi = tuple(self.entries("multi_valued", CategoricalSpec, "name", multi=True))
+        if not categorical and not multi:
+            raise self.fail("categorical", "name at least one categorical or multi_valued column")
+        numerical = tuple(self.entries("numerical", NumericalSpec, "name"))
+        names = [e.name for e in (*categorical, *multi, *numerical)]
+        repeated = next((n for n in names if names.count(n) > 1), None)
+        if repeated:
+            raise self.fail("categorical", f"feature {repeated!r} is named twice")
+        label_names = [label.name for label in labels]
+        if len(set(label_names)) != len(label_names):
+            raise self.fail("labels", "a label is named twice")
+        tasks = self.names("tasks")
+        for task in tasks:
+            if task not in label_names:
+                raise self.fail("tasks", f"{task!r} is not a label; labels: {', '.join(label_names)}")
+        implies = self.implies(tasks or tuple(label_names), label_names)
+        fmt, splits, rule = self.splits()
+        csv = self.entry("csv", CsvOptions, data.get("csv") or {})
+        return DatasetSpec(
+            path=path,
+            name=str(data.get("name") or name or (path.parent.name if path is not None else "dataset")),
+            format=fmt,
+            csv=csv,
+            splits=splits,
+            split=rule,
+            categorical=categorical,
+            multi_valued=multi,
+            numerical=numerical,
+            labels=labels,
+            tasks=tasks,
+            implies=implies,
+            group=self.column("group"),
+            sample_weight=self.column("sample_weight"),
+            raw=dict(data),
+        )
+
+    def entry(self, key: str, cls: type[Settings], values: Any, **extra: Any) -> Any:
+        if not isinstance(values, dict):
+            raise self.fail(key, f"expected a mapping of options, got {values!r}")
+        try:
+            return cls.build({**{str(k): v for k, v in values.items()}, **extra})
+        except ConfigError as error:
+            raise self.fail(key, str(error)) from None
+
+    def entries(self, key: str, cls: type[Settings], first: str, **extra: Any) -> list:
+        values = self.data.get(key) or []
+        if isinstance(values, (str, dict)):
+            values = [values]
+        if not isinstance(values, list):
+            raise self.fail(key, f"expected a list of column names or mappings, got {values!r}")
+        found = []
+        for i, value in enumerate(values):
+            entry = {first: value} if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+            found.append(self.entry(f"{key}[{i}]", cls, entry, **extra))
+        return found
+
+    def names(self, key: str) -> tuple[str, ...]:
+        values = self.data.get(key) or []
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, (str, int)) for v in values):
+            raise self.fail(key, f"expected a list of names, got {values!r}")
+        return tuple(str(v) for v in values)
+
+    def column(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise self.fail(key, f"expected a column name, got {value!r}")
+        return str(value)
+
+    def implies(self, order: tuple[str, ...], labels: list[str]) -> dict[str, str]:
+        value = self.data.get("implies") or {}
+        if not isinstance(value, dict):
+            raise self.fail("implies", f"expected 'task: parent' pairs, got {value!r}")
+        found = {}
+        for child, parent in value.items():
+            child, parent = str(child), str(parent)
+            for task in (child, parent):
+                if task not in labels:
+                    raise self.fail(f"implies.{child}", f"{task!r} is not a label; labels: {', '.join(labels)}")
+            if child == parent:
+                raise self.fail(f"implies.{child}", "a task cannot imply itself")
+            found[child] = parent
+        return found
+
+    def splits(self) -> tuple[str, dict[str, tuple[Path, ...]], SplitRule | None]:
+        data = self.data
+        if not self.files:
+            return str(data.get("format") or "parquet"), {}, None
+        has_source = "source" in data
+        if has_source and any(key in data for key in ("train", "valid", "test")):
+            raise self.fail("source", "give either source (with split) or train and test, not both")
+        if has_source:
+            if "split" not in data:
+                raise self.fail("split", "source needs a split rule, e.g. {method: random, test: 0.1, valid: 0.1, seed: 0}")
+            splits = {"source": self.patterns("source")}
+            rule = self.entry("split", SplitRule, data["split"] or {})
+        else:
+            for key in ("train", "test"):
+                if key not in data:
+                    raise self.fail(key, "missing: name the split's file, list of files or glob (or give source and split)")
+            if "split" in data:
+                raise self.fail("split", "a split rule cuts a source; this spec names its splits' files")
+            splits = {key: self.patterns(key) for key in ("train", "valid", "test") if key in data}
+            rule = None
+        files = [path for paths in splits.values() for path in paths]
+        fmt = data.get("format")
+        if fmt is None:
+            suffixes = {path.suffix.lower() for path in files}
+            fmt = "parquet" if suffixes <= {".parquet", ".pq"} else "csv" if suffixes <= {".csv", ".tsv", ".txt", ".gz"} else None
+            if fmt is None:
+                raise self.fail("format", f"cannot tell from the files' suffixes ({', '.join(sorted(suffixes))}); say parquet or csv")
+        if fmt not in FORMATS:
+            raise self.fail("format", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        return fmt, splits, rule
+
+    def patterns(self, key: str) -> tuple[Path, ...]:
+        value = self.data.get(key)
+        patterns = value if isinstance(value, list) else [value]
+        if not patterns or not all(isinstance(p, str) and p for p in patterns):
+            raise self.fail(key, f"expected a file, a list of files or a glob, got {value!r}")
+        found: list[Path] = []
+        for pattern in patterns:
+            full = pattern if Path(pattern).is_absolute() else str(self.base / pattern)
+            matches = sorted(glob.glob(full, recursive=True)) if glob.has_magic(pattern) else ([full] if Path(full).exists() else [])
+            matches = [m for m in matches if Path(m).is_file()]
+            if not matches:
+                raise self.fail(key, f"{pattern} matches no file (looked in {self.base})")
+            found += [Path(m) for m in matches]
+        return tuple(dict.fromkeys(found))
