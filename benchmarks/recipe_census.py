@@ -28,7 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from generators.census import CensusConfig, generate_download  # noqa: E402
 
 TRAIN_LINES, TEST_LINES = 199_523, 99_762
-_RUN = "import sys; from pathlib import Path; from mtreclib.recipes.census import run; print('\\n'.join(run(Path(sys.argv[1]), 'CensusIncome', progress=False)))"
+_RUN = (
+    "import sys; from pathlib import Path; from mtreclib.recipes.census import run\n"
+    "print('\\n'.join(run(Path(sys.argv[1]), 'CensusIncome', progress=False)))"
+)
 
 
 def raw_text_bytes(zip_path: Path) -> int:

@@ -182,8 +182,11 @@ def test_a_real_line_converts_to_the_values_it_holds(tmp_path):
     assert "education" in row and "marital_stat" not in row
 
 
-def test_blank_lines_at_the_end_of_a_file_are_no_rows(tmp_path, files):
-    padded = {TRAIN_FILE: files[TRAIN_FILE] + b"\n\n  \n", TEST_FILE: files[TEST_FILE].rstrip(b"\n")}  # and no final line break
+def test_blank_lines_at_the_end_no_final_line_break_and_crlf_line_ends_change_nothing(tmp_path, files):
+    padded = {
+        TRAIN_FILE: files[TRAIN_FILE].replace(b"\n", b"\r\n") + b"\r\n\n  \n",
+        TEST_FILE: files[TEST_FILE].rstrip(b"\n"),
+    }
     write_download(tmp_path, padded, layout="gz")
     run(tmp_path, NAME, progress=False, chunk_bytes=16 << 10)
     expected = expected_splits(files)
@@ -203,6 +206,8 @@ def _edit(data: bytes, line: int, column: int | None, value: str | None) -> byte
     return ("\n".join(lines) + "\n").encode()
 
 
+MARITAL = "expected one of the 7 marital statuses of census-income.names"
+EDUCATION = "expected one of the 17 education levels of census-income.names"
 BAD_TEXT = {
     # case: (file, edit, message, line, column)
     "a value too few": (TRAIN_FILE, lambda t: _edit(t, 17, 30, None), "expected 42 values, found 41", 17, None),
@@ -214,8 +219,9 @@ BAD_TEXT = {
     "negative weight": (TEST_FILE, lambda t: _edit(t, 2, 25, " -3.5"), "expected a finite weight >= 0, found -3.5", 2, "instance_weight"),
     "empty nominal value": (TRAIN_FILE, lambda t: _edit(t, 8, 2, " "), "missing value; expected a value (? for unknown)", 8, "class_of_worker"),
     "income outside its values": (TRAIN_FILE, lambda t: _edit(t, 33, 42, " 50000."), "expected '- 50000.' or '50000+.', found '50000.'", 33, "income"),
-    "unknown marital status": (TEST_FILE, lambda t: _edit(t, 41, 8, " ?"), "expected one of the 7 marital statuses of census-income.names, found '?'", 41, "marital_stat"),
-    "education outside its values": (TRAIN_FILE, lambda t: _edit(t, 4, 5, " College"), "expected one of the 17 education levels of census-income.names, found 'College'", 4, "education"),
+    "unknown marital status": (TEST_FILE, lambda t: _edit(t, 41, 8, " ?"), f"{MARITAL}, found '?'", 41, "marital_stat"),
+    "education outside its values": (TRAIN_FILE, lambda t: _edit(t, 4, 5, " College"), f"{EDUCATION}, found 'College'", 4, "education"),
+    "empty label": (TEST_FILE, lambda t: _edit(t, 6, 42, ""), "expected '- 50000.' or '50000+.', found ''", 6, "income"),
     "empty line": (TEST_FILE, lambda t: t.replace(b"\n", b"\n\n", 6)[: len(t) + 6], "an empty line; expected 42 values", 2, None),
     "empty file": (TEST_FILE, lambda t: b"", "the file is empty; expected lines of 42 values", None, None),
     "blank file": (TRAIN_FILE, lambda t: b"\n \n", "the file is empty; expected lines of 42 values", None, None),
@@ -238,8 +244,12 @@ def test_bad_lines_stop_with_one_line_naming_file_line_and_column_and_write_noth
 
 
 def test_a_missing_download_names_the_file_the_places_looked_and_the_page(tmp_path):
-    with pytest.raises(UserError, match=r"census-income.data not found \(looked for .*census\+income\+kdd.zip.*\); download census\+income\+kdd.zip from https://archive.ics.uci.edu/dataset/117/census\+income\+kdd"):
+    with pytest.raises(UserError) as error:
         run(tmp_path, NAME, progress=False)
+    message = str(error.value)
+    assert message.startswith(f"census-income.data not found (looked for {tmp_path}/census-income.data, {tmp_path}/{NAME}/census-income.data, ")
+    assert f"{tmp_path}/{NAME}/census+income+kdd.zip); download census+income+kdd.zip from " in message
+    assert "https://archive.ics.uci.edu/dataset/117/census+income+kdd" in message
 
 
 def test_a_truncated_zip_is_an_error(tmp_path, files):
@@ -270,7 +280,8 @@ def test_damaged_compressed_data_in_the_zip_is_an_error(tmp_path, files):
         data[offset] ^= 0x5A
     zip_path.write_bytes(bytes(data))
     # Garbled deflate data fails in zlib, or decodes to garbled lines that fail the parse: either way one line.
-    with pytest.raises(DataError, match=r"census\+income\+kdd.zip > census.tar.gz > census-income.data(, line \d+)?: .*(corrupt|cannot read|expected)"):
+    where = r"census\+income\+kdd.zip > census.tar.gz > census-income.data(, line \d+)?: "
+    with pytest.raises(DataError, match=where + ".*(corrupt|cannot read|expected)"):
         run(tmp_path, NAME, progress=False)
     assert_no_output(tmp_path)
 

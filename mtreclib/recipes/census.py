@@ -143,7 +143,7 @@ def _first(mask: np.ndarray) -> int:
 
 
 def _stripped(path: str, table: pa.Table, name: str, first_line: int) -> pa.ChunkedArray:
-    """Column ``name`` without surrounding spaces; an empty value is an error (``?`` marks a missing one)."""
+    """Nominal column ``name`` without surrounding spaces; an empty value is an error (``?`` marks an unknown one)."""
     values = pc.utf8_trim_whitespace(table.column(name))
     empty = pc.equal(values, "").to_numpy(zero_copy_only=False)
     if empty.any():
@@ -151,7 +151,9 @@ def _stripped(path: str, table: pa.Table, name: str, first_line: int) -> pa.Chun
     return values
 
 
-def _label(path: str, values: pa.ChunkedArray, name: str, allowed: Sequence[str], positive: Sequence[str], what: str, first_line: int) -> pa.Array:
+def _label(
+    path: str, values: pa.ChunkedArray, name: str, allowed: Sequence[str], positive: Sequence[str], what: str, first_line: int
+) -> pa.Array:
     """(n,) int8: 1 where ``values`` is in ``positive``; a value outside ``allowed`` is an error."""
     known = pc.is_in(values, value_set=pa.array(allowed)).to_numpy(zero_copy_only=False)
     if not known.all():
@@ -178,16 +180,13 @@ def convert_piece(path: str, piece: Piece) -> pa.Table:
         values = _stripped(path, raw, name, first)
         arrays.append(pc.if_else(pc.equal(values, "?"), pa.scalar(None, pa.string()), values))
     arrays.append(raw.column(WEIGHT))
-    income = _stripped(path, raw, "income", first)
-    marital = _stripped(path, raw, "marital_stat", first)
-    education = _stripped(path, raw, "education", first)
+    # A label source's empty value is reported by _label as a value outside the allowed ones.
+    income, marital, education = (pc.utf8_trim_whitespace(raw.column(name)) for name in ("income", "marital_stat", "education"))
     arrays.append(_label(path, income, "income", INCOME_VALUES, ("50000+.",), "'- 50000.' or '50000+.'", first))
-    arrays.append(
-        _label(path, marital, "marital_stat", MARITAL_VALUES, ("Never married",), "one of the 7 marital statuses of census-income.names", first)
-    )
-    arrays.append(
-        _label(path, education, "education", EDUCATION_VALUES, COLLEGE_DEGREES, "one of the 17 education levels of census-income.names", first)
-    )
+    what = "one of the 7 marital statuses of census-income.names"
+    arrays.append(_label(path, marital, "marital_stat", MARITAL_VALUES, ("Never married",), what, first))
+    what = "one of the 17 education levels of census-income.names"
+    arrays.append(_label(path, education, "education", EDUCATION_VALUES, COLLEGE_DEGREES, what, first))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
@@ -221,13 +220,24 @@ class _FinalBlankLinesDropped:
         return b""
 
 
-def _convert_file(source: RawFile, writers: dict[str, pq.ParquetWriter], counts: dict[str, SplitCount], *, split_test: bool, chunk_bytes: int, progress: bool) -> int:
+def _convert_file(
+    source: RawFile,
+    writers: dict[str, pq.ParquetWriter],
+    counts: dict[str, SplitCount],
+    *,
+    split_test: bool,
+    chunk_bytes: int,
+    progress: bool,
+) -> int:
     """Stream ``source`` into the writers (``train``, or ``valid``/``test``); returns its rows."""
     rows = 0
     with contextlib.ExitStack() as stack:
         stream, size = stack.enter_context(source.open())
-        pieces = stack.enter_context(contextlib.closing(prefetch(line_pieces(_FinalBlankLinesDropped(stream), chunk_bytes=chunk_bytes))))
-        bar = stack.enter_context(tqdm(total=size, unit="B", unit_scale=True, desc=source.file_name, disable=None if progress else True, leave=False))
+        lines = line_pieces(_FinalBlankLinesDropped(stream), chunk_bytes=chunk_bytes)
+        pieces = stack.enter_context(contextlib.closing(prefetch(lines)))
+        bar = stack.enter_context(
+            tqdm(total=size, unit="B", unit_scale=True, desc=source.file_name, disable=None if progress else True, leave=False)
+        )
         for piece in pieces:
             table = convert_piece(source.name, piece)
             bar.update(piece.data.nbytes)
@@ -296,10 +306,11 @@ def run(data_dir: Path, name: str, *, progress: bool = True, chunk_bytes: int = 
     counts = {split: SplitCount() for split in SPLITS}
     lines = {}
     try:
-        temporary.mkdir(parents=True)
+        temporary.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as stack:
             writers = {
-                split: stack.enter_context(pq.ParquetWriter(temporary / f"{split}.parquet", SCHEMA, compression="zstd")) for split in SPLITS
+                split: stack.enter_context(pq.ParquetWriter(temporary / f"{split}.parquet", SCHEMA, compression="zstd"))
+                for split in SPLITS
             }
             for split, split_test in (("train", False), ("test", True)):
                 lines[files[split].file_name] = _convert_file(
@@ -316,9 +327,13 @@ def run(data_dir: Path, name: str, *, progress: bool = True, chunk_bytes: int = 
         rates = ", ".join(f"{task} {count.positives[task] / max(count.rows, 1):.2%}" for task in TASKS)
         summary.append(f"{split}: {count.rows:,} rows; positives: {rates}")
     total = sum(lines.values())
-    summary.append(f"{total:,} lines in {seconds:.1f} s ({total / seconds:,.0f} rows/s); wrote {output}/ (train, valid, test .parquet and dataset.yaml)")
+    summary.append(
+        f"{total:,} lines in {seconds:.1f} s ({total / seconds:,.0f} rows/s); wrote {output}/ (train, valid, test .parquet and dataset.yaml)"
+    )
     for file_name, expected in EXPECTED_LINES.items():
         if lines[file_name] != expected:
             summary.append(f"note: {file_name} has {lines[file_name]:,} lines; census-income.names gives {expected:,}")
-    summary.append(f"next: mtrec train --dataset {name} --data-dir {data_dir} (the paper's second task group: --tasks education,never_married)")
+    summary.append(
+        f"next: mtrec train --dataset {name} --data-dir {data_dir} (the paper's second task group: --tasks education,never_married)"
+    )
     return summary
