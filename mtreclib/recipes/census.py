@@ -16,8 +16,9 @@ What is written (``DIR/CensusIncome/``):
   does). The spec's default ``tasks`` are the paper's first group, ``[income, never_married]``;
   ``--tasks education,never_married`` trains the second;
 - features: the other 38 attributes. Education, marital status and income are left out altogether,
-  as the paper does ("we remove education and marital status from input features") and its
-  reproductions do, so that no task sees its own label (or another task's) as an input. The 7
+  as the paper ("we remove education and marital status from input features") and mtlearn's
+  reproduction do, so that no task of either group sees a label as an input (other reproductions
+  keep education, or income, as a feature of the group that does not predict it). The 7
   continuous attributes of ``census-income.names`` are ``NUMERICAL`` (float64, as written); the 31
   nominal ones are ``CATEGORICAL``: strings as written less the surrounding spaces, ``?`` as null;
 - ``instance_weight`` (float64): UCI's sampling weight, not a feature; the spec names it
