@@ -102,9 +102,15 @@ def _archive_csvs(archive: Path, csvs: Sequence[str]) -> Iterator[OpenCsv]:
                 stream = tar.extractfile(member)
                 yield OpenCsv(path.name, name, _Checked(stream, name), member.size)
                 if not wanted:
-                    return
+                    break
+            # tarfile ends its iteration quietly at a damaged header, and gzip checks its CRC only
+            # at the end: reading on to the end tells damage from a member that is not there.
+            while tar.fileobj.read(1 << 20):
+                pass
     except _ARCHIVE_ERRORS as error:
-        raise DataError(archive, f"cannot read the archive ({error}); {_CHECK}") from None
+        raise DataError(archive, f"the archive is corrupt or truncated ({error}); {_CHECK}") from None
+    if not wanted:
+        return
     missing = [csv for csv in csvs if csv in wanted]
     held = ", ".join(seen[:10]) or "nothing"
     raise DataError(archive, f"holds no data/{missing[0]} (it holds {held}); is it the KuaiRand-Pure archive from {DOWNLOAD_URL}?")
