@@ -75,18 +75,15 @@ def convert(
     temporary.mkdir()
     try:
         reports = {"standard": LogReport(), "random": LogReport()}
-        writers = {
-            "standard": SplitWriters({split: temporary / f"{split}.parquet" for split in SPLITS}),
-            "random": SplitWriters({split: temporary / f"random_{split}.parquet" for split in SPLITS}),
-        }
-        try:
-            with contextlib.closing(download.open_csvs([STANDARD_EARLY, STANDARD_LATE, RANDOM])) as sources:
-                for source in sources:
-                    kind = "random" if source.csv == RANDOM else "standard"
-                    convert_log(source, tables, writers[kind], reports[kind], chunk_bytes=log_chunk_bytes, progress=progress)
-        finally:
-            for group in writers.values():
-                group.close()
+        writers = {}
+        with contextlib.ExitStack() as stack:  # closes the files whatever happens, the sources first
+            for kind, prefix in (("standard", ""), ("random", "random_")):
+                writers[kind] = SplitWriters({split: temporary / f"{prefix}{split}.parquet" for split in SPLITS})
+                stack.callback(writers[kind].close)
+            sources = stack.enter_context(contextlib.closing(download.open_csvs([STANDARD_EARLY, STANDARD_LATE, RANDOM])))
+            for source in sources:
+                kind = "random" if source.csv == RANDOM else "standard"
+                convert_log(source, tables, writers[kind], reports[kind], chunk_bytes=log_chunk_bytes, progress=progress)
         standard = reports["standard"]
         for split in SPLITS:
             if standard.rows[split] == 0:

@@ -17,6 +17,8 @@ about 100 columns), so it does not grow with the log's length.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,18 +88,33 @@ class LogReport:
 
 
 class SplitWriters:
-    """One Parquet file per split, written a piece at a time (zstd; a row group per piece)."""
+    """One Parquet file per split (zstd; a row group per piece), written on a worker thread.
 
-    def __init__(self, paths: dict[str, Path]):
+    Parquet encoding releases the GIL, so the next piece is parsed and joined meanwhile; at most
+    ``depth`` pieces wait. Errors of a write are raised by a later ``write`` or by ``close``.
+    """
+
+    def __init__(self, paths: dict[str, Path], depth: int = 2):
         self.paths = paths
         self._writers = {split: pq.ParquetWriter(path, SCHEMA, compression="zstd") for split, path in paths.items()}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtrec-parquet")
+        self._pending: deque[Future] = deque()
+        self._depth = depth
 
     def write(self, split: str, table: pa.Table) -> None:
-        self._writers[split].write_table(table, row_group_size=ROW_GROUP_ROWS)
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._writers[split].write_table, table, row_group_size=ROW_GROUP_ROWS))
 
     def close(self) -> None:
-        for writer in self._writers.values():
-            writer.close()
+        """Wait for the pending writes and close the files (also after an error: the caller removes them)."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            for writer in self._writers.values():
+                writer.close()
 
 
 def _bad(source: OpenCsv, bad: np.ndarray, values: np.ndarray, first_line: int, column: str, expected: str) -> None:

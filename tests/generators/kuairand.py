@@ -188,8 +188,9 @@ def log_blocks(config: KuaiRandConfig, csv_name: str) -> Iterator[pa.Table]:
         user, time_ms = user[order], time_ms[order]
         local = time_ms // 1000 + 8 * 3600  # Beijing time, seconds
         day = (local // 86_400).astype("datetime64[D]")
-        ymd = day.astype(object)
-        date = np.array([d.year * 10000 + d.month * 100 + d.day for d in ymd], dtype=np.int64)
+        month = day.astype("datetime64[M]")
+        year = month.astype("datetime64[Y]").astype(np.int64) + 1970
+        date = year * 10000 + (month.astype(np.int64) % 12 + 1) * 100 + (day - month).astype(np.int64) + 1
         hourmin = (local % 86_400) // 3600 * 100
         click = rng.random(n) < 0.4
         long_view = rng.random(n) < 0.3
