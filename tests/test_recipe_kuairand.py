@@ -123,6 +123,18 @@ LAYOUTS = {
 }
 
 
+def test_the_generated_download_has_what_the_rules_are_about(texts, expected):
+    """Gaps, float-written codes, quoted tag lists, uploads after the log day: the cases the expected rows cover."""
+    rows = [r for file in FILES for r in expected[file]]
+    assert any(r["onehot_feat4"] is None for r in rows) and any(r["video_duration"] is None for r in rows)
+    assert any(r["tag"] == [] for r in rows) and any(len(r["tag"]) > 1 for r in rows)
+    assert any(r["video_age_days"] is None for r in rows) and any(r["stat_like_cnt"] is None for r in rows)
+    assert b',"(0,10]",' in texts[USERS] and b',720.0,' in texts[VIDEOS_BASIC]
+    videos = {int(r["video_id"]): r for r in rows_of(texts[VIDEOS_BASIC])}
+    later = [r for r in rows if videos[r["video_id"]]["upload_dt"] and day(videos[r["video_id"]]["upload_dt"]) > datetime.date(r["date"] // 10000, r["date"] // 100 % 100, r["date"] % 100)]
+    assert later and all(r["video_age_days"] == 0 for r in later)
+
+
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_a_download_converts_to_exactly_the_expected_rows(tmp_path, texts, expected, layout):
     packed, where = LAYOUTS[layout]

@@ -132,8 +132,12 @@ def basic_rows(config: KuaiRandConfig) -> list[list[str]]:
     rows = []
     for video in rng.permutation(config.videos):
         gap = rng.random(5) < 0.12
-        # Upload dates from 2019 to a few days after the logs start (an age below zero is clipped).
-        upload = datetime.date(2019, 1, 1) + datetime.timedelta(days=int(rng.integers(0, 1210)))
+        # Upload dates from 2019 on, some during the logs' month (on a later day than some of
+        # the video's log rows: such an age below zero is clipped).
+        recent = rng.random() < 0.2
+        upload = datetime.date(2022, 4, 1) + datetime.timedelta(days=int(rng.integers(0, 38))) if recent else (
+            datetime.date(2019, 1, 1) + datetime.timedelta(days=int(rng.integers(0, 1186)))
+        )
         tags = [str(t) for t in rng.choice(80, size=int(rng.integers(0, 4)), replace=False)]
         rows.append(
             [
