@@ -27,7 +27,7 @@ from generators.kuairand import (
 )
 
 from mtreclib.errors import DataError, UserError
-from mtreclib.recipes import kuairand
+from mtreclib.recipes import find_recipe, kuairand
 
 CONFIG = KuaiRandConfig(users=40, videos=30, early_rows=500, late_rows=400, random_rows=200, seed=5)
 SPLITS = ("train", "valid", "test")
@@ -225,6 +225,11 @@ def test_the_specs_name_the_files_and_every_column_of_the_parquet_schema(tmp_pat
     assert {n for n, (k, _) in names.items() if k == "numerical" and n.startswith("stat_")} == {f"stat_{c}" for c in STATISTICS}
 
 
+def test_the_recipe_is_registered_under_its_dataset_name():
+    recipe = find_recipe("KuaiRandPure")
+    assert recipe.run is kuairand.run and recipe.download == "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz"
+
+
 def test_run_returns_rows_and_label_rates_per_split(tmp_path, texts, expected):
     write_download(tmp_path, texts)
     lines = kuairand.run(tmp_path, "KuaiRandPure", progress=False)
@@ -364,6 +369,16 @@ def test_bad_rows_stop_with_one_line_naming_file_line_and_column_and_write_nothi
         assert f", line {line}" in text, text
     if column is not None:
         assert f", column {column}:" in text, text
+    assert_no_output(tmp_path)
+
+
+def test_logs_without_a_split_s_days_stop_naming_the_period(tmp_path, texts):
+    files = dict(texts)
+    lines = texts[STANDARD_LATE].decode().splitlines(keepends=True)
+    files[STANDARD_LATE] = "".join(lines[:1] + [r for r in lines[1:] if int(r.split(",")[2]) <= 20220428]).encode()
+    write_download(tmp_path, files)
+    with pytest.raises(DataError, match=r"KuaiRand-Pure.tar.gz: .* have no rows dated in the test period \(04-29..05-08\)"):
+        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
     assert_no_output(tmp_path)
 
 

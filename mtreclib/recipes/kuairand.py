@@ -88,8 +88,9 @@ def convert(
         for split in SPLITS:
             if standard.rows[split] == 0:
                 raise DataError(
-                    f"{download} > {STANDARD_EARLY}, {STANDARD_LATE}",
-                    f"no rows dated in the {split} period ({_SPLIT_DAYS[split]}); is this the KuaiRand-Pure download?",
+                    download,
+                    f"{STANDARD_EARLY} and {STANDARD_LATE} have no rows dated in the {split} period "
+                    f"({_SPLIT_DAYS[split]}); is this the KuaiRand-Pure download?",
                 )
         files = [path.name for group in writers.values() for path in group.paths.values()]
         files += write_specs(temporary, name, str(download))
@@ -109,8 +110,8 @@ def _move_into_place(temporary: Path, target: Path, files: list[str]) -> None:
     """The finished files into ``target``: the folder renamed whole if new, else file by file.
 
     ``target`` may already hold the download (``DIR/KuaiRandPure/KuaiRand-Pure.tar.gz``) or an
-    earlier output, so it is not replaced whole; the specs go last, so a spec never names a
-    file of another run.
+    earlier output, so it is not replaced whole. The specs go last: once a new spec is in place,
+    every file it names is new.
     """
     if not target.exists():
         os.rename(temporary, target)
