@@ -1,0 +1,430 @@
+"""The KuaiRandPure recipe: generator-made downloads to Parquet splits, checked value by value; the specs; bad input."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from generators.kuairand import (
+    RANDOM,
+    STANDARD_EARLY,
+    STANDARD_LATE,
+    STATISTIC_HEADER as VIDEOS_STATISTIC_HEADER,
+    USERS,
+    VIDEOS_BASIC,
+    VIDEOS_STATISTIC,
+    KuaiRandConfig,
+    csv_texts,
+    generate_download,
+    write_download,
+)
+
+from mtreclib.errors import DataError, UserError
+from mtreclib.recipes import find_recipe, kuairand
+
+CONFIG = KuaiRandConfig(users=40, videos=30, early_rows=500, late_rows=400, random_rows=200, seed=5)
+SPLITS = ("train", "valid", "test")
+FILES = [f"{prefix}{split}.parquet" for prefix in ("", "random_") for split in SPLITS]
+
+# The publisher's columns, by what the recipe should make of them (written out here, not taken from the recipe).
+USER_TEXT = ["user_active_degree", "follow_user_num_range", "fans_user_num_range", "friend_user_num_range", "register_days_range"]
+USER_CODES = ["is_lowactive_period", "is_live_streamer", "is_video_author", *(f"onehot_feat{i}" for i in range(18))]
+USER_COUNTS = ["follow_user_num", "fans_user_num", "friend_user_num", "register_days"]
+VIDEO_TEXT = ["video_type", "upload_type"]
+VIDEO_CODES = ["author_id", "visible_status", "server_width", "server_height", "music_id", "music_type"]
+LABELS = ["is_click", "is_like", "is_follow", "is_comment", "is_forward", "is_hate", "long_view", "is_profile_enter"]
+OUTCOMES = ["play_time_ms", "profile_stay_time", "comment_stay_time"]
+STATISTICS = VIDEOS_STATISTIC_HEADER.split(",")[1:]
+
+
+def f32(value: str) -> float:
+    return float(np.float32(float(value)))
+
+
+def rows_of(text: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text.decode()), strict=True))
+
+
+def split_of(date: int) -> str:
+    return "train" if date <= 20220421 else "valid" if date <= 20220428 else "test"
+
+
+def day(text: str) -> datetime.date:
+    return datetime.date.fromisoformat(text)
+
+
+def expected_files(texts: dict[str, bytes]) -> dict[str, list[dict]]:
+    """Output rows by file, joined row by row from the CSV text: logs in file order, each with its user and video."""
+    users = {int(r["user_id"]): r for r in rows_of(texts[USERS])}
+    videos = {int(r["video_id"]): r for r in rows_of(texts[VIDEOS_BASIC])}
+    statistics = {int(r["video_id"]): r for r in rows_of(texts[VIDEOS_STATISTIC])}
+    out = {file: [] for file in FILES}
+    for log, prefix in ((STANDARD_EARLY, ""), (STANDARD_LATE, ""), (RANDOM, "random_")):
+        for row in rows_of(texts[log]):
+            date = int(row["date"])
+            user = users.get(int(row["user_id"]), {})
+            video = videos.get(int(row["video_id"]), {})
+            statistic = statistics.get(int(row["video_id"]), {})
+            values = {name: int(row[name]) for name in ("user_id", "video_id", "time_ms", "date")}
+            values["hour"] = int(row["hourmin"]) // 100
+            values["tab"] = int(row["tab"])
+            values["duration_ms"] = f32(row["duration_ms"])
+            values |= {name: user.get(name) or None for name in USER_TEXT}
+            values |= {name: int(float(user[name])) if user.get(name) else None for name in USER_CODES}
+            values |= {name: f32(user[name]) if user.get(name) else None for name in USER_COUNTS}
+            values |= {name: video.get(name) or None for name in VIDEO_TEXT}
+            values |= {name: int(float(video[name])) if video.get(name) else None for name in VIDEO_CODES}
+            values["video_duration"] = f32(video["video_duration"]) if video.get("video_duration") else None
+            values["tag"] = [int(t) for t in video["tag"].split(",")] if video.get("tag") else ([] if video else None)
+            if video.get("upload_dt"):
+                log_day = datetime.date(date // 10000, date // 100 % 100, date % 100)
+                values["video_age_days"] = float(max(0, (log_day - day(video["upload_dt"])).days))
+            else:
+                values["video_age_days"] = None
+            values |= {f"stat_{name}": f32(statistic[name]) if statistic.get(name) else None for name in STATISTICS}
+            values |= {name: int(row[name]) for name in LABELS + OUTCOMES}
+            out[f"{prefix}{split_of(date)}.parquet"].append(values)
+    return out
+
+
+@pytest.fixture(scope="module")
+def texts() -> dict[str, bytes]:
+    return csv_texts(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def expected(texts) -> dict[str, list[dict]]:
+    return expected_files(texts)
+
+
+def assert_no_output(data_dir: Path) -> None:
+    assert not (data_dir / "KuaiRandPure").exists()
+    assert not list(data_dir.glob(".KuaiRandPure.tmp*"))
+
+
+def read_rows(path: Path) -> list[dict]:
+    table = pq.read_table(path)
+    return [{k: v for k, v in row.items()} for row in table.to_pylist()]
+
+
+LAYOUTS = {
+    # name: (packed, where the download goes, relative to DATA_DIR)
+    "archive in DATA_DIR": (True, "."),
+    "archive in DATA_DIR/KuaiRandPure": (True, "KuaiRandPure"),
+    "unpacked in DATA_DIR": (False, "."),
+    "unpacked data/ in DATA_DIR/KuaiRandPure": (False, "KuaiRandPure"),
+}
+
+
+def test_the_generated_download_has_what_the_rules_are_about(texts, expected):
+    """Gaps, float-written codes, quoted tag lists, uploads after the log day: the cases the expected rows cover."""
+    rows = [r for file in FILES for r in expected[file]]
+    assert any(r["onehot_feat4"] is None for r in rows) and any(r["video_duration"] is None for r in rows)
+    assert any(r["tag"] == [] for r in rows) and any(len(r["tag"]) > 1 for r in rows)
+    assert any(r["video_age_days"] is None for r in rows) and any(r["stat_like_cnt"] is None for r in rows)
+    assert b',"(0,10]",' in texts[USERS] and b',720.0,' in texts[VIDEOS_BASIC]
+    videos = {int(r["video_id"]): r for r in rows_of(texts[VIDEOS_BASIC])}
+    later = [r for r in rows if videos[r["video_id"]]["upload_dt"] and day(videos[r["video_id"]]["upload_dt"]) > datetime.date(r["date"] // 10000, r["date"] // 100 % 100, r["date"] % 100)]
+    assert later and all(r["video_age_days"] == 0 for r in later)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_a_download_converts_to_exactly_the_expected_rows(tmp_path, texts, expected, layout):
+    packed, where = LAYOUTS[layout]
+    written = write_download(tmp_path / where, texts, packed=packed)
+    if layout.startswith("unpacked data/"):  # the data/ folder alone, moved up: DATA_DIR/KuaiRandPure/data/
+        written.rename(tmp_path / where / "data")
+    # In one layout, pieces far smaller than the files: rows cross piece and split boundaries.
+    chunks = {"chunk_bytes": 2048, "log_chunk_bytes": 8192} if layout == "archive in DATA_DIR" else {}
+    result = kuairand.convert(tmp_path, progress=False, **chunks)
+    folder = tmp_path / "KuaiRandPure"
+    for file in FILES:
+        assert read_rows(folder / file) == expected[file], file  # every value, in log-file order
+    assert sum(len(expected[f]) for f in FILES[:3]) == CONFIG.early_rows + CONFIG.late_rows
+    assert sum(len(expected[f]) for f in FILES[3:]) == CONFIG.random_rows
+    assert len(expected["random_train.parquet"]) == 0 and all(len(expected[f]) for f in FILES if f != "random_train.parquet")
+    assert result["standard"].rows == {s: len(expected[f"{s}.parquet"]) for s in SPLITS}
+    assert not list(tmp_path.glob(".KuaiRandPure.tmp*"))
+    if where == "KuaiRandPure":  # the download beside the output is left as it was
+        assert (folder / ("KuaiRand-Pure.tar.gz" if packed else "data")).exists()
+
+
+def test_rows_go_to_their_split_by_date(tmp_path, texts):
+    write_download(tmp_path, texts)
+    kuairand.convert(tmp_path, progress=False)
+    periods = {"train": (20220408, 20220421), "valid": (20220422, 20220428), "test": (20220429, 20220508)}
+    for split, (first, last) in periods.items():
+        for prefix in ("", "random_"):
+            dates = pq.read_table(tmp_path / "KuaiRandPure" / f"{prefix}{split}.parquet", columns=["date"]).column("date").to_numpy()
+            assert ((dates >= first) & (dates <= last)).all()
+            times = pq.read_table(tmp_path / "KuaiRandPure" / f"{prefix}{split}.parquet", columns=["time_ms"]).column("time_ms").to_numpy()
+            beijing = datetime.timezone(datetime.timedelta(hours=8))
+            for stamp, date in zip(times[:20], dates[:20]):
+                assert int(datetime.datetime.fromtimestamp(stamp / 1000, beijing).strftime("%Y%m%d")) == date
+
+
+def test_labels_are_0_1_int8_and_no_label_is_declared_to_imply_a_click(tmp_path, texts):
+    write_download(tmp_path, texts)
+    result = kuairand.convert(tmp_path, progress=False)
+    table = pq.read_table(tmp_path / "KuaiRandPure" / "train.parquet")
+    for name in LABELS:
+        assert table.schema.field(name).type == pa.int8()
+        assert set(table.column(name).to_pylist()) == {0, 1}
+    # The generator's likes are independent of clicks, as the publisher's documentation allows:
+    # such rows are counted (for the user to see) and no `implies` is declared.
+    rows = [r for log in (STANDARD_EARLY, STANDARD_LATE) for r in rows_of(texts[log])]
+    without = {name: sum(r[name] == "1" and r["is_click"] == "0" for r in rows) for name in LABELS[1:]}
+    assert result["standard"].without_click == without and without["is_like"] > 0
+    spec = yaml.safe_load((tmp_path / "KuaiRandPure" / "dataset.yaml").read_text())
+    assert "implies" not in spec
+
+
+@pytest.mark.parametrize("spec_file, valid, test", [("dataset.yaml", "valid.parquet", "test.parquet"), ("random.yaml", "random_valid.parquet", "random_test.parquet")])
+def test_the_specs_name_the_files_and_every_column_of_the_parquet_schema(tmp_path, texts, spec_file, valid, test):
+    write_download(tmp_path, texts)
+    kuairand.convert(tmp_path, progress=False)
+    folder = tmp_path / "KuaiRandPure"
+    text = (folder / spec_file).read_text()
+    assert text.startswith("# KuaiRandPure: KuaiRand-Pure")
+    spec = yaml.safe_load(text)
+    assert set(spec) == {"name", "format", "train", "valid", "test", "categorical", "multi_valued", "numerical", "labels", "tasks", "group"}
+    assert (spec["format"], spec["train"], spec["valid"], spec["test"]) == ("parquet", "train.parquet", valid, test)
+    schema = pq.read_schema(folder / "train.parquet")
+    for file in (spec["train"], spec["valid"], spec["test"]):
+        assert pq.read_schema(folder / file) == schema
+    names = {}
+    for key in ("categorical", "multi_valued", "numerical"):
+        for entry in spec[key]:
+            assert set(entry) <= {"name", "role", "transform", "fill", "pooling"}
+            names[entry["name"]] = (key, entry)
+    for name, (key, entry) in names.items():
+        kind = schema.field(name).type
+        if key == "categorical":
+            assert pa.types.is_int64(kind) or pa.types.is_string(kind), name
+            assert entry["role"] in {"user", "item", "author", "context"}
+        elif key == "multi_valued":
+            assert pa.types.is_list(kind) and pa.types.is_int64(kind.value_type)
+        else:
+            assert pa.types.is_float32(kind), name
+            assert entry.get("transform") in {"log1p", "standardize"}
+    assert spec["labels"] == LABELS and set(spec["tasks"]) <= set(LABELS) and len(spec["tasks"]) >= 6
+    assert spec["group"] == "user_id"
+    roles = {entry["name"]: entry["role"] for entry in spec["categorical"] + spec["multi_valued"]}
+    assert (roles["user_id"], roles["video_id"], roles["author_id"], roles["tag"], roles["hour"], roles["tab"]) == (
+        "user", "item", "author", "item", "context", "context"
+    )  # fmt: skip
+    not_features = {"time_ms", "date", *LABELS, *OUTCOMES}  # outcomes are known only after the impression
+    assert set(schema.names) == set(names) | not_features and not set(names) & not_features
+    assert {n for n, (k, _) in names.items() if k == "numerical" and n.startswith("stat_")} == {f"stat_{c}" for c in STATISTICS}
+
+
+def test_the_recipe_is_registered_under_its_dataset_name():
+    recipe = find_recipe("KuaiRandPure")
+    assert recipe.run is kuairand.run and recipe.download == "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz"
+
+
+def test_run_returns_rows_and_label_rates_per_split(tmp_path, texts, expected):
+    write_download(tmp_path, texts)
+    lines = kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+    train = expected["train.parquet"]
+    rate = sum(r["is_click"] for r in train) / len(train)
+    assert f"train: {len(train):,} rows; is_click {rate:.4f}," in lines[0]
+    assert any(line.startswith(f"random_test: {len(expected['random_test.parquet']):,} rows") for line in lines)
+    assert "rows/s" in lines[-2] and "random.yaml" in lines[-1]
+
+
+def test_rows_whose_user_or_video_has_no_feature_row_get_nulls_and_are_counted(tmp_path, texts):
+    edited = dict(texts)
+    lines = texts[USERS].decode().splitlines(keepends=True)
+    dropped_user = int(lines[1].split(",")[0])
+    edited[USERS] = "".join(lines[:1] + lines[2:]).encode()
+    lines = texts[VIDEOS_BASIC].decode().splitlines(keepends=True)
+    dropped_video = int(lines[3].split(",")[0])
+    edited[VIDEOS_BASIC] = "".join(lines[:3] + lines[4:]).encode()
+    write_download(tmp_path, edited)
+    result = kuairand.convert(tmp_path, progress=False)
+    expected = expected_files(edited)
+    for file in FILES:
+        assert read_rows(tmp_path / "KuaiRandPure" / file) == expected[file]
+    rows = [r for log in (STANDARD_EARLY, STANDARD_LATE) for r in rows_of(texts[log])]
+    report = result["standard"]
+    assert report.no_user == sum(int(r["user_id"]) == dropped_user for r in rows) > 0
+    assert report.no_video == sum(int(r["video_id"]) == dropped_video for r in rows) > 0
+    assert report.no_statistics == 0
+    assert any("without a user row" in line for line in kuairand.summary(result, "x"))
+
+
+def test_a_failed_run_leaves_the_earlier_output_as_it_was(tmp_path, texts):
+    write_download(tmp_path, texts)
+    kuairand.convert(tmp_path, progress=False)
+    folder = tmp_path / "KuaiRandPure"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    broken = dict(texts)
+    broken[STANDARD_LATE] = _edit(texts[STANDARD_LATE], 2, "user_id", "x")
+    write_download(tmp_path, broken)
+    with pytest.raises(DataError, match="line 2, column user_id"):
+        kuairand.convert(tmp_path, progress=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert not list(tmp_path.glob(".KuaiRandPure.tmp*"))
+
+
+def test_the_streamed_generator_writes_the_same_files_as_the_small_one(tmp_path, texts):
+    config = KuaiRandConfig(**{**CONFIG.__dict__, "block_rows": 64})  # blocks of whole users
+    data = generate_download(tmp_path, config, packed=False)
+    for name, text in texts.items():
+        written = (data / name).read_bytes()
+        if name in (STANDARD_EARLY, STANDARD_LATE, RANDOM):  # other random draws per block; same layout and order rules
+            rows = rows_of(written)
+            assert len(rows) == len(rows_of(text)) and written.split(b"\n", 1)[0] == text.split(b"\n", 1)[0]
+            keys = [(int(r["user_id"]), int(r["time_ms"])) for r in rows]
+            assert keys == sorted(keys)
+        else:
+            assert written == text
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def _edit(text: bytes, line: int, column: str | None, value: str | None) -> bytes:
+    """``text`` with 1-based ``line``'s ``column`` set to ``value`` (None: the value dropped)."""
+    lines = text.decode().splitlines()
+    header = lines[0].split(",")
+    values = next(csv.reader([lines[line - 1]]))
+    if value is None:
+        del values[header.index(column) if column else -1]
+    else:
+        values[header.index(column)] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(values)
+    lines[line - 1] = out.getvalue()
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _insert_empty_line(text: bytes, after: int) -> bytes:
+    lines = text.decode().splitlines()
+    return ("\n".join(lines[:after] + [""] + lines[after:]) + "\n").encode()
+
+
+def _append_value(text: bytes, line: int) -> bytes:
+    lines = text.decode().splitlines()
+    lines[line - 1] += ",0"
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _rename_column(text: bytes, old: str, new: str) -> bytes:
+    head, rest = text.split(b"\n", 1)
+    return head.replace(old.encode(), new.encode(), 1) + b"\n" + rest
+
+
+BAD_TEXT = {
+    # case: (file, edit, message, line, column)
+    "log row with a value too few": (STANDARD_EARLY, lambda t: _edit(t, 40, None, None), "expected 19 values, found 18", 40, None),
+    "log value not an integer": (STANDARD_LATE, lambda t: _edit(t, 7, "is_like", "x"), "expected an integer, found 'x'", 7, "is_like"),
+    "log value missing": (RANDOM, lambda t: _edit(t, 12, "time_ms", ""), "missing value; expected an integer", 12, "time_ms"),
+    "label outside 0/1": (STANDARD_EARLY, lambda t: _edit(t, 301, "is_click", "2"), "expected 0 or 1, found 2", 301, "is_click"),
+    "is_rand outside 0/1": (RANDOM, lambda t: _edit(t, 3, "is_rand", "-1"), "expected 0 or 1, found -1", 3, "is_rand"),
+    "hourmin not a time": (STANDARD_LATE, lambda t: _edit(t, 100, "hourmin", "2460"), "expected a time of day HHMM (0 .. 2359), found 2460", 100, "hourmin"),
+    "date not a date": (STANDARD_EARLY, lambda t: _edit(t, 9, "date", "20220431"), "expected a date YYYYMMDD, found 20220431", 9, "date"),
+    "negative duration": (STANDARD_LATE, lambda t: _edit(t, 5, "duration_ms", "-5"), "expected a duration >= 0, found -5", 5, "duration_ms"),
+    "empty line in a log": (RANDOM, lambda t: _insert_empty_line(t, 20), "an empty line; expected 19 values", 21, None),
+    "log header renamed": (STANDARD_EARLY, lambda t: _rename_column(t, "is_like", "is_liked"), "expected the column 'is_like' here, found 'is_liked'", 1, "is_like"),
+    "log with a header only": (RANDOM, lambda t: t.split(b"\n", 1)[0] + b"\n", "the file has a header but no rows", None, None),
+    "empty user file": (USERS, lambda t: b"", "the file is empty; expected the header user_id,user_active_degree", None, None),
+    "user id twice": (USERS, lambda t: _edit(t, 30, "user_id", next(csv.reader([t.decode().splitlines()[4]]))[0]), "has a second row (the first is line 5)", 30, "user_id"),
+    "user code not whole": (USERS, lambda t: _edit(t, 8, "onehot_feat3", "2.5"), "expected an integer code, found 2.5", 8, "onehot_feat3"),
+    "user count not a number": (USERS, lambda t: _edit(t, 11, "follow_user_num", "many"), "expected a number, found 'many'", 11, "follow_user_num"),
+    "user with a value too many": (USERS, lambda t: _append_value(t, 2), "expected 31 values, found 32", 2, None),
+    "tag not a list of ids": (VIDEOS_BASIC, lambda t: _edit(t, 6, "tag", "12;65"), "expected comma-separated integer tag ids, found '12;65'", 6, "tag"),
+    "upload date not a date": (VIDEOS_BASIC, lambda t: _edit(t, 4, "upload_dt", "2020-02-30"), "expected a date YYYY-MM-DD, found '2020-02-30'", 4, "upload_dt"),
+    "video id missing": (VIDEOS_BASIC, lambda t: _edit(t, 3, "video_id", ""), "missing value; expected an integer", 3, "video_id"),
+    "statistic not finite": (VIDEOS_STATISTIC, lambda t: _edit(t, 10, "like_cnt", "inf"), "expected a finite number, found inf", 10, "like_cnt"),
+    "statistic count at or below -1": (VIDEOS_STATISTIC, lambda t: _edit(t, 2, "show_cnt", "-3"), "expected a count (>= 0; log1p needs > -1), found -3.0", 2, "show_cnt"),
+}
+
+
+# Every case in the archive; two in the unpacked folder (reading after opening is the same).
+BAD_TEXT_CASES = [(case, True) for case in BAD_TEXT] + [("log value not an integer", False), ("tag not a list of ids", False)]
+
+
+@pytest.mark.parametrize("case, packed", BAD_TEXT_CASES, ids=[f"{c} ({'archive' if p else 'unpacked'})" for c, p in BAD_TEXT_CASES])
+def test_bad_rows_stop_with_one_line_naming_file_line_and_column_and_write_nothing(tmp_path, texts, case, packed):
+    csv_name, edit, message, line, column = BAD_TEXT[case]
+    files = dict(texts)
+    files[csv_name] = edit(files[csv_name])
+    write_download(tmp_path, files, packed=packed)
+    with pytest.raises(DataError) as error:
+        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+    text = str(error.value)
+    assert "\n" not in text and message in text, text
+    where = f"KuaiRand-Pure.tar.gz > KuaiRand-Pure/data/{csv_name}" if packed else f"KuaiRand-Pure/data/{csv_name}"
+    assert text.startswith(str(tmp_path)) and f"{where}" in text, text
+    if line is not None:
+        assert f", line {line}" in text, text
+    if column is not None:
+        assert f", column {column}:" in text, text
+    assert_no_output(tmp_path)
+
+
+def test_logs_without_a_split_s_days_stop_naming_the_period(tmp_path, texts):
+    files = dict(texts)
+    lines = texts[STANDARD_LATE].decode().splitlines(keepends=True)
+    files[STANDARD_LATE] = "".join(lines[:1] + [r for r in lines[1:] if int(r.split(",")[2]) <= 20220428]).encode()
+    write_download(tmp_path, files)
+    with pytest.raises(DataError, match=r"KuaiRand-Pure.tar.gz: .* have no rows dated in the test period \(04-29..05-08\)"):
+        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+    assert_no_output(tmp_path)
+
+
+def _archive_bytes(tmp_path: Path, texts: dict[str, bytes]) -> bytes:
+    return write_download(tmp_path / "good", texts).read_bytes()
+
+
+BAD_ARCHIVES = {
+    "truncated": lambda b: b[: len(b) * 3 // 5],
+    "corrupt in the middle": lambda b: b[: len(b) // 2] + bytes(4096) + b[len(b) // 2 + 4096 :],
+    "not a gzip file": lambda b: b"<html>Zenodo is down</html>\n" * 10,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARCHIVES))
+def test_a_damaged_archive_stops_with_one_line_naming_it_and_writes_nothing(tmp_path, texts, case):
+    (tmp_path / "KuaiRand-Pure.tar.gz").write_bytes(BAD_ARCHIVES[case](_archive_bytes(tmp_path, texts)))
+    with pytest.raises(DataError) as error:
+        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+    text = str(error.value)
+    assert "\n" not in text and text.startswith(str(tmp_path / "KuaiRand-Pure.tar.gz")) and "corrupt or truncated" in text, text
+    assert "47,432,272 bytes" in text
+    assert_no_output(tmp_path)
+
+
+def test_an_archive_without_a_file_names_the_file(tmp_path, texts):
+    files = {name: text for name, text in texts.items() if name != USERS}
+    write_download(tmp_path, files)
+    with pytest.raises(DataError, match=r"KuaiRand-Pure.tar.gz: holds no data/user_features_pure.csv \(it holds KuaiRand-Pure, "):
+        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+    assert_no_output(tmp_path)
+
+
+def test_no_download_is_a_user_error_saying_what_where_and_where_from(tmp_path):
+    with pytest.raises(UserError) as error:
+        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+    text = str(error.value)
+    assert "KuaiRand-Pure.tar.gz not found" in text and str(tmp_path / "KuaiRandPure" / "KuaiRand-Pure.tar.gz") in text
+    assert str(tmp_path / "data") in text and "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz" in text
+    assert not isinstance(error.value, DataError) and "\n" not in text
+    assert_no_output(tmp_path)
+
+
+def test_an_unpacked_folder_missing_a_file_names_it(tmp_path, texts):
+    files = {name: text for name, text in texts.items() if name != VIDEOS_STATISTIC}
+    folder = write_download(tmp_path, files, packed=False)
+    with pytest.raises(UserError, match=f"video_features_statistic_pure.csv not found in {folder}"):
+        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+    assert_no_output(tmp_path)
