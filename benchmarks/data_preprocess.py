@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 import zipfile
 from dataclasses import replace
@@ -29,7 +30,8 @@ from pathlib import Path
 
 from _measure import measure, python, save
 
-from mtreclib.data.rawgen import RawConfig, generate_download
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from generators.aliexpress import RawConfig, generate_download  # noqa: E402
 
 
 def raw_csv_bytes(outer: Path) -> int:

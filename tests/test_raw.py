@@ -12,8 +12,8 @@ import pytest
 
 from mtreclib.cli import main
 from mtreclib.data.processed import COLUMNS
-from mtreclib.data.raw import preprocess
-from mtreclib.data.rawgen import RawConfig, columns_of, csv_bytes, raw_arrays, write_download
+from mtreclib.recipes.aliexpress import preprocess
+from generators.aliexpress import RawConfig, columns_of, csv_bytes, raw_arrays, write_download
 from mtreclib.errors import DataError, UserError
 
 CONFIG = RawConfig(train_items=400, test_items=150, items_per_page=9, seed=3)

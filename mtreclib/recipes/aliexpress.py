@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 
 from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece, prefetch
 from mtreclib.data.processed import COLUMNS
-from mtreclib.data.rawfiles import RawFile, find_raw_files
+from mtreclib.recipes import register_recipe
+from mtreclib.recipes.aliexpress_files import COUNTRIES, DATASET_PAGE, RawFile, find_raw_files
 from mtreclib.errors import DataError
 
 USER_COLUMNS = tuple(f"user_{i}" for i in range(1, 34))
@@ -323,3 +324,22 @@ def preprocess(
         if created and not any(folder.iterdir()):
             folder.rmdir()
     return reports
+
+
+@register_recipe(tuple(f"AliExpress_{country}" for country in COUNTRIES), DATASET_PAGE, options=("drop_orphans",))
+def run(data_dir: Path, name: str, *, progress: bool = True, drop_orphans: bool = False) -> list[str]:
+    """The recipe: convert, then one line per split."""
+    lines = []
+    for split, r in preprocess(data_dir, name, drop_orphans=drop_orphans, progress=progress).items():
+        line = (
+            f"{split}: {r.rows:,} rows from {r.items:,} item rows on {r.pages:,} pages, {r.clicks:,} clicks, "
+            f"{r.conversions:,} conversions; {r.raw_bytes / 1e6:,.0f} MB of CSV in {r.seconds:.1f} s "
+            f"({r.items / r.seconds:,.0f} rows/s)"
+        )
+        if r.orphans:
+            line += f"; dropped {r.orphans:,} item rows whose search id has no user row"
+        if r.pages_without_items:
+            line += f"; {r.pages_without_items:,} pages have no item rows"
+        lines.append(line)
+    lines.append(f"wrote {data_dir}/{name}/train.csv and test.csv (the AliExpress processed layout)")
+    return lines
