@@ -64,6 +64,22 @@ class EpochRecord:
         return cls(**values)
 
 
+def _mark_cut_epoch(history: tuple[EpochRecord, ...], max_steps: int | None) -> tuple[EpochRecord, ...]:
+    """Version 0 did not record ``complete``: infer it. Only the last epoch can have been cut
+    (reaching ``--max-steps`` ends training), and its ``steps`` (counted over the run) then
+    reached ``max_steps``. With an earlier epoch to compare, it was cut when it made fewer steps
+    than that one; a lone epoch that reached ``max_steps`` is taken as cut (it could have ended
+    exactly there: the safe side for a time per epoch)."""
+    if not history or max_steps is None or history[-1].steps < max_steps:
+        return history
+    if len(history) >= 2:
+        full = history[0].steps
+        made = history[-1].steps - history[-2].steps
+        if made >= full:
+            return history
+    return history[:-1] + (dataclasses.replace(history[-1], complete=False),)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """What a run produced.
@@ -128,6 +144,8 @@ class RunRecord:
         values["config"] = data.get("config", {})
         if version == 0 and values.get("seed") is None:
             values["seed"] = values["config"].get("train", {}).get("seed")
+        if version == 0:
+            values["history"] = _mark_cut_epoch(values["history"], values["config"].get("train", {}).get("max_steps"))
         values["schema_version"] = SCHEMA_VERSION
         return cls(**values)
 

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from matplotlib.image import imread
 
 from mtreclib.cli import main
 from mtreclib.experiment import run_experiment
 from mtreclib.comparison import runner
 from mtreclib.comparison.runner import RunSpec, plan_runs
+from mtreclib.record import RunRecord
 
 # Tiny settings: a few optimizer steps of small models on a small generated dataset.
 FAST = ["--epochs", "1", "--max-steps", "2", "--embed-dim", "4", "--expert-num", "2", "--batch-size", "128", "--no-progress"]
@@ -189,3 +191,36 @@ def test_bad_flags_stop_before_any_run_with_one_line(data_dir, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and message in err, err
     assert spy.executed == [] and not (tmp_path / "runs").exists()
+
+
+def test_strategies_are_an_axis_of_the_grid_and_the_report_shows_them(data_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "runs"
+    grid = ["--models", "mmoe", "--mtos", "ew,fixed", "--task-weights", "1,0.5", "--seeds", "1"]
+
+    def fail_fixed(config):
+        if config.train.mto == "fixed":
+            raise RuntimeError("boom")
+
+    Spy(monkeypatch, fail_fixed)
+    assert benchmark(data_dir, out, *grid) == 1
+    failure = json.loads((out / "tiny" / "mmoe+fixed" / "seed0.failed.json").read_text())
+    assert failure["mto"] == "fixed" and "failed: mmoe with fixed on tiny, seed 0: RuntimeError: boom" in capsys.readouterr().out
+
+    retry = Spy(monkeypatch)
+    assert benchmark(data_dir, out, *grid) == 0
+    assert retry.executed == [("mmoe", "tiny", 0)]
+    assert sorted(result_files(out)) == ["tiny/mmoe+fixed/seed0.json", "tiny/mmoe/seed0.json"]
+    fixed = RunRecord.read(out / "tiny" / "mmoe+fixed" / "seed0.json")
+    assert fixed.mto == "fixed" and fixed.history[-1].task_weights == pytest.approx({"click": 1.0, "conversion": 0.5})
+    assert not fixed.history[-1].complete  # --max-steps 2 ends the epoch early
+    capsys.readouterr()
+
+    assert main(["report", str(out)]) == 0
+    report = out / "report"
+    text = (report / "results.md").read_text()
+    for label in ("mmoe + ew", "mmoe + fixed"):
+        line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+        assert line.rstrip(" |").endswith("| 1")  # one seed
+    speed = [line for line in text[text.index("Training speed"):].splitlines() if line.startswith("| mmoe + ")]
+    assert len(speed) == 2 and all("| n/a |" in line for line in speed)  # no epoch ran whole: no seconds per epoch
+    assert "(weights_tiny.png)" in text and imread(report / "weights_tiny.png").shape[0] > 200

@@ -37,9 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mto",
         dest="mtos",
         default=argparse.SUPPRESS,
-        help=f"comma-separated multi-task optimisation strategies, or all ({', '.join(list_strategies())}) (default: ew)",
+        help=f"comma-separated multi-task optimisation strategies (mtrec strategies lists them), or all "
+        f"({', '.join(list_strategies())}); each model is trained with each (default: ew)",
     )
-    grid.add_argument("--out", default=argparse.SUPPRESS, help="run files go to OUT/DATASET/MODEL/seedK.json (default: runs)")
+    grid.add_argument(
+        "--out",
+        default=argparse.SUPPRESS,
+        help="run files go to OUT/DATASET/MODEL/seedK.json, OUT/DATASET/MODEL+STRATEGY/seedK.json for a strategy other "
+        "than ew (default: runs)",
+    )
     add_run_flags(parser, model=False, skip=("dataset", "mto", "save_dir", "save", "results", "tensorboard"))
 
 

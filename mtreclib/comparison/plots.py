@@ -1,26 +1,46 @@
-"""PNG plots of a benchmark: test AUC per model with error bars, and validation AUC per epoch.
+"""PNG plots of a benchmark: test AUC per row with error bars, validation AUC per epoch, and the
+per-task weights per epoch of strategies that change them.
 
-Figures are drawn on matplotlib's Agg canvas directly (``Figure`` + ``FigureCanvasAgg``), not
-through ``pyplot``: no global backend is switched, no window opens, and nothing stays in
-memory after a figure is saved.
+A row is a model trained with a strategy: its colour says the model, its marker and line style
+the strategy, the same in every plot. Figures are drawn on matplotlib's Agg canvas directly
+(``Figure`` + ``FigureCanvasAgg``), not through ``pyplot``: no global backend is switched, no
+window opens, and nothing stays in memory after a figure is saved.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from mtreclib.models import list_models
 from mtreclib.comparison.files import atomic_output
 from mtreclib.comparison.summary import DatasetTable, ModelRow
+from mtreclib.models import list_models
+from mtreclib.mto import list_strategies
+from mtreclib.record import EpochRecord
 
 PALETTE = "tab10"
+# Per strategy, by registry position (``ew`` first: plain dots and solid lines).
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5)), (0, (8, 2)), (0, (1, 3)), (0, (3, 1, 1, 1)))
+# A weight this close to 1 is equal weighting's (float32 rounding of (1/T) * T).
+EQUAL_WEIGHT_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one row is drawn: colour from its model, marker and line style from its strategy."""
+
+    colour: tuple
+    marker: str
+    linestyle: str | tuple
 
 
 def file_stem(name: str) -> str:
@@ -28,11 +48,26 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
+def _position(name: str, known: list[str], names: Sequence[str]) -> int:
+    """``name``'s index in the registry order ``known``, then the other names alphabetically."""
+    return (known + sorted(set(names) - set(known))).index(name)
+
+
 def model_colours(models: Sequence[str]) -> dict[str, tuple]:
     """One colour per model, the same in every plot: by registry position, then by name."""
-    ordered = list_models() + sorted(set(models) - set(list_models()))
     palette = colormaps[PALETTE]
-    return {model: palette(ordered.index(model) % palette.N) for model in models}
+    return {model: palette(_position(model, list_models(), models) % palette.N) for model in models}
+
+
+def row_styles(rows: Sequence[ModelRow]) -> dict[tuple[str, str], Style]:
+    """Each row's style, keyed by (model, strategy)."""
+    colours = model_colours([row.model for row in rows])
+    strategies = [row.mto for row in rows]
+    styles = {}
+    for row in rows:
+        index = _position(row.mto, list_strategies(), strategies)
+        styles[(row.model, row.mto)] = Style(colours[row.model], MARKERS[index % len(MARKERS)], LINE_STYLES[index % len(LINE_STYLES)])
+    return styles
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -41,30 +76,48 @@ def _save(figure: Figure, path: Path) -> None:
         figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
 
 
+def _positions(rows: Sequence[ModelRow]) -> np.ndarray:
+    """x of each row: one apart, with a wider gap where the model changes (a model's strategies side by side)."""
+    positions, x = [], 0.0
+    for i, row in enumerate(rows):
+        if i and row.model != rows[i - 1].model and row.label != row.model:
+            x += 0.6
+        positions.append(x)
+        x += 1.0
+    return np.array(positions)
+
+
 def auc_figure(table: DatasetTable) -> Figure:
-    """Per task, each model's test AUC: mean ± std over seeds, and each seed as a dot."""
-    models = [row.model for row in table.rows]
-    colours = model_colours(models)
-    figure = Figure(figsize=(max(5.0, 0.75 * len(models) + 1.5) * len(table.tasks), 4.2))
-    axes = figure.subplots(1, len(table.tasks), squeeze=False)[0]
-    positions = np.arange(len(models))
+    """Per task, each row's test AUC: mean ± std over seeds, and each seed as a dot.
+
+    With many rows the tasks are stacked rather than side by side, so that the figure stays
+    readable at its saved size.
+    """
+    styles = row_styles(table.rows)
+    positions = _positions(table.rows)
+    width = max(5.0, 0.55 * (positions[-1] + 1) + 2.0)
+    side_by_side = len(table.tasks) == 1 or width <= 8.0
+    columns, lines = (len(table.tasks), 1) if side_by_side else (1, len(table.tasks))
+    figure = Figure(figsize=(width * columns, 4.4 * lines), layout="constrained")
+    axes = figure.subplots(lines, columns, squeeze=False).ravel()
     for ax, task in zip(axes, table.tasks):
         for x, row in zip(positions, table.rows):
             values = row.cells[(task, "auc")].spread
-            colour = colours[row.model]
-            ax.scatter(np.full(values.n, x + 0.18), values.values, s=12, color=colour, alpha=0.5, linewidths=0)
-            ax.errorbar(x, values.mean, yerr=values.std if values.n >= 2 else None, fmt="o", color=colour, capsize=5, markersize=7)
-        # The legend explains the marks once, in grey, rather than in the first model's colour.
+            style = styles[(row.model, row.mto)]
+            ax.scatter(np.full(values.n, x + 0.2), values.values, s=12, color=style.colour, alpha=0.5, linewidths=0, marker=style.marker)
+            ax.errorbar(x, values.mean, yerr=values.std if values.n >= 2 else None, fmt=style.marker, color=style.colour,
+                        capsize=5, markersize=7)
+        # The legend explains the marks once, in grey, rather than in the first row's colour.
         ax.errorbar([], [], yerr=[], fmt="o", color="0.4", capsize=5, markersize=7, label="mean ± std over seeds")
         ax.scatter([], [], s=12, color="0.4", alpha=0.5, linewidths=0, label="one seed")
         title = task
         if table.oracle:
-            oracle = table.oracle[task]["auc"]
+            oracle = table.oracle[task].auc
             title += f" (oracle AUC {oracle:.4f})"
             if _near(oracle, ax):
                 ax.axhline(oracle, color="0.3", linestyle="--", linewidth=1, label="oracle")
-        ax.set_xticks(positions, models, rotation=30, ha="right")
-        ax.set_xlim(-0.6, len(models) - 0.4)
+        ax.set_xticks(positions, [row.label for row in table.rows], rotation=30, ha="right")
+        ax.set_xlim(positions[0] - 0.6, positions[-1] + 0.6)
         ax.set_ylabel("test AUC")
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
@@ -83,48 +136,111 @@ def _near(value: float, ax) -> bool:
     return value <= high + (high - low)
 
 
-def _curve(histories: Sequence[list[dict]], task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Epochs, mean and std of validation AUC over the seeds that reached each epoch."""
+def per_epoch(
+    histories: Sequence[Sequence[EpochRecord]], value: Callable[[EpochRecord], float | None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs, mean and std of ``value`` over the seeds that reached each epoch (and have a value there)."""
     by_epoch: dict[int, list[float]] = {}
     for history in histories:
         for record in history:
-            if "valid" in record and task in record["valid"]:
-                by_epoch.setdefault(int(record["epoch"]), []).append(float(record["valid"][task]["auc"]))
+            found = value(record)
+            if found is not None:
+                by_epoch.setdefault(record.epoch, []).append(float(found))
     epochs = np.array(sorted(by_epoch))
     means = np.array([np.mean(by_epoch[e]) for e in epochs])
     stds = np.array([np.std(by_epoch[e], ddof=1) if len(by_epoch[e]) > 1 else 0.0 for e in epochs])
     return epochs, means, stds
 
 
-def curves_figure(table: DatasetTable) -> Figure:
-    """Per task, each model's validation AUC after every epoch: mean over seeds, ± std shaded."""
-    colours = model_colours([row.model for row in table.rows])
-    figure = Figure(figsize=(5.5 * len(table.tasks) + 1.8, 4.2), layout="constrained")
+def valid_auc(task: str) -> Callable[[EpochRecord], float | None]:
+    """An epoch's validation AUC of ``task``; None without a validation split."""
+    return lambda record: record.valid[task].auc if record.valid and task in record.valid else None
+
+
+def task_weight(task: str) -> Callable[[EpochRecord], float | None]:
+    """The strategy's weight of ``task`` at an epoch's end; None in records that do not have it."""
+    return lambda record: record.task_weights.get(task)
+
+
+def changes_weights(row: ModelRow) -> bool:
+    """Whether some epoch of the row has a task weight other than equal weighting's 1."""
+    return any(
+        abs(weight - 1.0) > EQUAL_WEIGHT_TOLERANCE for history in row.history for record in history for weight in record.task_weights.values()
+    )
+
+
+def _integer_epochs(ax, epochs: Sequence[int]) -> None:
+    """Epoch ticks at whole epochs only, and at least half an epoch of room on either side."""
+    # min_n_ticks=1: with the default 2, a one-epoch curve (one integer in view) gets 0.96, 0.98 ... ticks.
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if epochs:
+        low, high = ax.get_xlim()
+        ax.set_xlim(min(low, min(epochs) - 0.5), max(high, max(epochs) + 0.5))
+
+
+def _epoch_figure(
+    table: DatasetTable,
+    rows: Sequence[ModelRow],
+    value: Callable[[str], Callable[[EpochRecord], float | None]],
+    ylabel: str,
+    dodge: float = 0.0,
+) -> tuple[Figure, np.ndarray]:
+    """Per task, each row's ``value(task)`` per epoch: mean over seeds, ± std shaded; the legend on the right.
+
+    ``dodge``: the rows' curves are shifted this far apart along the epochs, so that identical
+    ones (the same fixed weights under every model) stay visible side by side.
+    """
+    styles = row_styles(table.rows)
+    figure = Figure(figsize=(5.5 * len(table.tasks) + 2.2, 4.2), layout="constrained")
     axes = figure.subplots(1, len(table.tasks), squeeze=False)[0]
+    epochs = sorted({record.epoch for row in rows for history in row.history for record in history})
     for ax, task in zip(axes, table.tasks):
-        for row in table.rows:
-            _plot_curve(ax, row, task, colours[row.model])
+        for i, row in enumerate(rows):
+            _plot_curve(ax, row, value(task), styles[(row.model, row.mto)], offset=dodge * (i - (len(rows) - 1) / 2))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("validation AUC")
+        ax.set_ylabel(ylabel)
         ax.set_title(task)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        _integer_epochs(ax, epochs)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside right center", title="model")
+    with_strategy = any(row.label != row.model for row in rows)
+    figure.legend(handles, labels, loc="outside right center", title="model + strategy" if with_strategy else "model")
+    return figure, axes
+
+
+def _plot_curve(ax, row: ModelRow, value: Callable[[EpochRecord], float | None], style: Style, offset: float = 0.0) -> None:
+    epochs, means, stds = per_epoch(row.history, value)
+    if len(epochs) == 0:
+        return
+    epochs = epochs + offset
+    ax.plot(epochs, means, marker=style.marker, markersize=4, color=style.colour, linestyle=style.linestyle, label=row.label)
+    ax.fill_between(epochs, means - stds, means + stds, color=style.colour, alpha=0.15, linewidth=0)
+
+
+def curves_figure(table: DatasetTable) -> Figure:
+    """Per task, each row's validation AUC after every epoch: mean over seeds, ± std shaded."""
+    figure, _ = _epoch_figure(table, table.rows, valid_auc, "validation AUC")
     figure.suptitle(f"Validation AUC per epoch on {table.dataset} (mean over seeds, ± std shaded)")
     return figure
 
 
-def _plot_curve(ax, row: ModelRow, task: str, colour: tuple) -> None:
-    epochs, means, stds = _curve(row.history, task)
-    if len(epochs) == 0:
-        return
-    ax.plot(epochs, means, marker="o", markersize=4, color=colour, label=row.model)
-    ax.fill_between(epochs, means - stds, means + stds, color=colour, alpha=0.15, linewidth=0)
+def weights_figure(table: DatasetTable) -> Figure | None:
+    """Per task, the weight each strategy that changes them gave it at the end of every epoch
+    (mean over seeds, ± std shaded; 1 is equal weighting). None when no row changes them."""
+    rows = [row for row in table.rows if changes_weights(row)]
+    if not rows:
+        return None
+    # Strategies with weights set in advance give every model the same curve: dodged apart.
+    dodge = min(0.06, 0.3 / len(rows))
+    figure, axes = _epoch_figure(table, rows, task_weight, "task weight (1: equal weighting)", dodge=dodge)
+    for ax in axes:
+        ax.axhline(1.0, color="0.5", linestyle="--", linewidth=1, zorder=0)
+    figure.suptitle(f"Task weights per epoch on {table.dataset} (at each epoch's end; mean over seeds, ± std shaded)")
+    return figure
 
 
 def draw_plots(tables: Sequence[DatasetTable], out: Path) -> dict[str, list[tuple[str, str]]]:
-    """Write both plots of every dataset to ``out``; returns per dataset its (caption, file name)s."""
+    """Write the plots of every dataset to ``out``; returns per dataset its (caption, file name)s."""
     written: dict[str, list[tuple[str, str]]] = {}
     for table in tables:
         stem = file_stem(table.dataset)
@@ -132,6 +248,9 @@ def draw_plots(tables: Sequence[DatasetTable], out: Path) -> dict[str, list[tupl
             (f"Test AUC per model on {table.dataset}", f"auc_{stem}.png", auc_figure(table)),
             (f"Validation AUC per epoch on {table.dataset}", f"curves_{stem}.png", curves_figure(table)),
         ]
+        weights = weights_figure(table)
+        if weights is not None:
+            plots.append((f"Task weights per epoch on {table.dataset}", f"weights_{stem}.png", weights))
         for caption, name, figure in plots:
             _save(figure, out / name)
         written[table.dataset] = [(caption, name) for caption, name, _ in plots]

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from mtreclib.atomic import write_json
-from mtreclib.comparison.files import read_json
 from mtreclib.comparison.machine import machine_info
 from mtreclib.comparison.settings import comparable, config_difference
 from mtreclib.config.experiment import ExperimentConfig
@@ -123,9 +122,9 @@ def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[Ru
         path = spec.result_path(config.out)
         if not path.is_file():
             continue
-        existing = read_json(path)
+        existing = RunRecord.read(path)
         wanted = comparable(run_config(config, spec, progress=False))
-        difference = config_difference(comparable(existing.get("config", {})), wanted)
+        difference = config_difference(comparable(existing.config), wanted)
         if difference is not None:
             raise UserError(
                 f"{path} holds a run made with other settings ({difference}); "
@@ -192,7 +191,7 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
                 summary.ran.append(spec)
             else:
                 summary.failed.append((spec, failure.message))
-                record = {"model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
+                record = {"model": spec.model, "dataset": spec.dataset, "seed": spec.seed, "mto": spec.mto,
                           "error": failure.message, "traceback": failure.traceback}
                 write_json(spec.failure_path(config.out), record)
                 bar.write(f"FAILED {spec}: {failure.message}")

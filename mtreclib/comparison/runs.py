@@ -1,4 +1,4 @@
-"""Reading a benchmark's run files back: results, and the records of runs that failed."""
+"""Reading a benchmark's run files back: results as ``RunRecord``s, and the runs that failed."""
 
 from __future__ import annotations
 
@@ -6,45 +6,54 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtreclib.errors import UserError
 from mtreclib.comparison.files import read_json
+from mtreclib.errors import UserError
 from mtreclib.record import RunRecord
 
 FAILURE_SUFFIX = ".failed.json"
 
 
+def run_label(model: str, mto: str, *, with_strategy: bool) -> str:
+    """How a (model, strategy) is named in tables, plots and lists: ``mmoe + pcgrad``, or ``mmoe``."""
+    return f"{model} + {mto}" if with_strategy else model
+
+
 @dataclass(frozen=True)
-class Run:
-    """One finished run: the JSON that ``mtrec benchmark`` (or ``mtrec train --results``) wrote."""
+class FailedRun:
+    """A run that raised and left ``seed<k>.failed.json`` (written by ``runner``) but no result.
+
+    Attributes:
+        mto: the strategy; records written before strategies were an axis of the grid lack it
+            and were equal-weights runs.
+    """
 
     path: Path
-    result: dict[str, Any]
+    model: str
+    dataset: str
+    seed: int | None
+    error: str
+    mto: str = "ew"
 
-    @property
-    def model(self) -> str:
-        return self.result["model"]
-
-    @property
-    def dataset(self) -> str:
-        return self.result["dataset"]
-
-    @property
-    def seed(self) -> int | None:
-        return self.result.get("seed", self.result.get("config", {}).get("train", {}).get("seed"))
-
-    @property
-    def tasks(self) -> dict[str, dict[str, float]]:
-        return self.result["tasks"]
-
-
-def _check_result(path: Path, result: Any) -> dict[str, Any]:
-    return RunRecord.from_dict(result, source=path).to_dict()
+    @classmethod
+    def read(cls, path: Path) -> FailedRun:
+        data: dict[str, Any] = read_json(path)
+        if not isinstance(data, dict):
+            data = {}
+        return cls(
+            path=path,
+            model=str(data.get("model", "?")),
+            dataset=str(data.get("dataset", "?")),
+            seed=data.get("seed"),
+            error=str(data.get("error", "?")),
+            mto=str(data.get("mto", "ew")),
+        )
 
 
-def load_runs(root: str | Path) -> tuple[list[Run], list[dict[str, Any]]]:
+def load_runs(root: str | Path) -> tuple[list[RunRecord], list[FailedRun]]:
     """Every run result under ``root`` (recursively), and every failure record without a result.
 
-    Hidden files (temporary files of an interrupted write start with a dot) are skipped.
+    Hidden files (temporary files of an interrupted write start with a dot) are skipped. A file
+    that is not a run's result is a ``DataError`` naming it.
     """
     root = Path(root)
     if not root.is_dir():
@@ -56,9 +65,9 @@ def load_runs(root: str | Path) -> tuple[list[Run], list[dict[str, Any]]]:
         if path.name.endswith(FAILURE_SUFFIX):
             result_path = path.with_name(path.name[: -len(FAILURE_SUFFIX)] + ".json")
             if not result_path.exists():
-                failures.append({**read_json(path), "path": str(path)})
+                failures.append(FailedRun.read(path))
             continue
-        runs.append(Run(path, _check_result(path, read_json(path))))
+        runs.append(RunRecord.read(path))
     if not runs:
         raise UserError(f"no run results under {root}; run mtrec benchmark --out {root} first")
     return runs, failures

@@ -1,4 +1,4 @@
-"""Runs grouped per dataset and model: per-task metrics over seeds, the best, the ties, the speed."""
+"""Runs grouped per dataset and (model, strategy): per-task metrics over seeds, the best, the ties, the speed."""
 
 from __future__ import annotations
 
@@ -7,19 +7,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mtreclib.models import list_models
-from mtreclib.comparison.runs import Run
+from mtreclib.comparison.runs import run_label
 from mtreclib.comparison.settings import comparable
 from mtreclib.comparison.stats import Spread, indistinguishable, spread
+from mtreclib.models import list_models
+from mtreclib.mto import list_strategies
+from mtreclib.record import EpochRecord, Metrics, RunRecord
+
+EQUAL_WEIGHTS = "ew"
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A per-task test metric of the table."""
+    """A per-task test metric of the table (``key`` names its ``Metrics`` field)."""
 
     key: str
     label: str
     higher_is_better: bool
+
+    def of(self, metrics: Metrics) -> float:
+        return getattr(metrics, self.key)
 
 
 METRICS = (Metric("auc", "AUC", True), Metric("logloss", "log-loss", False))
@@ -27,7 +34,7 @@ METRICS = (Metric("auc", "AUC", True), Metric("logloss", "log-loss", False))
 
 @dataclass(frozen=True)
 class Cell:
-    """One model's value of one metric of one task, over seeds.
+    """One row's value of one metric of one task, over seeds.
 
     Attributes:
         best: the best mean of the column (several when they tie exactly).
@@ -41,9 +48,18 @@ class Cell:
 
 @dataclass(frozen=True)
 class ModelRow:
-    """One model on one dataset."""
+    """One model trained with one multi-task optimisation strategy on one dataset.
+
+    Attributes:
+        label: its name in tables and plots (``mmoe + pcgrad``; ``mmoe`` when every run is ``ew``).
+        epoch_seconds: per seed, the mean seconds of its complete epochs (``EpochRecord.complete``);
+            seeds without a complete epoch are left out, so it may have fewer values than seeds.
+        history: per seed, the per-epoch records.
+    """
 
     model: str
+    mto: str
+    label: str
     seeds: tuple[int | None, ...]
     cells: dict[tuple[str, str], Cell]  # (task, metric key) -> cell
     samples_per_second: Spread
@@ -51,20 +67,20 @@ class ModelRow:
     epochs_run: Spread
     best_epoch: Spread
     parameters: int | None
-    history: tuple[list[dict[str, Any]], ...]  # per seed, the per-epoch records
+    history: tuple[tuple[EpochRecord, ...], ...]
 
 
 @dataclass(frozen=True)
 class DatasetTable:
-    """Every model on one dataset, plus the oracle where the data knows its true probabilities."""
+    """Every (model, strategy) on one dataset, plus the oracle where the data knows its true probabilities."""
 
     dataset: str
     tasks: tuple[str, ...]
     rows: tuple[ModelRow, ...]
-    oracle: dict[str, dict[str, float]] | None
+    oracle: dict[str, Metrics] | None
 
-    def row(self, model: str) -> ModelRow:
-        return next(row for row in self.rows if row.model == model)
+    def row(self, model: str, mto: str = EQUAL_WEIGHTS) -> ModelRow:
+        return next(row for row in self.rows if row.model == model and row.mto == mto)
 
 
 def model_order(models: Sequence[str]) -> list[str]:
@@ -73,31 +89,50 @@ def model_order(models: Sequence[str]) -> list[str]:
     return known + sorted(set(models) - set(known))
 
 
-def _values(runs: Sequence[Run], task: str, key: str) -> Spread:
-    return spread(run.tasks.get(task, {}).get(key) for run in runs)
+def strategy_order(strategies: Sequence[str]) -> list[str]:
+    """Registry order (``ew`` first), then any other names alphabetically."""
+    known = [name for name in list_strategies() if name in strategies]
+    return known + sorted(set(strategies) - set(known))
 
 
-def _epoch_seconds(run: Run) -> float | None:
-    seconds, epochs = run.result.get("train_seconds"), run.result.get("epochs_run")
-    return seconds / epochs if seconds is not None and epochs else None
+def shows_strategy(runs: Sequence[RunRecord]) -> bool:
+    """Whether rows are named with their strategy: yes unless every run used equal weights."""
+    return any(run.mto != EQUAL_WEIGHTS for run in runs)
 
 
-def _row(model: str, runs: Sequence[Run], tasks: Sequence[str]) -> ModelRow:
+def _values(runs: Sequence[RunRecord], task: str, metric: Metric) -> Spread:
+    # A run may lack a task the dataset's other runs have (--tasks, --task-num): no value then.
+    return spread(metric.of(run.tasks[task]) if task in run.tasks else None for run in runs)
+
+
+def epoch_seconds(run: RunRecord) -> float | None:
+    """Mean training seconds of the run's complete epochs; None when it has none.
+
+    An epoch that ``--max-steps`` cut short ran only some of its steps, so its time is not an
+    epoch's: counting it (or dividing the run's seconds by its epochs) understates the time.
+    """
+    seconds = [epoch.train_seconds for epoch in run.history if epoch.complete]
+    return sum(seconds) / len(seconds) if seconds else None
+
+
+def _row(model: str, mto: str, label: str, runs: Sequence[RunRecord], tasks: Sequence[str]) -> ModelRow:
     return ModelRow(
         model=model,
+        mto=mto,
+        label=label,
         seeds=tuple(run.seed for run in runs),
-        cells={(task, metric.key): Cell(_values(runs, task, metric.key)) for task in tasks for metric in METRICS},
-        samples_per_second=spread(run.result.get("train_samples_per_sec") for run in runs),
-        epoch_seconds=spread(_epoch_seconds(run) for run in runs),
-        epochs_run=spread(run.result.get("epochs_run") for run in runs),
-        best_epoch=spread(run.result.get("best_epoch") for run in runs),
-        parameters=runs[0].result.get("parameters"),
-        history=tuple(run.result.get("history", []) for run in runs),
+        cells={(task, metric.key): Cell(_values(runs, task, metric)) for task in tasks for metric in METRICS},
+        samples_per_second=spread(run.train_samples_per_sec for run in runs),
+        epoch_seconds=spread(epoch_seconds(run) for run in runs),
+        epochs_run=spread(run.epochs_run for run in runs),
+        best_epoch=spread(run.best_epoch for run in runs),
+        parameters=runs[0].parameters,
+        history=tuple(run.history for run in runs),
     )
 
 
 def _mark(rows: list[ModelRow], task: str, metric: Metric) -> list[ModelRow]:
-    """The rows with this column's best and its ties marked."""
+    """The rows with this column's best and its ties marked (over every row, whatever its strategy)."""
     key = (task, metric.key)
     means = [row.cells[key].spread.mean for row in rows]
     finite = [m for m in means if not math.isnan(m)]
@@ -118,27 +153,35 @@ def _with_cell(row: ModelRow, key: tuple[str, str], cell: Cell) -> ModelRow:
     return replace(row, cells={**row.cells, key: cell})
 
 
-def _oracle(runs: Sequence[Run], tasks: Sequence[str]) -> dict[str, dict[str, float]] | None:
+def _oracle(runs: Sequence[RunRecord], tasks: Sequence[str]) -> dict[str, Metrics] | None:
     """Mean oracle metrics (the same in every run of a dataset, since the data seed is fixed)."""
-    with_oracle = [run.result["oracle"] for run in runs if run.result.get("oracle")]
-    if not with_oracle:
+    oracles = [run.oracle for run in runs if run.oracle]
+    if not oracles:
         return None
     return {
-        task: {metric.key: spread(o.get(task, {}).get(metric.key) for o in with_oracle).mean for metric in METRICS}
+        task: Metrics(**{metric.key: spread(metric.of(o[task]) if task in o else None for o in oracles).mean for metric in METRICS})
         for task in tasks
     }
 
 
-def build_tables(runs: Sequence[Run]) -> list[DatasetTable]:
-    """One table per dataset (alphabetical), models in registry order."""
+def _by_seed(run: RunRecord) -> tuple[bool, int]:
+    return run.seed is None, run.seed or 0
+
+
+def build_tables(runs: Sequence[RunRecord]) -> list[DatasetTable]:
+    """One table per dataset (alphabetical), a row per (model, strategy): models in registry order,
+    each model's strategies together in registry order."""
+    with_strategy = shows_strategy(runs)
     tables = []
     for dataset in sorted({run.dataset for run in runs}):
         of_dataset = [run for run in runs if run.dataset == dataset]
         tasks = tuple(dict.fromkeys(task for run in of_dataset for task in run.tasks))
-        rows = [
-            _row(model, sorted((r for r in of_dataset if r.model == model), key=lambda r: (r.seed is None, r.seed or 0)), tasks)
-            for model in model_order({run.model for run in of_dataset})
-        ]
+        rows = []
+        for model in model_order({run.model for run in of_dataset}):
+            of_model = [run for run in of_dataset if run.model == model]
+            for mto in strategy_order({run.mto for run in of_model}):
+                cell_runs = sorted((run for run in of_model if run.mto == mto), key=_by_seed)
+                rows.append(_row(model, mto, run_label(model, mto, with_strategy=with_strategy), cell_runs, tasks))
         for task in tasks:
             for metric in METRICS:
                 rows = _mark(rows, task, metric)
@@ -146,31 +189,57 @@ def build_tables(runs: Sequence[Run]) -> list[DatasetTable]:
     return tables
 
 
-def shared_settings(runs: Sequence[Run]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """The settings every run shares, and those that differ between runs (with their values).
+# What a benchmark varies on purpose: never a difference between runs.
+VARIED = ("model", "data.dataset", "train.seed", "train.mto")
 
-    Model, dataset and seed are what a benchmark varies on purpose and are left out.
+
+def _scope(key: str, run: RunRecord) -> str | None:
+    """Which runs a setting is compared between: a model's own settings between runs of that
+    model (MMoE's expert_num means nothing to Shared-Bottom), a strategy's between runs of that
+    strategy, any other between all runs."""
+    if key.startswith("model_config."):
+        return run.model
+    if key.startswith("mto_config."):
+        return run.mto
+    return None
+
+
+def shared_settings(runs: Sequence[RunRecord]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The settings every run that has them shares, and those that differ between runs that
+    should share them (with their values, as ``repr``s).
+
+    A model's or strategy's setting whose value differs only from one model or strategy to
+    another (their defaults differ) is in neither.
     """
-    varied = {"model", "dataset", "train.seed"}
-    flats = [comparable(run.result.get("config", {})) for run in runs]
-    keys = sorted({key for flat in flats for key in flat} - varied)
+    flats = [(run, comparable(run.config)) for run in runs]
+    keys = sorted({key for _, flat in flats for key in flat} - set(VARIED))
     shared, differing = {}, {}
     for key in keys:
-        values = sorted({repr(flat.get(key)) for flat in flats})
-        if len(values) == 1:
-            shared[key] = flats[0].get(key)
-        else:
-            differing[key] = values
+        by_scope: dict[str | None, dict[str, Any]] = {}
+        for run, flat in flats:
+            scope = _scope(key, run)
+            if scope is not None and key not in flat:
+                continue
+            by_scope.setdefault(scope, {})[repr(flat.get(key))] = flat.get(key)
+        values = {text: value for scoped in by_scope.values() for text, value in scoped.items()}
+        if any(len(scoped) > 1 for scoped in by_scope.values()):
+            differing[key] = sorted(values)
+        elif len(values) == 1:
+            shared[key] = next(iter(values.values()))
     return shared, differing
 
 
-def machines(runs: Sequence[Run]) -> list[str]:
+def machines(runs: Sequence[RunRecord]) -> list[str]:
     """Each distinct machine and device the runs ran on, in words."""
     seen = {}
     for run in runs:
-        info = run.result.get("machine") or {}
-        device = run.result.get("device", "?")
-        where = info.get("gpu") if device.startswith("cuda") else info.get("cpu")
-        words = f"{device} ({where}, {info.get('cpu_count')} cores, {info.get('torch_threads')} PyTorch threads, torch {info.get('torch')})" if info else device
+        device = run.device or "?"
+        info = run.machine  # machine.machine_info(): free-form, so read key by key
+        if info:
+            where = info.get("gpu") if device.startswith("cuda") else info.get("cpu")
+            words = (f"{device} ({where}, {info.get('cpu_count')} cores, {info.get('torch_threads')} PyTorch threads, "
+                     f"torch {info.get('torch')})")
+        else:
+            words = device
         seen[words] = None
     return list(seen)

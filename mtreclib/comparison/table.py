@@ -1,8 +1,9 @@
 """The results table as Markdown and CSV, in the original MTReclib's layout.
 
-Per dataset, one row per model and, per task, test AUC and log-loss: mean ± standard deviation
-over seeds, the best in bold, and † on the models the significance test cannot tell from the
-best. Then the oracle row (built-in data) and a table of training speed.
+Per dataset, one row per model (per model and strategy when the runs used several multi-task
+optimisation strategies) and, per task, test AUC and log-loss: mean ± standard deviation over
+seeds, the best in bold, and † on the rows the significance test cannot tell from the best. Then
+the oracle row (built-in data) and a table of training speed.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mtreclib.comparison.runs import FailedRun, run_label
 from mtreclib.comparison.stats import ALPHA, Spread
-from mtreclib.comparison.summary import METRICS, Cell, DatasetTable, Metric
+from mtreclib.comparison.summary import EQUAL_WEIGHTS, METRICS, Cell, DatasetTable, Metric
 
 TIE_MARK = "†"
+# Seconds per epoch of a row none of whose epochs ran whole (--max-steps cut them all short).
+NO_COMPLETE_EPOCH = "n/a"
 
 
 def decimals(metric_key: str, value: float) -> int:
@@ -53,7 +57,7 @@ def metrics_table(table: DatasetTable) -> list[str]:
     """The per-task AUC and log-loss table of one dataset, as Markdown lines."""
     header = ["model"] + [f"{task} {metric.label}" for task in table.tasks for metric in METRICS] + ["seeds"]
     rows = [
-        [row.model]
+        [row.label]
         + [format_cell(row.cells[(task, metric.key)], metric) for task in table.tasks for metric in METRICS]
         + [str(len(row.seeds))]
         for row in table.rows
@@ -61,27 +65,30 @@ def metrics_table(table: DatasetTable) -> list[str]:
     if table.oracle:
         rows.append(
             ["*oracle*"]
-            + [f"*{table.oracle[task][m.key]:.{decimals(m.key, table.oracle[task][m.key])}f}*" for task in table.tasks for m in METRICS]
+            + [f"*{m.of(table.oracle[task]):.{decimals(m.key, m.of(table.oracle[task]))}f}*" for task in table.tasks for m in METRICS]
             + [""]
         )
     return _markdown_rows(header, rows, ["---"] + ["---:"] * (len(header) - 1))
 
 
 def speed_table(table: DatasetTable) -> list[str]:
-    """Training speed and length per model, as Markdown lines."""
+    """Training speed and length per row, as Markdown lines; seconds per epoch count complete epochs only."""
     header = ["model", "training samples/s", "s per epoch", "epochs run", "best epoch", "parameters"]
     rows = [
         [
-            row.model,
+            row.label,
             format_spread(row.samples_per_second, 0),
-            format_spread(row.epoch_seconds, 1),
+            format_spread(row.epoch_seconds, 1) if row.epoch_seconds.n else NO_COMPLETE_EPOCH,
             format_spread(row.epochs_run, 1),
             format_spread(row.best_epoch, 1),
             f"{row.parameters:,}" if row.parameters is not None else "–",
         ]
         for row in table.rows
     ]
-    return _markdown_rows(header, rows, ["---"] + ["---:"] * (len(header) - 1))
+    lines = _markdown_rows(header, rows, ["---"] + ["---:"] * (len(header) - 1))
+    if any(row.epoch_seconds.n == 0 for row in table.rows):
+        lines += ["", f"s per epoch counts complete epochs only; {NO_COMPLETE_EPOCH}: --max-steps cut every epoch of those runs short."]
+    return lines
 
 
 def legend(tables: Sequence[DatasetTable]) -> str:
@@ -97,7 +104,19 @@ def legend(tables: Sequence[DatasetTable]) -> str:
     elif min(seeds) < 5:
         text += f"With {min(seeds)} seeds the test has little power: {TIE_MARK} means 'not shown to differ', not 'equal'. "
     text += "No correction for comparing several models with the best. The oracle scores the data's true probabilities."
+    if _shows_strategy(tables):
+        text += (" A row per model and multi-task optimisation strategy (`model + strategy`; ew: equal weights), "
+                 "marked over all rows of the dataset.")
     return text
+
+
+def _shows_strategy(tables: Sequence[DatasetTable]) -> bool:
+    return any(row.label != row.model for table in tables for row in table.rows)
+
+
+def _failure_line(failure: FailedRun, with_strategy: bool) -> str:
+    name = run_label(failure.model, failure.mto, with_strategy=with_strategy or failure.mto != EQUAL_WEIGHTS)
+    return f"- {name} on {failure.dataset}, seed {failure.seed}: {failure.error}"
 
 
 def _setting(value: Any) -> str:
@@ -111,7 +130,7 @@ def markdown(
     settings: Mapping[str, Any],
     differing: Mapping[str, list[Any]],
     machines: Sequence[str],
-    failures: Sequence[Mapping[str, Any]],
+    failures: Sequence[FailedRun],
     plots: Mapping[str, Sequence[tuple[str, str]]],
 ) -> str:
     """The whole report as Markdown; ``plots`` maps a dataset to its (caption, file name) pairs."""
@@ -119,7 +138,7 @@ def markdown(
     lines = [
         "# Benchmark results",
         "",
-        f"{runs} runs." + (f" Settings shared by every run: {shared}." if shared else ""),
+        f"{runs} runs." + (f" Settings shared by every run that has them: {shared}." if shared else ""),
         "",
         "Machine: " + "; ".join(machines) + ".",
         "",
@@ -138,15 +157,15 @@ def markdown(
         lines += ["", f"Training speed on {table.dataset}:", ""] + speed_table(table) + [""]
     if failures:
         lines += ["## Failed runs (no result)", ""]
-        lines += [f"- {f.get('model')} on {f.get('dataset')}, seed {f.get('seed')}: {f.get('error')}" for f in failures]
+        lines += [_failure_line(failure, _shows_strategy(tables)) for failure in failures]
         lines.append("")
     return "\n".join(lines)
 
 
 def csv_text(tables: Sequence[DatasetTable]) -> str:
-    """One row per dataset and model (and oracle), per task and metric its mean, std and mark."""
+    """One row per dataset, model and strategy (and oracle), per task and metric its mean, std and mark."""
     tasks = list(dict.fromkeys(task for table in tables for task in table.tasks))
-    columns = ["dataset", "model", "seeds"]
+    columns = ["dataset", "model", "mto", "seeds"]
     for task in tasks:
         for metric in METRICS:
             columns += [f"{task}_{metric.key}_mean", f"{task}_{metric.key}_std", f"{task}_{metric.key}_mark"]
@@ -157,7 +176,7 @@ def csv_text(tables: Sequence[DatasetTable]) -> str:
     writer.writeheader()
     for table in tables:
         for row in table.rows:
-            record: dict[str, Any] = {"dataset": table.dataset, "model": row.model, "seeds": len(row.seeds)}
+            record: dict[str, Any] = {"dataset": table.dataset, "model": row.model, "mto": row.mto, "seeds": len(row.seeds)}
             for (task, key), cell in row.cells.items():
                 record[f"{task}_{key}_mean"] = cell.spread.mean
                 record[f"{task}_{key}_std"] = cell.spread.std if cell.spread.n >= 2 else ""
@@ -165,16 +184,16 @@ def csv_text(tables: Sequence[DatasetTable]) -> str:
             record.update(
                 train_samples_per_sec_mean=row.samples_per_second.mean,
                 train_samples_per_sec_std=row.samples_per_second.std if row.samples_per_second.n >= 2 else "",
-                epoch_seconds_mean=row.epoch_seconds.mean,
+                epoch_seconds_mean=row.epoch_seconds.mean if row.epoch_seconds.n else "",
                 epochs_run_mean=row.epochs_run.mean,
                 best_epoch_mean=row.best_epoch.mean,
                 parameters=row.parameters if row.parameters is not None else "",
             )
             writer.writerow(record)
         if table.oracle:
-            record = {"dataset": table.dataset, "model": "oracle", "seeds": ""}
-            for task, values in table.oracle.items():
-                for key, value in values.items():
-                    record[f"{task}_{key}_mean"] = value
+            record = {"dataset": table.dataset, "model": "oracle", "mto": "", "seeds": ""}
+            for task, metrics in table.oracle.items():
+                for metric in METRICS:
+                    record[f"{task}_{metric.key}_mean"] = metric.of(metrics)
             writer.writerow(record)
     return out.getvalue()
