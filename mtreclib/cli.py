@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from mtreclib import __version__
-from mtreclib.commands import benchmark, generate, models, preprocess, report, strategies, train
+from mtreclib.commands import benchmark, generate, inspect, models, preprocess, report, strategies, train
 from mtreclib.errors import UserError
 
 # Each module has NAME, HELP, add_arguments(parser) and run(args) -> exit status.
-COMMANDS = (train, models, strategies, generate, preprocess, benchmark, report)
+COMMANDS = (train, models, strategies, generate, preprocess, inspect, benchmark, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mtrec: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (mtrec inspect ... | head)
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

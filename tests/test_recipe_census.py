@@ -136,14 +136,16 @@ def test_the_spec_names_every_parquet_column_once_and_the_paper_tasks(tmp_path, 
     numerical = [entry["name"] for entry in spec["numerical"]]
     assert numerical == [column_name(a) for a in sorted(CONTINUOUS, key=[name for name, _ in ATTRIBUTES].index)]
     assert {entry.get("transform") for entry in spec["numerical"]} == {"minmax"}
-    features = spec["categorical"] + numerical
+    assert {entry["role"] for entry in spec["categorical"]} == {"user"}
+    categorical = [entry["name"] for entry in spec["categorical"]]
+    features = categorical + numerical
     assert not {"education", "marital_stat", "income"} & set(features)  # no task sees a label as an input
     assert len(features) == 38 and len(set(features)) == 38
     named = [*features, spec["sample_weight"], *spec["labels"]]
     for split in ("train", "valid", "test"):
         schema = pq.read_schema(folder / spec[split])
         assert sorted(schema.names) == sorted(named)
-        assert all(str(schema.field(c).type) == "string" for c in spec["categorical"])
+        assert all(str(schema.field(c).type) == "string" for c in categorical)
         assert all(str(schema.field(c).type) == "double" for c in [*numerical, "instance_weight"])
         assert all(str(schema.field(c).type) == "int8" for c in spec["labels"])
 

@@ -324,3 +324,51 @@ def test_only_numerical_features_are_optional(tmp_path):
     assert dataset.schema.numerical_num == 0 and dataset.train.numerical.shape == (40, 0)
     assert main(["train", "--dataset", "d", "--data-dir", str(tmp_path), "--embed-dim", "4", "--batch-size", "8", "--epochs", "1",
                  "--patience", "0", "--valid-fraction", "0", "--no-save", "--no-progress"]) == 0  # fmt: skip
+
+
+SAMPLES = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize("sample, tasks", [("ali-ccp", ("click", "purchase")), ("census-income", ("income", "never_married"))])
+def test_the_real_samples_of_other_libraries_load_through_a_spec_with_their_values(tmp_path, sample, tasks):
+    import shutil
+
+    shutil.copytree(SAMPLES / sample, tmp_path / sample)
+    spec = DatasetSpec.load(tmp_path / sample / "dataset.yaml")
+    dataset = load_dataset(str(tmp_path / sample / "dataset.yaml"))
+    assert dataset.schema.task_names == tasks and dataset.valid is not None
+    lines = (tmp_path / sample / "train.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(dataset.train) == len(rows)
+    for j, entry in enumerate(spec.numerical):
+        column = header.index(entry.column)
+        assert np.allclose(dataset.train.numerical[:, j], [float(r[column]) for r in rows])
+    for t, label in enumerate(spec.labels):
+        column = header.index(label.column)
+        assert dataset.train.labels[:, t].tolist() == [int(float(r[column])) for r in rows]
+    for f, entry in enumerate(spec.categorical):
+        raw = [r[header.index(entry.column)] for r in rows]
+        vocab = vocabulary(raw)  # CSV values are read as text: ties between equal counts go by their text
+        assert dataset.train.categorical[:, f].tolist() == [vocab[v] for v in raw], entry.name
+
+
+def test_inspect_reports_rows_rates_vocabularies_and_test_oov_share(shop, tmp_path, capsys):
+    data_dir, parts = shop
+    out = tmp_path / "inspect.json"
+    assert main(["inspect", "myshop", "--data-dir", str(data_dir), "--json", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    report = __import__("json").loads(out.read_text())
+    train = concat([parts["train/a.parquet"], parts["train/b.parquet"]])
+    test = parts["test.parquet"]
+    assert report["splits"]["train"]["rows"] == 500 and report["splits"]["test"]["rows"] == 120
+    assert math.isclose(report["splits"]["test"]["positive_rate"]["buy"], sum(test["buy"]) / 120)
+    shop_field = next(f for f in report["fields"] if f["name"] == "shop_id")
+    seen = set(train["shop_id"]) - {None}
+    assert math.isclose(shop_field["test_out_of_vocabulary"], sum(v not in seen for v in test["shop_id"]) / 120)
+    assert shop_field["missing"] == {"train": sum(v is None for v in train["shop_id"]), "test": sum(v is None for v in test["shop_id"])}
+    tags = report["bags"][0]
+    lengths = [min(len(t), 20) for t in train["tags"]]
+    assert tags["length_max"] == max(lengths) and math.isclose(tags["length_mean"], sum(lengths) / 500)
+    assert tags["empty_share"] == sum(n == 0 for n in lengths) / 500
+    assert "shop_id" in printed and "tags" in printed and "price" in printed

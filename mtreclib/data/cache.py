@@ -142,13 +142,13 @@ class SplitWriter:
         self.stats: dict[str, Any] = {
             "rows": 0,
             "positives": np.zeros(len(encoders.labels), np.int64),
-            "zero_ids": np.zeros(len(encoders.categorical), np.int64),
+            "zero_ids": np.zeros(len(encoders.categorical), np.int64),  # ids of the unknown slot (missing values included)
             "missing": np.zeros(len(encoders.categorical), np.int64),
             "numerical_missing": np.zeros(len(encoders.numerical), np.int64),
             "bag_zero_ids": np.zeros(len(encoders.bags), np.int64),
             "bag_lengths": [np.zeros(LENGTH_BINS + 1, np.int64) for _ in encoders.bags],
         }
-        self.identity_top = [e.max_id + 1 if e.kind == "identity" else None for e in encoders.categorical]
+        self.encoders = encoders
 
     def append(self, encoded: Encoded) -> None:
         w, stats = self.writers, self.stats
@@ -169,7 +169,7 @@ class SplitWriter:
             stats["bag_lengths"][k] += np.bincount(np.minimum(bag.lengths, LENGTH_BINS), minlength=LENGTH_BINS + 1)
         stats["rows"] += len(encoded)
         stats["positives"] += encoded.labels.sum(axis=0, dtype=np.int64)
-        stats["zero_ids"] += (encoded.categorical == 0).sum(axis=0)
+        stats["zero_ids"] += (encoded.categorical == unknown_ids(self.encoders)).sum(axis=0)
         stats["missing"] += np.asarray(encoded.missing, np.int64).reshape(-1)[: len(stats["missing"])]
         stats["numerical_missing"] += np.asarray(encoded.numerical_missing, np.int64).reshape(-1)[: len(stats["numerical_missing"])]
 
@@ -181,6 +181,11 @@ class SplitWriter:
     def close(self) -> None:
         for writer in self.writers.values():
             writer.close()
+
+
+def unknown_ids(encoders: Encoders) -> np.ndarray:
+    """(F,) the id of each single-valued field's out-of-vocabulary slot: 0, or the last one for identity ids."""
+    return np.array([e.vocab_size - 1 if e.kind == "identity" else 0 for e in encoders.categorical], dtype=np.int64)
 
 
 def _plain(value: Any) -> Any:

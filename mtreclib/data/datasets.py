@@ -30,6 +30,9 @@ class Dataset:
         encoding: how raw rows become the encoded arrays (vocabularies, transforms), JSON-ready;
             checkpoints carry it so that prediction encodes new rows the same way.
         default_tasks: the tasks trained when none are named.
+        stats: per split, what the cache counted while encoding it (rows, positives per label,
+            out-of-vocabulary and missing values per field, multi-valued lengths); None for
+            in-memory data.
     """
 
     name: str
@@ -39,6 +42,7 @@ class Dataset:
     valid: MultiTaskTable | None = None
     encoding: dict[str, Any] = field(default_factory=dict)
     default_tasks: tuple[str, ...] = ()
+    stats: dict[str, Any] | None = None
 
     def select_tasks(self, names: Sequence[str] = (), task_num: int | None = None) -> Dataset:
         """The dataset with the tasks ``names`` (default: its default tasks), then only the first ``task_num``."""
@@ -160,4 +164,5 @@ def spec_dataset(spec: DatasetSpec, *, progress: bool = True) -> Dataset:
         valid=tables.get("valid"),
         encoding=cached.encoders.to_dict(),
         default_tasks=spec.tasks,
+        stats=cached.meta["splits"],
     )

@@ -264,7 +264,8 @@ def spec(name: str) -> dict:
         "train": "train.parquet",
         "valid": "valid.parquet",
         "test": "test.parquet",
-        "categorical": list(CATEGORICAL),
+        # Every attribute describes the person, the "user" of a row: PEPNet's personal gates read them.
+        "categorical": [{"name": column, "role": "user"} for column in CATEGORICAL],
         # min-max scaling (fitted on train) is what the public MMoE reproductions feed their models
         "numerical": [{"name": column, "transform": "minmax"} for column in NUMERICAL],
         "labels": list(TASKS),
