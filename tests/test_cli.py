@@ -117,3 +117,121 @@ def test_precision_and_compile_flags_reach_the_training_configuration(monkeypatc
     capsys.readouterr()
     assert main(["train", "--precision", "fp16", "--no-progress"]) == 2
     assert "fp16" in capsys.readouterr().err
+
+
+TINY = ["--epochs", "1", "--max-steps", "2", "--embed-dim", "4", "--batch-size", "256", "--no-progress"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--save-dir", "{file}"], "--save-dir {file}: {file} is a file, not a folder"),
+        (["--results", "{file}/out.json"], "--results {file}/out.json: {file} is a file, not a folder"),
+        (["--results", "{folder}"], "--results {folder}: is a folder; expected a file name"),
+    ],
+)
+def test_output_paths_are_checked_before_any_training(tmp_path, capsys, monkeypatch, flags, message):
+    import mtreclib.experiment as experiment
+
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    (tmp_path / "folder").mkdir()
+    names = {"file": str(file), "folder": str(tmp_path / "folder")}
+    monkeypatch.setattr(experiment, "load_dataset", lambda *a, **k: pytest.fail("data was loaded before the outputs were checked"))
+    assert main(["train", *TINY, *(f.format(**names) for f in flags)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(**names) in err and "Traceback" not in err
+
+
+def test_a_run_says_what_it_runs_and_where_its_checkpoint_goes_and_writes_plain_progress_to_a_log(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "mtreclib", "train", "--epochs", "1", "--max-steps", "3", "--embed-dim", "4", "--batch-size", "512",
+         "--save-dir", str(tmp_path / "ck"), "--threads", "1"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    err = done.stderr
+    assert "mtrec: mmoe on synthetic: tasks click, conversion; rows train 90,000, valid 10,000, test 40,000" in err
+    assert "cpu, 1 threads" in err and f"run folder {tmp_path / 'ck' / 'synthetic_mmoe' / 'run-1'}" in err
+    assert "\r" not in err and "\x1b[" not in err  # no bar redraws or cursor codes in a log file
+    assert "epoch 1 | loss" in err
+    assert f"checkpoint: {tmp_path / 'ck' / 'synthetic_mmoe' / 'run-1' / 'best.pt'}" in done.stdout
+
+
+def test_plain_progress_lines_are_periodic_when_not_a_terminal():
+    import io
+
+    from mtreclib.progress import Progress
+
+    stream = io.StringIO()
+    with Progress(10, "epoch 1", interval=0.0, stream=stream) as bar:
+        for _ in range(3):
+            bar.update(postfix="loss 0.5")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("epoch 1: 3/10 steps") and "loss 0.5" in lines[-1]
+    quiet = io.StringIO()
+    with Progress(10, "epoch 1", interval=3600.0, stream=quiet) as bar:
+        bar.update()
+    assert quiet.getvalue() == ""
+
+
+def test_version_and_models_with_settings(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and "mtrec (mtreclib)" in capsys.readouterr().out
+    assert main(["models", "--settings"]) == 0
+    out = capsys.readouterr().out
+    assert "expert_num=8" in out and "critic_num=5" in out and "KDD 2018" in out
+
+
+def test_generate_refuses_a_built_in_name_and_writes_a_folder_that_trains(tmp_path, capsys):
+    assert main(["generate", "--data-dir", str(tmp_path), "--name", "synthetic", "--train-rows", "10", "--test-rows", "5"]) == 2
+    assert "built-in dataset" in capsys.readouterr().err and not (tmp_path / "synthetic").exists()
+    assert main(["generate", "--data-dir", str(tmp_path), "--train-rows", "600", "--test-rows", "200"]) == 0
+    assert "mtrec train --dataset synthetic_csv" in capsys.readouterr().out
+    assert main(["train", "--dataset", "synthetic_csv", "--data-dir", str(tmp_path), "--no-save", *TINY]) == 0
+
+
+def test_the_command_line_a_config_file_and_the_python_api_agree(tmp_path):
+    """One place defines each default: flags, flat and sectioned files and the API build the same object."""
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("model: ple\nepochs: 3\nembed_dim: 16\nbottom-dims: [32, 16]\nexpert_num: 4\nno_progress: true\n")
+    sections = tmp_path / "sections.yaml"
+    sections.write_text("model: {name: ple, embed_dim: 16, bottom_dims: [32, 16], expert_num: 4}\ntrain: {epochs: 3}\nrun: {progress: false}\n")
+    from mtreclib.commands.options import experiment_config
+    from mtreclib.cli import build_parser
+
+    parser = build_parser()
+    by_flags = experiment_config(parser.parse_args(["train", "--model", "ple", "--epochs", "3", "--embed-dim", "16",
+                                                    "--bottom-dims", "32,16", "--expert-num", "4", "--no-progress"]))  # fmt: skip
+    by_file = experiment_config(parser.parse_args(["train", "--config", str(sections)]))
+    by_flat_file = experiment_config(parser.parse_args(["train", "--config", str(flat)]))
+    by_api = __import__("mtreclib.experiment", fromlist=["experiment"]).experiment(
+        model="ple", epochs=3, embed_dim=16, bottom_dims=(32, 16), expert_num=4, progress=False
+    )
+    assert by_flags == by_file == by_flat_file == by_api
+    assert by_api.train.lr == 1e-3 and by_api.model_config.tower_dims == (128, 64)  # untouched settings keep the one default
+    overridden = experiment_config(parser.parse_args(["train", "--config", str(sections), "--epochs", "5"]))
+    assert overridden.train.epochs == 5 and overridden.model_config.embed_dim == 16
+
+
+def test_a_misspelled_config_key_names_the_file_and_the_known_keys(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: mmoe\nexpert_nums: 4\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: unknown setting 'expert_nums' (did you mean expert_num?)" in err and "embed_dim" in err
+
+
+def test_tensorboard_logs_each_step_and_each_epoch(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["train", "--epochs", "2", "--max-steps", "6", "--embed-dim", "4", "--batch-size", "16384", "--no-progress",
+                 "--save-dir", str(tmp_path / "ck"), "--tensorboard", str(tmp_path / "tb")]) == 0  # fmt: skip
+    folder = tmp_path / "tb" / "synthetic_mmoe" / "run-1"
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss_click", "train/loss_conversion", "valid/auc_click", "valid/logloss_conversion"} <= tags
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 7))
+    assert [e.step for e in events.Scalars("valid/auc_click")] == [1, 2]

@@ -50,6 +50,35 @@ def normalise(key: str) -> str:
     return key.lstrip("-").replace("-", "_")
 
 
+def inverted_flags() -> dict[str, str]:
+    """Keys named after a ``--no-X`` flag (``no_progress``) -> the setting they negate (``progress``)."""
+    import dataclasses
+
+    from mtreclib.config.settings import meta_of
+
+    found = {}
+    for section in SECTIONS:
+        for field in dataclasses.fields(section):
+            flag = meta_of(field).flag
+            if flag and flag.startswith("--no-"):
+                found[normalise(flag)] = field.name
+    return found
+
+
+def _uninvert(values: dict[str, Any]) -> dict[str, Any]:
+    """``no_progress: true`` (a flag's name in a config file) as ``progress: false``."""
+    from mtreclib.config.settings import coerce
+
+    inverted = inverted_flags()
+    result = {}
+    for key, value in values.items():
+        if key in inverted:
+            result[inverted[key]] = not coerce(value, bool, key)
+        else:
+            result[key] = value
+    return result
+
+
 def resolve(values: dict[str, Any], *, sources: dict[str, str] | None = None, strict: bool = True) -> ExperimentConfig:
     """The ``ExperimentConfig`` of flat ``values`` over the defaults.
 
@@ -58,8 +87,9 @@ def resolve(values: dict[str, Any], *, sources: dict[str, str] | None = None, st
     is an error (``mtrec train``); otherwise it is dropped (``mtrec benchmark`` and
     ``ExperimentConfig.replace`` apply shared settings to the models that take them).
     """
-    values = {normalise(key): value for key, value in values.items()}
-    sources = {normalise(key): where for key, where in (sources or {}).items()}
+    values = _uninvert({normalise(key): value for key, value in values.items()})
+    inverted = inverted_flags()
+    sources = {inverted.get(normalise(key), normalise(key)): where for key, where in (sources or {}).items()}
     try:
         return _resolve(values, strict)
     except ConfigError as error:
