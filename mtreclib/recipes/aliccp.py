@@ -17,7 +17,7 @@ Ma et al., "Entire Space Multi-Task Model", SIGIR 2018; https://tianchi.aliyun.c
   fields come from the skeleton line's common-features line.
 
 Memory: one split's common features are held (aliccp_common: about 3 GB at full size); skeleton
-lines go through in pieces of ``CHUNK_BYTES`` of text, written as row groups of at most
+lines go through in pieces of ``PIECE_BYTES`` (8 MB) of text, written as row groups of at most
 ``ROW_GROUP_ROWS`` rows and about ``ROW_GROUP_VALUES`` list values, so memory does not grow with
 the number of samples. Every user feature is repeated on each of its ~58 samples: the output
 holds about 500 user features a row at full size (see docs/recipes/aliccp.md).
@@ -40,10 +40,10 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm.auto import tqdm
 
-from mtreclib.data.csvchunks import CHUNK_BYTES, Dialect, line_pieces, parse_piece, prefetch
+from mtreclib.data.csvchunks import Dialect, line_pieces, parse_piece, prefetch
 from mtreclib.errors import DataError
 from mtreclib.recipes import register_recipe
-from mtreclib.recipes.aliccp_common import read_common
+from mtreclib.recipes.aliccp_common import PIECE_BYTES, read_common
 from mtreclib.recipes.aliccp_features import FIELDS, SAMPLE, Field, FieldValues, parse_features, parse_keys, weight_column
 from mtreclib.recipes.aliccp_files import DATASET_PAGE, SPLITS, RawFile, find_raw_files
 
@@ -149,9 +149,12 @@ class _BackgroundWriter:
     def __init__(self, path: Path, schema: pa.Schema, depth: int = 2):
         # zstd level 3, not Arrow's default 1: consecutive rows repeat the same user lists (a few
         # KB each), which level 3 finds and level 1 mostly misses (files ~4x smaller, no slower).
-        # Dictionary pages only for the single-valued columns; list values rarely repeat in a page.
+        # Dictionary pages and min/max statistics only for the single-valued columns: list values
+        # rarely repeat within a page, and their statistics cost ~15% of the writing for nothing.
         single = [f.name for f in schema if not pa.types.is_list(f.type)]
-        self._writer = pq.ParquetWriter(str(path), schema, compression="zstd", compression_level=3, use_dictionary=single)
+        self._writer = pq.ParquetWriter(
+            str(path), schema, compression="zstd", compression_level=3, use_dictionary=single, write_statistics=single
+        )
         self._depth = depth
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtrec-parquet")
         self._pending: deque[Future] = deque()
@@ -226,7 +229,7 @@ def _batches(volume: np.ndarray) -> list[tuple[int, int]]:
     return ranges
 
 
-def convert_split(skeleton: RawFile, common: RawFile, output: Path, *, chunk_bytes: int = CHUNK_BYTES, progress: bool = True) -> SplitReport:
+def convert_split(skeleton: RawFile, common: RawFile, output: Path, *, chunk_bytes: int = PIECE_BYTES, progress: bool = True) -> SplitReport:
     """Join ``skeleton`` to ``common`` into the Parquet file ``output``, streaming the skeleton.
 
     ``output`` is written as given: the caller writes to a temporary name and renames.
@@ -287,7 +290,7 @@ def convert_split(skeleton: RawFile, common: RawFile, output: Path, *, chunk_byt
     return report
 
 
-def preprocess(data_dir: str | Path, name: str = NAME, *, chunk_bytes: int = CHUNK_BYTES, progress: bool = True) -> dict[str, SplitReport]:
+def preprocess(data_dir: str | Path, name: str = NAME, *, chunk_bytes: int = PIECE_BYTES, progress: bool = True) -> dict[str, SplitReport]:
     """Convert the Ali-CCP download under ``data_dir`` to ``data_dir/<name>/`` (train, test, spec).
 
     Everything is written into a hidden temporary folder inside ``data_dir/<name>/`` (which may

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from mtreclib.data.csvchunks import CHUNK_BYTES, Dialect, line_pieces, parse_piece, prefetch
+from mtreclib.data.csvchunks import Dialect, line_pieces, parse_piece, prefetch
 from mtreclib.errors import DataError
 from mtreclib.recipes.aliccp_features import COMMON, FIELDS, FieldValues, parse_features, parse_keys
 from mtreclib.recipes.aliccp_files import RawFile
@@ -25,6 +25,9 @@ COLUMNS = ("common_feature_index", "feature_count", "feature_list")
 TYPES = {"common_feature_index": pa.string(), "feature_count": pa.int64(), "feature_list": pa.string()}
 DIALECT = Dialect(",", quoted=False)
 USER_FIELDS = tuple(field for field in FIELDS if field.side == COMMON)
+# Parsing expands a piece of text ~14-fold while it works (each feature is split into three
+# strings, then numbers), so both files go in pieces of 8 MB rather than csvchunks' 32 MB.
+PIECE_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class CommonTable:
         return out
 
 
-def read_common(source: RawFile, *, chunk_bytes: int = CHUNK_BYTES) -> tuple[CommonTable, int]:
+def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES) -> tuple[CommonTable, int]:
     """The common-features file, checked line by line, ready for lookups; and its size in bytes."""
     keys, per_field = [], {field.name: [] for field in USER_FIELDS}
     with source.open() as (stream, size), contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))) as pieces:
