@@ -255,6 +255,10 @@ BAD_TEXT = {
         skeleton_name("train"), 6, _feature(0, lambda f: re.sub("\x02\\d+", "\x0212a", f)),
         SKELETON_TRAIN + ", line 6, column feature_list:", "feature 1 of the list", "expected an integer feature id, found '12a'",
     ),
+    "an id with an underscore": (
+        skeleton_name("train"), 6, _feature(3, lambda f: re.sub("\x02(\\d)", "\x021_", f)),
+        SKELETON_TRAIN + ", line 6, column feature_list:", "feature 4 of the list", "expected an integer feature id, found '1_",
+    ),
     "a value that is no number": (
         skeleton_name("train"), 8, _feature(2, lambda f: re.sub("\x03.*", "\x03one", f)),
         SKELETON_TRAIN + ", line 8, column feature_list:", "feature 3 of the list", "expected a number, found 'one'",

@@ -235,7 +235,7 @@ def convert_split(skeleton: RawFile, common: RawFile, output: Path, *, chunk_byt
     ``output`` is written as given: the caller writes to a temporary name and renames.
     """
     start = time.perf_counter()
-    users, common_size = read_common(common, chunk_bytes=chunk_bytes)
+    users, common_size = read_common(common, chunk_bytes=chunk_bytes, progress=progress)
     report = SplitReport(common_rows=users.rows, common_features=users.features, common_bytes=users.nbytes, raw_bytes=common_size)
     referenced = np.zeros(users.rows, dtype=bool)
     sample_fields = [field for field in FIELDS if field.side == SAMPLE]
@@ -303,6 +303,7 @@ def preprocess(data_dir: str | Path, name: str = NAME, *, chunk_bytes: int = PIE
     temporary = folder / f".{name}.tmp-{os.getpid()}"
     reports = {}
     try:
+        shutil.rmtree(temporary, ignore_errors=True)  # left by a killed run of a process with our pid
         temporary.mkdir(parents=True)
         for split in SPLITS:
             reports[split] = convert_split(

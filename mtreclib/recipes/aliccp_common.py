@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from tqdm.auto import tqdm
 
 from mtreclib.data.csvchunks import Dialect, line_pieces, parse_piece, prefetch
 from mtreclib.errors import DataError
@@ -77,10 +78,13 @@ class CommonTable:
         return out
 
 
-def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES) -> tuple[CommonTable, int]:
+def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES, progress: bool = True) -> tuple[CommonTable, int]:
     """The common-features file, checked line by line, ready for lookups; and its size in bytes."""
     keys, per_field = [], {field.name: [] for field in USER_FIELDS}
-    with source.open() as (stream, size), contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))) as pieces:
+    with contextlib.ExitStack() as stack:
+        stream, size = stack.enter_context(source.open())
+        pieces = stack.enter_context(contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))))
+        bar = stack.enter_context(tqdm(total=size, unit="B", unit_scale=True, desc=source.csv_name, disable=None if progress else True, leave=False))
         for piece in pieces:
             data = parse_piece(source.name, piece, COLUMNS, TYPES, dialect=DIALECT, nullable=("feature_list",))
             keys.append(parse_keys(source.name, piece.first_line, data.column("common_feature_index")))
@@ -89,6 +93,7 @@ def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES) -> tuple[Com
             for name, values in parse_features(source.name, piece.first_line, lists, counts, COMMON).items():
                 per_field[name].append(values)
             del data, lists
+            bar.update(piece.data.nbytes)
     if not keys:
         raise DataError(source.name, f"the file is empty; expected lines of {len(COLUMNS)} values ({', '.join(COLUMNS)})")
     key = np.concatenate(keys)

@@ -121,13 +121,21 @@ def _as_numbers(texts: pa.Array, kind: pa.DataType, locator: _Locator, what: str
     try:
         return pc.cast(texts, kind).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
-        convert = int if pa.types.is_integer(kind) else float
-        for index, text in enumerate(texts.to_pylist()):
-            try:
-                convert(text)
-            except ValueError:
-                raise locator.error(index, f"expected {what}, found {text!r}") from None
-        raise  # Arrow rejected what Python accepts: report Arrow's reason
+        index = _first_rejected(texts, kind)
+        raise locator.error(index, f"expected {what}, found {texts[index].as_py()!r}") from None
+
+
+def _first_rejected(texts: pa.Array, kind: pa.DataType) -> int:
+    """The first of ``texts`` that Arrow's cast rejects (by halving: a few casts of zero-copy slices)."""
+    low, high = 0, len(texts)  # the first rejected one is in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            pc.cast(texts.slice(low, middle - low), kind)
+            low = middle
+        except pa.ArrowInvalid:
+            high = middle
+    return low
 
 
 def _split_pairs(texts: pa.Array, separator: str, locator: _Locator, expected: str) -> tuple[pa.Array, pa.Array]:
