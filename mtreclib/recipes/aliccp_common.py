@@ -78,9 +78,23 @@ class CommonTable:
         return out
 
 
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """``parts`` concatenated, each freed once copied (``parts`` ends empty): the peak is the
+    result plus one part, where ``np.concatenate`` would hold all parts and the result."""
+    out = np.empty(sum(len(part) for part in parts), dtype=parts[0].dtype)
+    at = 0
+    parts.reverse()
+    while parts:
+        part = parts.pop()
+        out[at : at + len(part)] = part
+        at += len(part)
+    return out
+
+
 def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES, progress: bool = True) -> tuple[CommonTable, int]:
     """The common-features file, checked line by line, ready for lookups; and its size in bytes."""
-    keys, per_field = [], {field.name: [] for field in USER_FIELDS}
+    keys = []
+    per_field = {field.name: ([], [], []) for field in USER_FIELDS}  # counts, ids, weights of each piece
     with contextlib.ExitStack() as stack:
         stream, size = stack.enter_context(source.open())
         pieces = stack.enter_context(contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))))
@@ -91,22 +105,16 @@ def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES, progress: bo
             counts = data.column("feature_count").to_numpy()
             lists = data.column("feature_list").combine_chunks()
             for name, values in parse_features(source.name, piece.first_line, lists, counts, COMMON).items():
-                per_field[name].append(values)
+                for parts, array in zip(per_field[name], (values.counts.astype(np.int32), values.ids, values.weights)):
+                    parts.append(array)
             del data, lists
             bar.update(piece.data.nbytes)
     if not keys:
         raise DataError(source.name, f"the file is empty; expected lines of {len(COLUMNS)} values ({', '.join(COLUMNS)})")
-    key = np.concatenate(keys)
-    del keys
+    key = _joined(keys)
     fields, offsets = {}, {}
-    for name in list(per_field):
-        pieces_of_field = per_field.pop(name)  # concatenated one field at a time: a small transient
-        fields[name] = FieldValues(
-            np.concatenate([p.counts for p in pieces_of_field]).astype(np.int32),
-            np.concatenate([p.ids for p in pieces_of_field]),
-            np.concatenate([p.weights for p in pieces_of_field]),
-        )
-        del pieces_of_field
+    for name, (counts, ids, weights) in per_field.items():
+        fields[name] = FieldValues(_joined(counts), _joined(ids), _joined(weights))
         offsets[name] = np.concatenate([[0], np.cumsum(fields[name].counts, dtype=np.int64)])
     order = np.argsort(key, kind="stable")
     sorted_keys = key[order]
