@@ -234,7 +234,9 @@ COMMON_TEST = "sample_test.tar.gz > common_features_test.csv"
 BAD_TEXT = {
     # case: (file, line, edit, where, message)
     "a missing value": (skeleton_name("train"), 7, _columns(lambda v: v.pop(2)), SKELETON_TRAIN + ", line 7:", "expected 6 values, found 5"),
-    "a click that is no integer": (skeleton_name("train"), 3, _set(1, "x"), SKELETON_TRAIN + ", line 3, column click:", "expected an integer, found 'x'"),
+    "a click that is no integer": (
+        skeleton_name("train"), 3, _set(1, "x"), SKELETON_TRAIN + ", line 3, column click:", "expected an integer, found 'x'",
+    ),
     "a click label 2": (skeleton_name("train"), 11, _set(1, "2"), SKELETON_TRAIN + ", line 11, column click:", "expected a label 0 or 1, found 2"),
     "a conversion without a click": (
         skeleton_name("train"), 20, lambda line: re.sub(r"^(\d+),\d,\d,", r"\1,0,1,", line),
@@ -304,7 +306,9 @@ BAD_TEXT = {
         common_name("test"), 3, _feature(0, lambda f: re.sub("\x02\\d+", "\x02-5", f)),
         COMMON_TEST + ", line 3, column feature_list:", "expected a feature id in 0..",
     ),
-    "a missing feature count": (common_name("test"), 4, _set(1, ""), COMMON_TEST + ", line 4, column feature_count:", "missing value; expected an integer"),
+    "a missing feature count": (
+        common_name("test"), 4, _set(1, ""), COMMON_TEST + ", line 4, column feature_count:", "missing value; expected an integer",
+    ),
     "a repeated common index": (
         common_name("test"), CONFIG.common_rows + 1, lambda line: None,  # replaced below: a copy of line 2
         COMMON_TEST + f", line {CONFIG.common_rows + 1}, column common_feature_index:", "has a second line (the first is line 2)",
@@ -379,6 +383,7 @@ def test_an_archive_without_the_file_is_an_error(tmp_path, files):
 
 
 def test_a_missing_download_names_the_file_the_places_looked_and_the_page(tmp_path):
-    with pytest.raises(UserError, match=r"sample_skeleton_train.csv not found \(looked for .*sample_train.tar.gz\); download sample_train.tar.gz from https://tianchi.aliyun.com/dataset/408"):
+    expected = r"sample_skeleton_train.csv not found \(looked for .*sample_train.tar.gz\); download sample_train.tar.gz from https://tianchi"
+    with pytest.raises(UserError, match=expected + r".aliyun.com/dataset/408"):
         preprocess(tmp_path, progress=False)
     assert not (tmp_path / "AliCCP").exists()

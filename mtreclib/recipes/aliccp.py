@@ -30,6 +30,7 @@ import os
 import shutil
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,8 @@ from tqdm.auto import tqdm
 from mtreclib.data.csvchunks import Dialect, line_pieces, parse_piece, prefetch
 from mtreclib.errors import DataError
 from mtreclib.recipes import register_recipe
-from mtreclib.recipes.aliccp_common import PIECE_BYTES, read_common
-from mtreclib.recipes.aliccp_features import FIELDS, SAMPLE, Field, FieldValues, parse_features, parse_keys, weight_column
+from mtreclib.recipes.aliccp_common import PIECE_BYTES, CommonTable, read_common
+from mtreclib.recipes.aliccp_features import COMMON, FIELDS, SAMPLE, Field, FieldValues, parse_features, parse_keys, weight_column
 from mtreclib.recipes.aliccp_files import DATASET_PAGE, SPLITS, RawFile, find_raw_files
 
 NAME = "AliCCP"
@@ -78,6 +79,9 @@ def output_schema() -> pa.Schema:
         else:
             columns.append(pa.field(field.name, pa.int64()))
     return pa.schema(columns)
+
+
+SCHEMA = output_schema()
 
 
 def dataset_spec(name: str = NAME) -> dict:
@@ -229,6 +233,36 @@ def _batches(volume: np.ndarray) -> list[tuple[int, int]]:
     return ranges
 
 
+def _joined(
+    users: CommonTable,
+    rows: np.ndarray,
+    items: dict[str, FieldValues],
+    sample_id: np.ndarray,
+    keys: np.ndarray,
+    click: np.ndarray,
+    conversion: np.ndarray,
+) -> Iterator[pa.Table]:
+    """Output tables of a piece's n lines, each joined to its common line ``rows[i]``, a row group each.
+
+    ``items`` holds the lines' own fields; ``sample_id``, ``keys``, ``click`` and ``conversion`` are (n,).
+    """
+    item_offsets = {name: _offsets(values.counts) for name, values in items.items()}
+    # The list values each line brings, its user's and its own: row groups are cut by them.
+    volume = sum(users.fields[f.name].counts[rows] if f.side == COMMON else items[f.name].counts for f in FIELDS if f.multi)
+    for first, stop in _batches(volume):
+        joined = users.take(rows[first:stop])
+        arrays = [
+            pa.array(sample_id[first:stop]),
+            pa.array(keys[first:stop].view(np.int64)),
+            pa.array(click[first:stop].astype(np.int8)),
+            pa.array(conversion[first:stop].astype(np.int8)),
+        ]
+        for field in FIELDS:
+            values = joined[field.name] if field.name in joined else _slice(items[field.name], first, stop, item_offsets[field.name])
+            arrays += _columns(field, values)
+        yield pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
 def convert_split(skeleton: RawFile, common: RawFile, output: Path, *, chunk_bytes: int = PIECE_BYTES, progress: bool = True) -> SplitReport:
     """Join ``skeleton`` to ``common`` into the Parquet file ``output``, streaming the skeleton.
 
@@ -238,13 +272,14 @@ def convert_split(skeleton: RawFile, common: RawFile, output: Path, *, chunk_byt
     users, common_size = read_common(common, chunk_bytes=chunk_bytes, progress=progress)
     report = SplitReport(common_rows=users.rows, common_features=users.features, common_bytes=users.nbytes, raw_bytes=common_size)
     referenced = np.zeros(users.rows, dtype=bool)
-    sample_fields = [field for field in FIELDS if field.side == SAMPLE]
     with contextlib.ExitStack() as stack:
         stream, size = stack.enter_context(skeleton.open())
         report.raw_bytes += size
         pieces = stack.enter_context(contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))))
-        writer = stack.enter_context(_BackgroundWriter(output, output_schema()))
-        bar = stack.enter_context(tqdm(total=size, unit="B", unit_scale=True, desc=skeleton.csv_name, disable=None if progress else True, leave=False))
+        writer = stack.enter_context(_BackgroundWriter(output, SCHEMA))
+        bar = stack.enter_context(
+            tqdm(total=size, unit="B", unit_scale=True, desc=skeleton.csv_name, disable=None if progress else True, leave=False)
+        )
         for piece in pieces:
             data = parse_piece(skeleton.name, piece, SKELETON_COLUMNS, SKELETON_TYPES, dialect=DIALECT, nullable=("feature_list",))
             click, conversion = data.column("click").to_numpy(), data.column("conversion").to_numpy()
@@ -262,22 +297,8 @@ def convert_split(skeleton: RawFile, common: RawFile, output: Path, *, chunk_byt
             referenced[rows] = True
             lists = data.column("feature_list").combine_chunks()
             items = parse_features(skeleton.name, piece.first_line, lists, data.column("feature_count").to_numpy(), SAMPLE)
-            item_offsets = {name: _offsets(values.counts) for name, values in items.items()}
-            volume = sum(users.fields[f.name].counts[rows] for f in FIELDS if f.multi and f.name in users.fields)
-            volume = volume + sum(items[f.name].counts for f in sample_fields if f.multi)
-            sample_id = data.column("sample_id").to_numpy()
-            for first, stop in _batches(volume):
-                joined = users.take(rows[first:stop])
-                arrays = [
-                    pa.array(sample_id[first:stop]),
-                    pa.array(keys[first:stop].view(np.int64)),
-                    pa.array(click[first:stop].astype(np.int8)),
-                    pa.array(conversion[first:stop].astype(np.int8)),
-                ]
-                for field in FIELDS:
-                    values = joined[field.name] if field.name in joined else _slice(items[field.name], first, stop, item_offsets[field.name])
-                    arrays += _columns(field, values)
-                writer.write(pa.Table.from_arrays(arrays, schema=output_schema()))
+            for table in _joined(users, rows, items, data.column("sample_id").to_numpy(), keys, click, conversion):
+                writer.write(table)
                 report.row_groups += 1
             report.rows += len(click)
             report.clicks += int(click.sum())

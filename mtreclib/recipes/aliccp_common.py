@@ -98,7 +98,9 @@ def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES, progress: bo
     with contextlib.ExitStack() as stack:
         stream, size = stack.enter_context(source.open())
         pieces = stack.enter_context(contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))))
-        bar = stack.enter_context(tqdm(total=size, unit="B", unit_scale=True, desc=source.csv_name, disable=None if progress else True, leave=False))
+        bar = stack.enter_context(
+            tqdm(total=size, unit="B", unit_scale=True, desc=source.csv_name, disable=None if progress else True, leave=False)
+        )
         for piece in pieces:
             data = parse_piece(source.name, piece, COLUMNS, TYPES, dialect=DIALECT, nullable=("feature_list",))
             keys.append(parse_keys(source.name, piece.first_line, data.column("common_feature_index")))

@@ -292,13 +292,15 @@ def generate_download(data_dir: str | Path, config: AliCCPConfig, *, layout: str
     for split in SPLITS:
         keys = common_keys(config, split)
         if layout == "unpacked":
-            for name, blocks in ((common_name(split), common_blocks(config, split, keys)), (skeleton_name(split), skeleton_blocks(config, split, keys))):
+            files = {common_name(split): common_blocks(config, split, keys), skeleton_name(split): skeleton_blocks(config, split, keys)}
+            for name, blocks in files.items():
                 with open(target / name, "wb") as sink:
                     for block in blocks:
                         sink.write(block)
             continue
         with tarfile.open(target / archive_name(split), "w:gz", compresslevel=compresslevel) as archive:
-            for name, blocks in ((skeleton_name(split), skeleton_blocks(config, split, keys)), (common_name(split), common_blocks(config, split, keys))):
+            files = {skeleton_name(split): skeleton_blocks(config, split, keys), common_name(split): common_blocks(config, split, keys)}
+            for name, blocks in files.items():
                 with _spooled(target, name) as spool:
                     for block in blocks:
                         spool.write(block)
