@@ -1,0 +1,124 @@
+"""Speed and peak memory of the Ali-CCP recipe (`mtrec preprocess --dataset AliCCP`) as samples grow.
+
+For each size N, a raw download is generated in the real layout (tests/generators/aliccp.py):
+``sample_train.tar.gz`` and ``sample_test.tar.gz`` (gzip level 1, to save generation time), N
+training samples and N/10 test samples, and per split a pool of ``--common-rows`` common-feature
+lines whatever N, so that growth in N is growth in samples only and a flat peak memory means the
+recipe streams. Each behaviour list has ``--history`` features on average: 125 makes about 500
+user features a common line, as in the real files (8 GB of text for 730,599 lines). Then the
+recipe runs alone in a fresh process (`run` of mtreclib.recipes.aliccp, what `mtrec preprocess
+--dataset AliCCP` calls), and a second process that only imports it gives the memory floor (the
+library's imports, torch included).
+
+Figures: wall seconds and CPU seconds (user + system, all threads), samples per second (both
+splits), MB/s of uncompressed CSV, peak RSS, the memory the common-features table takes, and the
+Parquet output's size.
+
+    .venv/bin/python benchmarks/recipe_aliccp.py --work /tmp/bench-aliccp --rows 1000000 10000000
+
+At 10M samples the generated download is ~2 GB and needs ~4 GB more while it is packed; the
+Parquet output is ~1.5 GB. The full dataset has 42.3M training samples (and 43M test samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from _measure import ROOT, measure, python, save
+
+sys.path.insert(0, str(ROOT / "tests"))
+from generators.aliccp import SPLITS, AliCCPConfig, archive_name, generate_download  # noqa: E402
+
+RUN = (
+    "import sys; from pathlib import Path; from mtreclib.recipes.aliccp import run\n"
+    "print('\\n'.join(run(Path(sys.argv[1]), 'AliCCP', progress=False)))"
+)
+
+
+def csv_bytes(folder: Path) -> int:
+    """Uncompressed size of the CSVs in the two archives."""
+    total = 0
+    for split in SPLITS:
+        with tarfile.open(folder / archive_name(split), "r:gz") as archive:
+            total += sum(member.size for member in archive.getmembers())
+    return total
+
+
+def one_size(work: Path, config: AliCCPConfig, reuse: bool) -> dict:
+    folder = work / f"aliccp_{config.train_samples}"
+    generated = None
+    if not (reuse and all((folder / archive_name(split)).is_file() for split in SPLITS)):
+        shutil.rmtree(folder, ignore_errors=True)
+        start = time.perf_counter()
+        generate_download(folder, config, compresslevel=1)
+        generated = round(time.perf_counter() - start, 1)
+    shutil.rmtree(folder / "AliCCP", ignore_errors=True)
+    raw = csv_bytes(folder)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = measure(python("-c", RUN, str(folder)))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU time of the measured process (its trampoline waits for it, so it counts as our child's):
+    # a figure that a busy shared machine distorts less than wall time.
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    held = re.search(r"held \(([\d,]+) features, ([\d,]+) MB\)", run.stdout)
+    samples = config.train_samples + config.test_samples
+    output = folder / "AliCCP"
+    return {
+        "train_samples": config.train_samples,
+        "test_samples": config.test_samples,
+        "common_rows_per_split": config.common_rows,
+        "history_mean": config.history_mean,
+        "generate_seconds": generated,
+        "archives_mb": round(sum((folder / archive_name(s)).stat().st_size for s in SPLITS) / 1e6, 1),
+        "raw_csv_mb": round(raw / 1e6, 1),
+        "seconds": round(run.seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "samples_per_second": round(samples / run.seconds),
+        "raw_mb_per_second": round(raw / 1e6 / run.seconds, 1),
+        "peak_rss_mb": round(run.peak_rss_mb),
+        "train_common_features": int(held.group(1).replace(",", "")) if held else None,
+        "train_common_table_mb": int(held.group(2).replace(",", "")) if held else None,
+        "parquet_mb": round(sum(p.stat().st_size for p in output.glob("*.parquet")) / 1e6, 1),
+        "summary": run.stdout.strip().splitlines(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", required=True, help="scratch folder (several GB at 10M samples)")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="training samples")
+    parser.add_argument("--common-rows", type=int, default=100_000, help="common-feature lines per split, for every size")
+    parser.add_argument("--history", type=float, default=125.0, help="mean features of each behaviour list")
+    parser.add_argument("--reuse", action="store_true", help="keep downloads already generated in WORK")
+    parser.add_argument("--clean", action="store_true", help="delete the generated files afterwards")
+    parser.add_argument("--out", help="write the figures as JSON here too")
+    args = parser.parse_args()
+    work = Path(args.work)
+    floor = measure(python("-c", "import mtreclib.recipes.aliccp"))
+    results = []
+    for rows in args.rows:
+        config = AliCCPConfig(
+            train_samples=rows,
+            test_samples=rows // 10,
+            common_rows=args.common_rows,
+            history_mean=args.history,
+            run_length=20.0,
+            click_rate=0.04,
+            conversion_rate=0.25,
+        )
+        results.append(one_size(work, config, args.reuse))
+        print({k: v for k, v in results[-1].items() if k != "summary"}, flush=True)
+    if args.clean:
+        shutil.rmtree(work, ignore_errors=True)
+    save(args.out, {"benchmark": "recipe_aliccp", "import_peak_rss_mb": round(floor.peak_rss_mb), "results": results})
+
+
+if __name__ == "__main__":
+    main()

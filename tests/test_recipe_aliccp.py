@@ -1,0 +1,389 @@
+"""The Ali-CCP recipe: generator-made downloads to Parquet rows checked value by value; the spec; bad input."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from generators.aliccp import AliCCPConfig, archive_name, common_name, raw_texts, skeleton_name, write_download
+from mtreclib.errors import DataError, UserError
+from mtreclib.recipes import find_recipe
+from mtreclib.recipes import aliccp
+from mtreclib.recipes.aliccp import preprocess, run
+
+CONFIG = AliCCPConfig(train_samples=400, test_samples=150, common_rows=40, history_mean=3.0, seed=3)
+
+# The ESMM paper's fields, written out here independently of the recipe.
+SINGLE = ["101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206", "207", "216", "301"]
+MULTI = ["109_14", "110_14", "127_14", "150_14", "210", "508", "509", "702", "853"]
+USER = {"101", "121", "122", "124", "125", "126", "127", "128", "129", "109_14", "110_14", "127_14", "150_14"}
+ITEM = {"205", "206", "207", "210", "216"}
+
+
+def features_of(text: str) -> list[tuple[str, int, float]]:
+    """A feature list as (field, id, value), by plain string splitting."""
+    out = []
+    for feature in text.split("\x01") if text else []:
+        field, rest = feature.split("\x02")
+        ident, value = rest.split("\x03")
+        out.append((field, int(ident), float(value)))
+    return out
+
+
+def expected_rows(files: dict[str, bytes], split: str) -> list[dict]:
+    """Output rows by a per-line join of the raw text: skeleton order, each with its common line."""
+    common = {}
+    for line in files[common_name(split)].decode().splitlines():
+        key, _, text = line.split(",")
+        common[key] = features_of(text)
+    rows = []
+    for line in files[skeleton_name(split)].decode().splitlines():
+        sample_id, click, conversion, key, _, text = line.split(",")
+        features = common[key] + features_of(text)
+        number = int(key, 16)
+        row = {
+            "sample_id": int(sample_id),
+            "common_feature_index": number - (1 << 64) if number >= 1 << 63 else number,
+            "click": int(click),
+            "conversion": int(conversion),
+        }
+        for name in SINGLE:
+            row[name] = next((ident for field, ident, _ in features if field == name), None)
+        for name in MULTI:
+            row[name] = [ident for field, ident, _ in features if field == name]
+            row[f"{name}_weight"] = [float(np.float32(value)) for field, _, value in features if field == name]
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, bytes]:
+    return raw_texts(CONFIG)
+
+
+def read_split(data_dir: Path, split: str) -> list[dict]:
+    return pq.read_table(data_dir / "AliCCP" / f"{split}.parquet").to_pylist()
+
+
+def assert_no_output(data_dir: Path) -> None:
+    for folder in (data_dir, data_dir / "AliCCP"):
+        left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        assert not [n for n in left if n.endswith(".parquet") or n == "dataset.yaml" or ".tmp-" in n], left
+
+
+@pytest.mark.parametrize(
+    "layout, folder, skeleton_first",
+    [("packed", None, True), ("packed", "AliCCP", False), ("unpacked", "AliCCP", True), ("unpacked", None, True)],
+)
+def test_generated_download_converts_to_exactly_the_expected_rows(tmp_path, files, layout, folder, skeleton_first):
+    write_download(tmp_path, files, layout=layout, folder=folder, skeleton_first=skeleton_first)
+    reports = preprocess(tmp_path, progress=False, chunk_bytes=4096)  # many pieces per file
+    for split in ("train", "test"):
+        expected = expected_rows(files, split)
+        assert read_split(tmp_path, split) == expected  # every value, in skeleton order
+        report = reports[split]
+        assert report.rows == len(expected) and report.common_rows == CONFIG.common_rows
+        assert report.clicks == sum(r["click"] for r in expected) and report.conversions == sum(r["conversion"] for r in expected)
+    assert not [p for p in (tmp_path / "AliCCP").iterdir() if p.name.startswith(".")]
+
+
+def test_the_generator_exercises_missing_fields_runs_high_keys_and_both_labels(files):
+    rows = expected_rows(files, "train")
+    assert any(r["216"] is None for r in rows) and any(r["121"] is None for r in rows)
+    assert any(r["508"] == [] for r in rows) and any(len(r["210"]) > 1 for r in rows)
+    assert any(len(r["109_14"]) > 1 for r in rows) and any(r["109_14"] == [] for r in rows)
+    assert any(r["common_feature_index"] < 0 for r in rows) and any(r["common_feature_index"] > 0 for r in rows)
+    keys = [r["common_feature_index"] for r in rows]
+    assert sum(a == b for a, b in zip(keys, keys[1:])) > len(keys) / 2  # lines share a common row in runs
+    assert {(r["click"], r["conversion"]) for r in rows} == {(0, 0), (1, 0), (1, 1)}
+    assert raw_texts(CONFIG) == files  # deterministic
+
+
+def test_multi_valued_fields_keep_every_value_in_order_wherever_they_are_in_the_line(tmp_path):
+    """torch-rechub's preprocessing keeps only the last value of a field; every value must stay."""
+    key = "0123456789abcdef"
+    user = ["109_14\x02500\x031.5", "101\x027\x031.0", "109_14\x02300\x030.25", "110_14\x0211\x032.0", "109_14\x02500\x030.75"]
+    item = ["210\x0230\x031.0", "205\x0299\x031.0", "210\x0210\x031.0", "508\x021\x030.5", "210\x0230\x031.0"]
+    files = {
+        common_name("train"): f"{key},5,{chr(1).join(user)}\n".encode(),
+        skeleton_name("train"): f"1,1,1,{key},5,{chr(1).join(item)}\n2,0,0,{key},0,\n".encode(),
+        common_name("test"): f"{key},1,101\x027\x031.0\n".encode(),
+        skeleton_name("test"): f"1,0,0,{key},1,205\x0299\x031.0\n".encode(),
+    }
+    write_download(tmp_path, files)
+    preprocess(tmp_path, progress=False)
+    first, second = read_split(tmp_path, "train")
+    assert first["109_14"] == [500, 300, 500] and first["109_14_weight"] == [1.5, 0.25, 0.75]
+    assert first["210"] == [30, 10, 30] and first["210_weight"] == [1.0, 1.0, 1.0]
+    assert first["110_14"] == [11] and first["508_weight"] == [0.5] and first["127_14"] == [] and first["205"] == 99
+    assert second["109_14"] == first["109_14"] and second["210"] == [] and second["205"] is None and second["301"] is None
+
+
+def test_row_groups_are_cut_by_list_values_without_changing_the_rows(tmp_path, files, monkeypatch):
+    monkeypatch.setattr(aliccp, "ROW_GROUP_VALUES", 200)
+    write_download(tmp_path, files)
+    reports = preprocess(tmp_path, progress=False)
+    metadata = pq.ParquetFile(tmp_path / "AliCCP" / "train.parquet").metadata
+    assert metadata.num_row_groups == reports["train"].row_groups > 10
+    assert max(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)) < 30
+    assert read_split(tmp_path, "train") == expected_rows(files, "train")
+
+
+def test_the_spec_names_the_parquet_columns_with_their_roles_and_the_label_rule(tmp_path, files):
+    write_download(tmp_path, files)
+    lines = run(tmp_path, "AliCCP", progress=False)
+    assert find_recipe("AliCCP").run is run
+    clicks = sum(r["click"] for r in expected_rows(files, "train"))
+    assert lines[0].startswith(f"train: {CONFIG.train_samples:,} rows, click {clicks / CONFIG.train_samples:.2%}")
+    assert "next: mtrec train --dataset AliCCP" in lines[-1]
+    text = (tmp_path / "AliCCP" / "dataset.yaml").read_text()
+    assert text.startswith("# Ali-CCP") and "sample_train.tar.gz" in text
+    spec = yaml.safe_load(text)
+    assert set(spec) == {"name", "format", "train", "test", "categorical", "multi_valued", "numerical", "labels", "implies", "group"}
+    assert (spec["name"], spec["format"], spec["train"], spec["test"]) == ("AliCCP", "parquet", "train.parquet", "test.parquet")
+    assert spec["labels"] == ["click", "conversion"] and spec["implies"] == {"conversion": "click"}
+    assert spec["numerical"] == [] and spec["group"] == "common_feature_index"
+    assert [c["name"] for c in spec["categorical"]] == SINGLE
+    assert sorted(c["name"] for c in spec["multi_valued"]) == sorted(MULTI)
+    for entry in spec["categorical"] + spec["multi_valued"]:
+        expected_role = "user" if entry["name"] in USER else "item" if entry["name"] in ITEM else "context"
+        assert entry["role"] == expected_role, entry
+    for entry in spec["multi_valued"]:
+        assert entry["weights"] == f"{entry['name']}_weight" and entry["pooling"] == "sum"
+    for split in ("train", "test"):
+        schema = pq.read_schema(tmp_path / "AliCCP" / spec[split])
+        for entry in spec["categorical"]:
+            assert schema.field(entry["name"]).type == pa.int64()
+        for entry in spec["multi_valued"]:
+            assert schema.field(entry["name"]).type == pa.list_(pa.int64())
+            assert schema.field(entry["weights"]).type == pa.list_(pa.float32())
+        for label in spec["labels"]:
+            assert schema.field(label).type == pa.int8()
+        assert schema.field(spec["group"]).type == pa.int64()
+
+
+# The header of torch-rechub's processed Ali-CCP rows (../shared/data/samples/ali-ccp/train.csv, real
+# rows label-encoded to one value a field; D* are the last value's weight, min-max scaled).
+REAL_SAMPLE_HEADER = (
+    "click,purchase,101,121,122,124,125,126,127,128,129,205,206,207,210,216,508,509,702,853,301,"
+    "109_14,110_14,127_14,150_14,D109_14,D110_14,D127_14,D150_14,D508,D509,D702,D853"
+)
+
+
+def test_the_fields_are_those_of_the_real_processed_sample():
+    header = REAL_SAMPLE_HEADER.split(",")
+    fields = [name for name in header if name not in ("click", "purchase") and not name.startswith("D")]
+    assert sorted(f.name for f in aliccp.FIELDS) == sorted(fields) == sorted(SINGLE + MULTI)
+    weighted = {f.name for f in aliccp.FIELDS if f.multi} - {"210"}  # 210's values are all 1
+    assert {name[1:] for name in header if name.startswith("D")} == weighted
+
+
+def _edit(text: bytes, line: int, change) -> bytes:
+    """``text`` with its 1-based ``line`` replaced by ``change(line_text)``."""
+    lines = text.decode().split("\n")
+    lines[line - 1] = change(lines[line - 1])
+    return "\n".join(lines).encode()
+
+
+def _columns(change_columns):
+    """A line edit that changes the list of comma-separated values."""
+
+    def change(line: str) -> str:
+        values = line.split(",")
+        change_columns(values)
+        return ",".join(values)
+
+    return change
+
+
+def _feature(index: int, change_feature):
+    """A line edit that changes feature ``index`` (0-based) of the line's list (its last value)."""
+
+    def change(values: list[str]) -> None:
+        features = values[-1].split("\x01")
+        features[index] = change_feature(features[index])
+        values[-1] = "\x01".join(features)
+
+    return _columns(change)
+
+
+def _set(position: int, value: str):
+    def change(values: list[str]) -> None:
+        values[position] = value
+
+    return _columns(change)
+
+
+def _add_feature(text: str):
+    def change(values: list[str]) -> None:
+        values[-1] += "\x01" + text
+        values[-2] = str(int(values[-2]) + 1)
+
+    return _columns(change)
+
+
+SKELETON_TRAIN = "sample_train.tar.gz > sample_skeleton_train.csv"
+COMMON_TEST = "sample_test.tar.gz > common_features_test.csv"
+BAD_TEXT = {
+    # case: (file, line, edit, where, message)
+    "a missing value": (skeleton_name("train"), 7, _columns(lambda v: v.pop(2)), SKELETON_TRAIN + ", line 7:", "expected 6 values, found 5"),
+    "a click that is no integer": (
+        skeleton_name("train"), 3, _set(1, "x"), SKELETON_TRAIN + ", line 3, column click:", "expected an integer, found 'x'",
+    ),
+    "a click label 2": (skeleton_name("train"), 11, _set(1, "2"), SKELETON_TRAIN + ", line 11, column click:", "expected a label 0 or 1, found 2"),
+    "a conversion without a click": (
+        skeleton_name("train"), 20, lambda line: re.sub(r"^(\d+),\d,\d,", r"\1,0,1,", line),
+        SKELETON_TRAIN + ", line 20, column conversion:", "a conversion without a click",
+    ),
+    "a feature count that does not match": (
+        skeleton_name("train"), 9, _columns(lambda v: v.__setitem__(4, str(int(v[4]) + 1))),
+        SKELETON_TRAIN + ", line 9, column feature_count:", "features, its list holds",
+    ),
+    "a feature with the wrong separator": (
+        skeleton_name("train"), 4, _feature(1, lambda f: f.replace("\x03", "\x02")),
+        SKELETON_TRAIN + ", line 4, column feature_list:", "feature 2 of the list, '", "expected field\\x02id\\x03value",
+    ),
+    "an empty feature": (
+        skeleton_name("train"), 5, _add_feature(""), SKELETON_TRAIN + ", line 5, column feature_list:", "expected field\\x02id\\x03value",
+    ),
+    "a feature id that is no integer": (
+        skeleton_name("train"), 6, _feature(0, lambda f: re.sub("\x02\\d+", "\x0212a", f)),
+        SKELETON_TRAIN + ", line 6, column feature_list:", "feature 1 of the list", "expected an integer feature id, found '12a'",
+    ),
+    "an id with an underscore": (
+        skeleton_name("train"), 6, _feature(3, lambda f: re.sub("\x02(\\d)", "\x021_", f)),
+        SKELETON_TRAIN + ", line 6, column feature_list:", "feature 4 of the list", "expected an integer feature id, found '1_",
+    ),
+    "a value that is no number": (
+        skeleton_name("train"), 8, _feature(2, lambda f: re.sub("\x03.*", "\x03one", f)),
+        SKELETON_TRAIN + ", line 8, column feature_list:", "feature 3 of the list", "expected a number, found 'one'",
+    ),
+    "an infinite value": (
+        skeleton_name("train"), 8, _feature(0, lambda f: re.sub("\x03.*", "\x03inf", f)),
+        SKELETON_TRAIN + ", line 8, column feature_list:", "expected a finite value",
+    ),
+    "an unknown field": (
+        skeleton_name("train"), 12, _feature(2, lambda f: "999" + f[f.index("\x02"):]),
+        SKELETON_TRAIN + ", line 12, column feature_list:", "feature 3 of the list, '999\\x02", "unknown field",
+    ),
+    "a user field in the skeleton": (
+        skeleton_name("train"), 13, lambda line: line.replace("301\x02", "101\x02", 1),
+        SKELETON_TRAIN + ", line 13, column feature_list:", "field 101 (user id) belongs in the common features",
+    ),
+    "a single-valued field twice": (
+        skeleton_name("train"), 14, _add_feature("205\x021234\x031.0"),
+        SKELETON_TRAIN + ", line 14, column feature_list:", "field 205 (item id) has one feature a line; this line has 2",
+    ),
+    "a single-valued field with a weight": (
+        skeleton_name("train"), 15, lambda line: re.sub("205\x02(\\d+)\x031.0", "205\x02\\1\x030.5", line, count=1),
+        SKELETON_TRAIN + ", line 15, column feature_list:", "field 205 (item id) is one-hot; expected the value 1",
+    ),
+    "an index that is not hex": (
+        skeleton_name("train"), 16, _set(3, "zz23456789abcdef"),
+        SKELETON_TRAIN + ", line 16, column common_feature_index:", "expected 16 hex digits, found 'zz23456789abcdef'",
+    ),
+    "an index with no common line": (
+        skeleton_name("train"), 17, _set(3, "0000000000000000"),
+        SKELETON_TRAIN + ", line 17, column common_feature_index:", "common feature index 0000000000000000 has no line in",
+    ),
+    "an empty line": (skeleton_name("train"), 18, lambda line: "", SKELETON_TRAIN + ", line 18:", "an empty line; expected 6 values"),
+    "an item field in the common features": (
+        common_name("test"), 6, _feature(0, lambda f: "205" + f[f.index("\x02"):]),
+        COMMON_TEST + ", line 6, column feature_list:", "field 205 (item id) belongs in the sample skeleton",
+    ),
+    "a common feature id beyond 32 bits": (
+        common_name("test"), 2, _feature(1, lambda f: re.sub("\x02\\d+", "\x023000000000", f)),
+        COMMON_TEST + ", line 2, column feature_list:", "feature 2 of the list", "expected a feature id in 0..2147483647",
+    ),
+    "a negative feature id": (
+        common_name("test"), 3, _feature(0, lambda f: re.sub("\x02\\d+", "\x02-5", f)),
+        COMMON_TEST + ", line 3, column feature_list:", "expected a feature id in 0..",
+    ),
+    "a missing feature count": (
+        common_name("test"), 4, _set(1, ""), COMMON_TEST + ", line 4, column feature_count:", "missing value; expected an integer",
+    ),
+    "a repeated common index": (
+        common_name("test"), CONFIG.common_rows + 1, lambda line: None,  # replaced below: a copy of line 2
+        COMMON_TEST + f", line {CONFIG.common_rows + 1}, column common_feature_index:", "has a second line (the first is line 2)",
+    ),
+}  # fmt: skip
+
+
+def _bad_files(files: dict[str, bytes], case: str) -> dict[str, bytes]:
+    name, line, edit = BAD_TEXT[case][:3]
+    if case == "a repeated common index":
+        text = files[name]
+        return {**files, name: text + text.split(b"\n")[1] + b"\n"}
+    return {**files, name: _edit(files[name], line, edit)}
+
+
+@pytest.mark.parametrize("case", list(BAD_TEXT))
+def test_bad_raw_lines_stop_with_one_line_naming_file_line_and_column_and_write_nothing(tmp_path, files, case):
+    where, *messages = BAD_TEXT[case][3:]
+    write_download(tmp_path, _bad_files(files, case))
+    with pytest.raises(DataError) as error:
+        preprocess(tmp_path, progress=False, chunk_bytes=2048)
+    text = str(error.value)
+    assert "\n" not in text and text.startswith(str(tmp_path / where)), text
+    for message in messages:
+        assert message in text, text
+    assert_no_output(tmp_path)
+
+
+@pytest.mark.parametrize("name", [skeleton_name("train"), common_name("test")])
+def test_an_empty_file_is_an_error(tmp_path, files, name):
+    write_download(tmp_path, {**files, name: b""}, layout="unpacked", folder="AliCCP")
+    with pytest.raises(DataError, match=rf"AliCCP/{name}: the file is empty; expected lines of \d values"):
+        preprocess(tmp_path, progress=False)
+    assert_no_output(tmp_path)
+
+
+def test_a_failed_run_leaves_an_earlier_output_untouched(tmp_path, files):
+    write_download(tmp_path, files)
+    preprocess(tmp_path, progress=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "AliCCP").iterdir()}
+    assert sorted(before) == ["dataset.yaml", "test.parquet", "train.parquet"]
+    write_download(tmp_path, _bad_files(files, "an index with no common line"))
+    with pytest.raises(DataError):
+        preprocess(tmp_path, progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "AliCCP").iterdir()} == before
+
+
+def test_a_truncated_archive_is_an_error(tmp_path, files):
+    write_download(tmp_path, files, skeleton_first=False)
+    archive = tmp_path / archive_name("train")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"sample_train.tar.gz( > \S+)?: (the archive is corrupt or truncated|cannot read the archive) .*complete\?"):
+        preprocess(tmp_path, progress=False)
+    assert_no_output(tmp_path)
+
+
+def test_a_file_that_is_no_archive_is_an_error(tmp_path, files):
+    write_download(tmp_path, files)
+    (tmp_path / archive_name("test")).write_bytes(b"PK\x03\x04 not a tar.gz" * 20)
+    with pytest.raises(DataError, match=r"sample_test.tar.gz: cannot read the archive \(not a gzip file\)"):
+        preprocess(tmp_path, progress=False)
+    assert_no_output(tmp_path)
+
+
+def test_an_archive_without_the_file_is_an_error(tmp_path, files):
+    write_download(tmp_path, files)
+    with tarfile.open(tmp_path / archive_name("train"), "w:gz") as archive:
+        archive.add(__file__, arcname="sample_train/readme.txt")
+    with pytest.raises(DataError, match=r"sample_train.tar.gz: holds no common_features_train.csv \(it holds sample_train/readme.txt\)"):
+        preprocess(tmp_path, progress=False)
+    assert_no_output(tmp_path)
+
+
+def test_a_missing_download_names_the_file_the_places_looked_and_the_page(tmp_path):
+    expected = r"sample_skeleton_train.csv not found \(looked for .*sample_train.tar.gz\); download sample_train.tar.gz from https://tianchi"
+    with pytest.raises(UserError, match=expected + r".aliyun.com/dataset/408"):
+        preprocess(tmp_path, progress=False)
+    assert not (tmp_path / "AliCCP").exists()
