@@ -372,3 +372,61 @@ def test_inspect_reports_rows_rates_vocabularies_and_test_oov_share(shop, tmp_pa
     assert tags["length_max"] == max(lengths) and math.isclose(tags["length_mean"], sum(lengths) / 500)
     assert tags["empty_share"] == sum(n == 0 for n in lengths) / 500
     assert "shop_id" in printed and "tags" in printed and "price" in printed
+
+
+def test_a_side_table_is_stored_once_and_joined_to_every_row_by_its_key(tmp_path):
+    from mtreclib.data.loader import BatchLoader
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    users = {"uid": [7, 3, 9], "history": [["a", "b", "a"], [], ["c"]], "history_weight": [[1.0, 2.0, 3.0], [], [0.5]]}
+    pq.write_table(pa.table(users), folder / "users_train.parquet")
+    pq.write_table(pa.table({"uid": [3, 9, 5], "history": [["b"], ["c", "d"], ["a"]], "history_weight": [[1.0], [1.0, 1.0], [2.0]]}),
+                   folder / "users_test.parquet")  # fmt: skip
+    rows = {"uid": [9, 7, 7, 3, 9, 7], "item": ["x", "y", "x", "z", "y", "x"], "click": [1, 0, 1, 0, 0, 1]}
+    pq.write_table(pa.table(rows), folder / "train.parquet")
+    pq.write_table(pa.table({"uid": [5, 3], "item": ["x", "w"], "click": [1, 0]}), folder / "test.parquet")
+    (folder / "dataset.yaml").write_text(textwrap.dedent("""\
+        train: train.parquet
+        test: test.parquet
+        tables:
+          users: {key: uid, train: users_train.parquet, test: users_test.parquet}
+        categorical: [item]
+        multi_valued: [{name: history, table: users, weights: history_weight, pooling: sum, role: user}]
+        labels: [click]
+        """))
+    dataset = load_dataset("s", tmp_path)
+    bag = dataset.train.bags[0]
+    assert len(bag.values) == 4 and len(bag.offsets) == 4  # the side table's values once, not once per row
+    vocab = {"a": 1, "b": 2, "c": 3}  # each side-table row counted once, not once per row that refers to it
+
+    by_user = {u: [vocab.get(v, 0) for v in h] for u, h in zip(users["uid"], users["history"])}
+    lengths = bag.lengths()
+    for i, uid in enumerate(rows["uid"]):
+        r = bag.rows[i]
+        assert bag.values[bag.offsets[r] : bag.offsets[r + 1]].tolist() == by_user[uid] and lengths[i] == len(by_user[uid])
+    loader = BatchLoader(dataset.train.select(np.array([4, 1, 3])), 3)
+    batch = next(iter(loader))
+    got = [batch.bags[0].values[batch.bags[0].offsets[b] : batch.bags[0].offsets[b + 1]].tolist() for b in range(3)]
+    assert got == [by_user[9], by_user[7], by_user[3]]
+    assert batch.bags[0].weights.tolist() == [0.5, 1.0, 2.0, 3.0]
+    test = dataset.test.bags[0]
+    assert [test.values[test.offsets[r] : test.offsets[r + 1]].tolist() for r in test.rows] == [[1], [2]]  # test users' own rows
+    assert main(["train", "--dataset", "s", "--data-dir", str(tmp_path), "--embed-dim", "4", "--batch-size", "2", "--epochs", "1",
+                 "--patience", "0", "--valid-fraction", "0", "--no-save", "--no-progress"]) == 0  # fmt: skip
+
+
+def test_a_row_whose_key_the_side_table_lacks_is_named(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    pq.write_table(pa.table({"uid": ["u1", "u2"], "history": [["a"], ["b"]]}), folder / "users.parquet")
+    pq.write_table(pa.table({"uid": ["u1", "u3", "u2"], "item": ["x", "y", "z"], "click": [1, 0, 1]}), folder / "train.parquet")
+    (folder / "dataset.yaml").write_text(
+        "train: train.parquet\ntest: train.parquet\ntables: {users: {key: uid, file: users.parquet}}\n"
+        "categorical: [item]\nmulti_valued: [{name: history, table: users}]\nlabels: [click]\n"
+    )
+    with pytest.raises(DataError, match=r"train.parquet, row 2, column uid: key 'u3' has no row in side table 'users'"):
+        load_dataset("s", tmp_path)
+    pq.write_table(pa.table({"uid": ["u1", "u2", "u1"], "history": [["a"], ["b"], ["c"]]}), folder / "users.parquet")
+    with pytest.raises(DataError, match=r"users.parquet, column uid: key 'u1' is on more than one row"):
+        load_dataset("s", tmp_path)

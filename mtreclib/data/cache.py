@@ -47,10 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mtreclib.atomic import write_json
-from mtreclib.data.encoders import Encoded, Encoders
-from mtreclib.data.encoding import splitmix64
+from mtreclib.data.encoders import Encoded, EncodedBag, Encoders
+from mtreclib.data.encoding import Place, normalise_ids, splitmix64
 from mtreclib.data.sources import Chunk, check_columns, read_chunks
 from mtreclib.data.spec import DatasetSpec
 from mtreclib.data.table import BagColumn, MultiTaskTable
@@ -138,7 +140,10 @@ class SplitWriter:
             self.writers[f"bag{k}.offsets"].append(np.zeros(1, np.int64))
             if bag.spec.weights:
                 self.writers[f"bag{k}.weights"] = NpyWriter(folder / f"bag{k}.weights.npy", np.float32, ())
+        for table in spec.tables:
+            self.writers[f"side-{table}.rows"] = NpyWriter(folder / f"side-{table}.rows.npy", np.int32, ())
         self.totals = [0] * len(encoders.bags)
+        self.side_lengths: dict[int, list[np.ndarray]] = {k: [] for k, e in enumerate(encoders.bags) if e.spec.table is not None}
         self.stats: dict[str, Any] = {
             "rows": 0,
             "positives": np.zeros(len(encoders.labels), np.int64),
@@ -150,8 +155,28 @@ class SplitWriter:
         }
         self.encoders = encoders
 
-    def append(self, encoded: Encoded) -> None:
+    def _append_bag(self, k: int, bag: EncodedBag) -> None:
+        w = self.writers
+        w[f"bag{k}.values"].append(bag.values)
+        w[f"bag{k}.offsets"].append(np.cumsum(bag.lengths) + self.totals[k])
+        self.totals[k] += int(bag.lengths.sum())
+        if bag.weights is not None:
+            w[f"bag{k}.weights"].append(bag.weights)
+        self.stats["bag_zero_ids"][k] += int((bag.values == 0).sum())
+
+    def append_side(self, bags: dict[int, EncodedBag]) -> None:
+        """Rows of a side table: its fields' values, stored once however many rows share them."""
+        for k, bag in bags.items():
+            self._append_bag(k, bag)
+            self.side_lengths[k].append(bag.lengths)
+
+    def append(self, encoded: Encoded, side_rows: dict[str, np.ndarray] | None = None) -> None:
         w, stats = self.writers, self.stats
+        for table, rows in (side_rows or {}).items():
+            w[f"side-{table}.rows"].append(rows)
+            for k in self.encoders.side_bags(table):
+                lengths = np.concatenate(self.side_lengths[k])[rows] if len(self.side_lengths[k]) != 1 else self.side_lengths[k][0][rows]
+                stats["bag_lengths"][k] += np.bincount(np.minimum(lengths, LENGTH_BINS), minlength=LENGTH_BINS + 1)
         w["categorical"].append(encoded.categorical)
         w["numerical"].append(encoded.numerical)
         w["labels"].append(encoded.labels)
@@ -160,12 +185,9 @@ class SplitWriter:
         if "group" in w:
             w["group"].append(encoded.group)
         for k, bag in enumerate(encoded.bags):
-            w[f"bag{k}.values"].append(bag.values)
-            w[f"bag{k}.offsets"].append(np.cumsum(bag.lengths) + self.totals[k])
-            self.totals[k] += int(bag.lengths.sum())
-            if bag.weights is not None:
-                w[f"bag{k}.weights"].append(bag.weights)
-            stats["bag_zero_ids"][k] += int((bag.values == 0).sum())
+            if bag is None:
+                continue  # kept in a side table: written by append_side
+            self._append_bag(k, bag)
             stats["bag_lengths"][k] += np.bincount(np.minimum(bag.lengths, LENGTH_BINS), minlength=LENGTH_BINS + 1)
         stats["rows"] += len(encoded)
         stats["positives"] += encoded.labels.sum(axis=0, dtype=np.int64)
@@ -177,6 +199,10 @@ class SplitWriter:
         for writer in self.writers.values():
             writer.finish()
         return _plain(self.stats)
+
+    def side_stats(self) -> None:
+        """Compact the side tables' lengths once they are complete (one array per field)."""
+        self.side_lengths = {k: [np.concatenate(parts)] if parts else [np.zeros(0, np.int64)] for k, parts in self.side_lengths.items()}
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -231,9 +257,6 @@ class SplitAssigner:
 
 
 def _order_values(chunk: Chunk, column: str) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     array = chunk.table.column(column).combine_chunks()
     if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
         array = array.cast(pa.int64())
@@ -286,8 +309,6 @@ def _locked(folder: Path) -> Iterator[None]:
 
 def _subset(chunk: Chunk, mask: np.ndarray) -> Chunk:
     """The rows of ``chunk`` where ``mask`` holds, with error positions still those of the file."""
-    import pyarrow as pa
-
     return Chunk(chunk.table.filter(pa.array(mask)), chunk.place.subset(np.flatnonzero(mask)))
 
 
@@ -320,9 +341,20 @@ class MemoryWriter:
     def __init__(self, encoders: Encoders):
         self.encoders = encoders
         self.parts: list[Encoded] = []
+        self.side: dict[int, list[EncodedBag]] = {}
+        self.side_rows: dict[str, list[np.ndarray]] = {}
 
-    def append(self, encoded: Encoded) -> None:
+    def append(self, encoded: Encoded, side_rows: dict[str, np.ndarray] | None = None) -> None:
         self.parts.append(encoded)
+        for table, rows in (side_rows or {}).items():
+            self.side_rows.setdefault(table, []).append(rows)
+
+    def append_side(self, bags: dict[int, EncodedBag]) -> None:
+        for k, bag in bags.items():
+            self.side.setdefault(k, []).append(bag)
+
+    def side_stats(self) -> None:
+        pass
 
     def finish(self) -> dict[str, Any]:
         return {"rows": sum(len(p) for p in self.parts)}
@@ -339,13 +371,15 @@ class MemoryWriter:
 
         bags = []
         for k, encoder in enumerate(self.encoders.bags):
-            lengths = np.concatenate([p.bags[k].lengths for p in parts])
-            weights = [p.bags[k].weights for p in parts]
+            table = encoder.spec.table
+            pieces = self.side.get(k, []) if table is not None else [p.bags[k] for p in parts]
+            lengths = np.concatenate([b.lengths for b in pieces]) if pieces else np.zeros(0, np.int64)
             bags.append(
                 BagColumn(
-                    np.concatenate([p.bags[k].values for p in parts]),
+                    np.concatenate([b.values for b in pieces]) if pieces else np.zeros(0, np.int32),
                     np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                    np.concatenate(weights) if encoder.spec.weights else None,
+                    np.concatenate([b.weights for b in pieces]) if encoder.spec.weights and pieces else None,
+                    np.concatenate(self.side_rows[table]) if table is not None else None,
                 )
             )
         return MultiTaskTable(stack("categorical"), stack("numerical"), stack("labels"), bags=tuple(bags), weights=stack("weights"), group=stack("group"))
@@ -365,6 +399,10 @@ def encode_splits(spec: DatasetSpec, make_writer: Any, *, progress: bool = True,
             for _, chunk in _chunks_by_split(spec, assigner, ("train",), read):
                 fitter.add(chunk.table, chunk.place)
                 bar.update(len(chunk))
+            for table in spec.tables:
+                for chunk in read_chunks(spec, _side_files(spec, table, "train"), columns=spec.table_columns(table), **read):
+                    fitter.add_side(table, chunk.table, chunk.place)
+                    bar.update(len(chunk))
         encoders = fitter.fitted()
     # Without a fitting pass the identity ids' training maximum is tracked while train is encoded,
     # which is why train comes first.
@@ -374,8 +412,11 @@ def encode_splits(spec: DatasetSpec, make_writer: Any, *, progress: bool = True,
         writers = {name: make_writer(name, encoders) for name in group}
         try:
             with Progress(None, f"caching {'+'.join(group)}", enabled=progress, unit="row") as bar:
+                keys = {name: _side_tables(spec, encoders, name, writers[name], read, training=name == "train" and not fitted) for name in group}
                 for name, chunk in _chunks_by_split(spec, assigner, group, read):
-                    writers[name].append(encoders.encode(chunk.table, chunk.place, training=name == "train" and not fitted))
+                    encoded = encoders.encode(chunk.table, chunk.place, training=name == "train" and not fitted)
+                    rows = {table: _side_rows(spec, table, keys[name][table], key, chunk.place) for table, key in encoded.side_keys.items()}
+                    writers[name].append(encoded, rows)
                     bar.update(len(chunk))
             for name, writer in writers.items():
                 splits[name] = writer.finish()
@@ -387,6 +428,45 @@ def encode_splits(spec: DatasetSpec, make_writer: Any, *, progress: bool = True,
             where = spec.splits[name][0] if name in spec.splits else spec.splits["source"][0]
             raise DataError(where, f"no data rows in the {name} split")
     return encoders, splits
+
+
+def _side_files(spec: DatasetSpec, table: str, split: str) -> tuple[Path, ...]:
+    files = spec.tables[table][1]
+    return files["source"] if "source" in files else files[split]
+
+
+def _side_tables(spec: DatasetSpec, encoders: Encoders, split: str, writer: Any, read: dict[str, Any], *, training: bool) -> dict[str, Any]:
+    """Encode the split's side tables into ``writer``; returns each table's keys, in row order."""
+    found = {}
+    for table, (side, _) in spec.tables.items():
+        keys, files = [], _side_files(spec, table, split)
+        for chunk in read_chunks(spec, files, columns=spec.table_columns(table), **read):
+            writer.append_side(encoders.encode_side(table, chunk.table, chunk.place, training=training))
+            key = chunk.table.column(side.key).combine_chunks()
+            if key.null_count:
+                raise chunk.place.error(int(key.is_null().to_numpy(zero_copy_only=False).argmax()), side.key, "missing key")
+            keys.append(normalise_ids(key, chunk.place, side.key))
+        writer.side_stats()
+        merged = pa.concat_arrays(keys) if keys else pa.array([], pa.int64())
+        counts = pc.value_counts(merged)
+        repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+        if len(repeated):
+            raise DataError(files[0], f"key {repeated[0].as_py()!r} is on more than one row of side table {table!r}; a key names one row", column=side.key)
+        found[table] = merged
+    return found
+
+
+def _side_rows(spec: DatasetSpec, table: str, keys: pa.Array, row_keys: pa.Array, place: Place) -> np.ndarray:
+    """(n,) int32 each row's side-table row, found by its key; a key the table lacks is an error."""
+    column = spec.tables[table][0].row_key
+    row_keys = normalise_ids(row_keys, place, column)
+    if row_keys.type != keys.type:
+        row_keys, keys = row_keys.cast(pa.string()), keys.cast(pa.string())
+    position = pc.index_in(row_keys, value_set=keys)
+    if position.null_count:
+        i = int(position.is_null().to_numpy(zero_copy_only=False).argmax())
+        raise place.error(i, column, f"key {row_keys[i].as_py()!r} has no row in side table {table!r}")
+    return position.to_numpy(zero_copy_only=False).astype(np.int32)
 
 
 def read_splits(spec: DatasetSpec, *, chunk_bytes: int | None = None) -> tuple[Encoders, dict[str, MultiTaskTable]]:
@@ -453,6 +533,7 @@ def _open(spec: DatasetSpec, folder: Path) -> CachedDataset | None:
                     _map(split / f"bag{k}.values.npy"),
                     _map(split / f"bag{k}.offsets.npy"),
                     _map(split / f"bag{k}.weights.npy") if bag.spec.weights else None,
+                    _map(split / f"side-{bag.spec.table}.rows.npy") if bag.spec.table else None,
                 )
                 for k, bag in enumerate(encoders.bags)
             )

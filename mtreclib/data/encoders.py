@@ -37,7 +37,8 @@ class Encoded:
     categorical: np.ndarray  # (n, F) int32
     numerical: np.ndarray  # (n, M) float32
     labels: np.ndarray | None  # (n, T) uint8; None when the rows have no labels (prediction)
-    bags: list[EncodedBag] = field(default_factory=list)
+    bags: list[EncodedBag | None] = field(default_factory=list)  # None: the field is in a side table
+    side_keys: dict[str, pa.Array] = field(default_factory=dict)  # per side table, each row's key
     weights: np.ndarray | None = None  # (n,) float32
     group: np.ndarray | None = None  # (n,) int64
     missing: list[int] = field(default_factory=list)  # per categorical field, missing values
@@ -127,8 +128,12 @@ class Encoders:
             task_implies=implies if any(implies) else (),
         )
 
-    def encode(self, table: pa.Table, place: Place, *, training: bool = False, labels: bool = True) -> Encoded:
-        """A chunk of raw rows (the spec's columns) as arrays; every value checked."""
+    def encode(self, table: pa.Table, place: Place, *, training: bool = False, labels: bool = True, inline: bool = False) -> Encoded:
+        """A chunk of raw rows (the spec's columns) as arrays; every value checked.
+
+        A multi-valued field kept in a side table is left out (None; the rows' keys are returned
+        to join it) unless ``inline``: prediction input carries such fields on the rows themselves.
+        """
         n = table.num_rows
         spec = self.spec
         columns = [e.encode(table.column(e.spec.column).combine_chunks(), place, training=training) for e in self.categorical]
@@ -137,7 +142,8 @@ class Encoders:
         numerical = np.empty((n, len(self.numerical)), dtype=np.float32)
         for j, encoder in enumerate(self.numerical):
             numerical[:, j] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
-        bags = [self._bag(e, table, place, training) for e in self.bags]
+        bags = [self._bag(e, table, place, training) if e.spec.table is None or inline else None for e in self.bags]
+        side_keys = {} if inline else {name: table.column(side.row_key).combine_chunks() for name, (side, _) in spec.tables.items()}
         encoded_labels = None
         if labels:
             encoded_labels = np.empty((n, len(self.labels)), dtype=np.uint8)
@@ -147,7 +153,15 @@ class Encoders:
         weights = self._weights(table, place) if spec.sample_weight else None
         group = group_ids(table.column(spec.group)) if spec.group else None
         numerical_missing = [table.column(e.spec.column).null_count for e in self.numerical]
-        return Encoded(categorical, numerical, encoded_labels, bags, weights, group, missing, numerical_missing)
+        return Encoded(categorical, numerical, encoded_labels, bags, side_keys, weights, group, missing, numerical_missing)
+
+    def side_bags(self, table: str) -> list[int]:
+        """Positions among the multi-valued fields of those kept in side table ``table``."""
+        return [k for k, e in enumerate(self.bags) if e.spec.table == table]
+
+    def encode_side(self, name: str, table: pa.Table, place: Place, *, training: bool = False) -> dict[int, EncodedBag]:
+        """A chunk of side table ``name``'s rows: its multi-valued fields, by position among all."""
+        return {k: self._bag(self.bags[k], table, place, training) for k in self.side_bags(name)}
 
     def _bag(self, encoder: CategoricalEncoder, table: pa.Table, place: Place, training: bool) -> EncodedBag:
         spec = encoder.spec
@@ -228,11 +242,19 @@ class Fitter:
                 values = table.column(encoder.spec.column).combine_chunks()
             self._observe(encoder, values, place)
         for encoder in self.encoders.bags:
-            lists = list_column(table.column(encoder.spec.column), encoder.spec, place, encoder.spec.column)
-            self._observe(encoder, pc.list_flatten(lists), place)
+            if encoder.spec.table is None:
+                lists = list_column(table.column(encoder.spec.column), encoder.spec, place, encoder.spec.column)
+                self._observe(encoder, pc.list_flatten(lists), place)
         for encoder in self.encoders.numerical:
             if id(encoder) in self.moments:
                 self.moments[id(encoder)].add(encoder.raw(table.column(encoder.spec.column).combine_chunks(), place))
+
+    def add_side(self, name: str, table: pa.Table, place: Place) -> None:
+        """Rows of side table ``name``: each side row's values counted once."""
+        for k in self.encoders.side_bags(name):
+            encoder = self.encoders.bags[k]
+            lists = list_column(table.column(encoder.spec.column), encoder.spec, place, encoder.spec.column)
+            self._observe(encoder, pc.list_flatten(lists), place)
 
     def _observe(self, encoder: CategoricalEncoder, values: pa.Array | None, place: Place) -> None:
         if encoder.kind == "build":

@@ -27,9 +27,12 @@ class _BagSource:
         self.values = _as_tensor(column.values)
         self.offsets = _as_tensor(column.offsets)
         self.weights = None if column.weights is None else _as_tensor(column.weights)
+        self.side_rows = None if column.rows is None else _as_tensor(column.rows)
 
     def range(self, start: int, stop: int) -> Bag:
         """Rows ``start:stop``: views of the values, offsets rebased to 0."""
+        if self.side_rows is not None:
+            return self.gather(torch.arange(start, stop))
         offsets = self.offsets[start : stop + 1]
         first, last = int(offsets[0]), int(offsets[-1])
         weights = None if self.weights is None else self.weights[first:last]
@@ -37,6 +40,8 @@ class _BagSource:
 
     def gather(self, rows: torch.Tensor) -> Bag:
         """Rows ``rows`` (B,), in that order: their values concatenated, offsets from 0."""
+        if self.side_rows is not None:
+            rows = self.side_rows[rows].long()  # each row's side-table row
         starts = self.offsets[rows]
         lengths = self.offsets[rows + 1] - starts  # (B,)
         offsets = torch.zeros(len(rows) + 1, dtype=torch.long)

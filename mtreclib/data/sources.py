@@ -59,6 +59,9 @@ def csv_types(spec: DatasetSpec) -> dict[str, pa.DataType]:
         types[spec.sample_weight] = pa.float64()
     if spec.split is not None and spec.split.column:
         types[spec.split.column] = pa.float64()
+    for table, _ in spec.tables.values():
+        types[table.row_key] = pa.string()
+        types[table.key] = pa.string()
     return types
 
 
@@ -91,8 +94,10 @@ def file_columns(spec: DatasetSpec, path: Path) -> list[str]:
 
 def check_columns(spec: DatasetSpec) -> None:
     """Every file has every column the spec reads (checked before any data is read)."""
-    needed = spec.columns_needed()
-    for path in spec.files():
+    checks = [(path, spec.columns_needed()) for path in spec.files()]
+    for name, (_, files) in spec.tables.items():
+        checks += [(path, spec.table_columns(name)) for paths in files.values() for path in paths]
+    for path, needed in checks:
         present = file_columns(spec, path)
         missing = [name for name in needed if name not in present]
         if missing:
@@ -101,9 +106,11 @@ def check_columns(spec: DatasetSpec) -> None:
             raise DataError(path, f"no column {missing[0]!r} (named in {spec.where}); the file has: {shown}", **header)
 
 
-def read_chunks(spec: DatasetSpec, files: tuple[Path, ...], *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
-    """The rows of ``files`` in order, in chunks holding the spec's columns."""
-    needed = list(spec.columns_needed())
+def read_chunks(
+    spec: DatasetSpec, files: tuple[Path, ...], *, chunk_bytes: int = CHUNK_BYTES, columns: tuple[str, ...] | None = None
+) -> Iterator[Chunk]:
+    """The rows of ``files`` in order, in chunks holding ``columns`` (default: the spec's row columns)."""
+    needed = list(columns if columns is not None else spec.columns_needed())
     for path in files:
         if spec.format == "parquet":
             yield from _parquet_chunks(path, needed)
@@ -127,6 +134,7 @@ def _csv_chunks(spec: DatasetSpec, path: Path, needed: list[str], chunk_bytes: i
     types = csv_types(spec)
     # Ids and labels must be present; the encoders decide about the rest (fill, out-of-vocabulary).
     strict = {c.column for c in spec.categorical if c.kind == "identity"} | {label.column for label in spec.labels}
+    strict |= {table.row_key for table, _ in spec.tables.values()} | {table.key for table, _ in spec.tables.values()}
     nullable = [name for name in needed if name not in strict]
     dialect = Dialect(spec.csv.delimiter)
     with _open_text(path) as handle:

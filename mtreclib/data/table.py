@@ -11,23 +11,34 @@ import numpy as np
 class BagColumn:
     """The values of one multi-valued field for every row of a split, flat.
 
-    Row ``i``'s values are ``values[offsets[i]:offsets[i + 1]]``. A table's slice keeps
-    ``values`` whole and slices ``offsets`` (which stay absolute positions into ``values``).
+    Row ``i``'s values are ``values[offsets[i]:offsets[i + 1]]``; or, for a field kept in a side
+    table, ``values[offsets[r]:offsets[r + 1]]`` with ``r = rows[i]``, its side-table row. A
+    table's slice keeps ``values`` whole and slices ``offsets`` (which stay absolute positions
+    into ``values``), or ``rows``.
 
     Attributes:
         values: (V,) int32 ids.
-        offsets: (N + 1,) int64, non-decreasing.
+        offsets: (N + 1,) int64, non-decreasing (or (S + 1,) over the S side-table rows).
         weights: (V,) float32 per-value weights, or None.
+        rows: (N,) int32 each row's side-table row, or None.
     """
 
     values: np.ndarray
     offsets: np.ndarray
     weights: np.ndarray | None = None
+    rows: np.ndarray | None = None
 
     def select(self, rows: slice) -> BagColumn:
         """Rows ``rows`` (a step-1 slice) as a view."""
+        if self.rows is not None:
+            return replace(self, rows=self.rows[rows])
         start, stop, _ = rows.indices(len(self.offsets) - 1)
         return replace(self, offsets=self.offsets[start : stop + 1])
+
+    def lengths(self) -> np.ndarray:
+        """(N,) each row's number of values."""
+        lengths = np.diff(self.offsets)
+        return lengths if self.rows is None else lengths[self.rows]
 
 
 @dataclass(frozen=True)

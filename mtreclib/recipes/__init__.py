@@ -14,6 +14,6 @@ package registers them all.
 from mtreclib.recipes.registry import Recipe, find_recipe, recipe_names, register_recipe, run_recipe
 
 # Importing each recipe registers it; they import register_recipe from this package, bound above.
-from mtreclib.recipes import aliexpress, census, kuairand  # noqa: E402, F401  isort: skip
+from mtreclib.recipes import aliccp, aliexpress, census, kuairand  # noqa: E402, F401  isort: skip
 
 __all__ = ["Recipe", "find_recipe", "recipe_names", "register_recipe", "run_recipe"]
