@@ -35,9 +35,8 @@ print(data.dtype, data.shape[0])
 
 BUILD = r"""
 import sys
-from mtreclib.data.cache import open_split
-for split in ("train", "test"):
-    open_split(f"{sys.argv[1]}/{split}.csv", progress=False)
+from mtreclib.data.datasets import load_dataset
+load_dataset(sys.argv[2], sys.argv[1], progress=False)
 """
 
 # A small model, so that the figure is the data's memory rather than the model's.
@@ -53,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(args.data_dir) / args.dataset
     train_csv = folder / "train.csv"
-    measure(python("-c", BUILD, str(folder)))
+    measure(python("-c", BUILD, args.data_dir, args.dataset))
     results = []
 
     def record(mode: str, command: list[str]) -> None:

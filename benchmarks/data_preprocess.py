@@ -5,7 +5,7 @@ real layout (outer zip of four inner zips, deflate level 1 to save generation ti
 stage runs alone in a fresh process:
 
     preprocess   python -m mtreclib preprocess --data-dir DIR --no-progress
-    cache        open_split(train.csv); open_split(test.csv)   (the build `mtrec train` does once)
+    cache        load_dataset(AliExpress_NL) on the processed CSVs   (the build `mtrec train` does once)
 
 Figures: wall seconds, item rows per second, MB/s of uncompressed raw CSV (preprocess) or of
 processed CSV (cache), and peak RSS. ``--same-pages`` adds a run at the largest size with as many
@@ -62,9 +62,9 @@ def one_size(work: Path, config: RawConfig, label: str, reuse: bool) -> dict:
     build = measure(
         python(
             "-c",
-            "import sys; from mtreclib.data.cache import open_split\n"
-            "for split in ('train', 'test'): open_split(sys.argv[1] + f'/{split}.csv', progress=False)",
-            str(processed),
+            "import sys; from mtreclib.data.datasets import load_dataset\n"
+            "load_dataset('AliExpress_NL', sys.argv[1], progress=False)",
+            str(folder),
         )
     )
     cache_bytes = sum(p.stat().st_size for p in (processed / "mtrec-cache").rglob("*.npy"))

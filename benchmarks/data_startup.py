@@ -28,23 +28,21 @@ from _measure import measure, python, save
 CHILD = r"""
 import json, sys, time
 import torch
-from mtreclib.data.datasets import Dataset, load_dataset, vocabulary, clamp_to_vocabulary
+from pathlib import Path
+from mtreclib.data.builtin import aliexpress_spec
+from mtreclib.data.cache import read_splits
+from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.data.loader import BatchLoader
-from mtreclib.data.processed import LABEL_COLUMNS, read_processed_csv
 from mtreclib.data.table import split_validation
 from mtreclib.models import create_model
-from mtreclib.schema import FeatureSchema
 
 mode, data_dir, name = sys.argv[1:4]
 start = time.perf_counter()
 if mode == "no_cache":
-    folder = f"{data_dir}/{name}"
-    train, _ = read_processed_csv(f"{folder}/train.csv")
-    test, _ = read_processed_csv(f"{folder}/test.csv")
-    dims = vocabulary(train)
-    dataset = Dataset(name, FeatureSchema(dims, train.numerical.shape[1], LABEL_COLUMNS), train, clamp_to_vocabulary(test, dims))
+    encoders, tables = read_splits(aliexpress_spec(Path(data_dir) / name, name))
+    dataset = Dataset(name, encoders.schema(), tables["train"], tables["test"])
 else:
-    dataset = load_dataset(name, data_dir)
+    dataset = load_dataset(name, data_dir, progress=False)
 loaded = time.perf_counter() - start
 train, valid = split_validation(dataset.train, 0.1)
 torch.manual_seed(0)
