@@ -1,4 +1,5 @@
-"""Outputs written whole or not at all: a temporary name beside the target, renamed over it on success."""
+"""Outputs written whole or not at all (a temporary name beside the target, renamed over it on
+success), and output paths checked before the work that fills them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from mtreclib.errors import UserError
 
 
 @contextmanager
@@ -32,3 +35,21 @@ def write_json(path: str | os.PathLike, payload: dict) -> None:
     """Write ``payload`` as indented JSON to ``path`` atomically."""
     with atomic_output(path) as temporary:
         temporary.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+
+
+def check_writable(path: str | os.PathLike, flag: str, *, folder: bool = False) -> None:
+    """Refuse, before any long work, an output path that could not be written.
+
+    ``folder``: ``path`` is a folder to create or write into; otherwise a file. The message
+    names the flag (``--results out/x.json: out is a file, not a folder``).
+    """
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; expected a file name")
+    for part in [path, *path.parents] if folder else path.parents:
+        if part.exists():
+            if not part.is_dir():
+                raise UserError(f"{flag} {path}: {part} is a file, not a folder")
+            if not os.access(part, os.W_OK):
+                raise UserError(f"{flag} {path}: no permission to write in {part}")
+            return

@@ -97,21 +97,6 @@ class RunDirectory:
             except FileExistsError:
                 number += 1
 
-    def check_writable(self) -> None:
-        if not os.access(self.path, os.W_OK):
-            raise UserError(f"cannot write to the run folder {self.path}")
-
-
-def check_save_dir(save_dir: str | os.PathLike) -> None:
-    """Refuse a --save-dir that cannot hold run folders, before anything is trained."""
-    path = Path(save_dir)
-    for part in [path, *path.parents]:
-        if part.exists():
-            if not part.is_dir():
-                raise UserError(f"--save-dir {save_dir}: {part} is a file, not a folder")
-            if not os.access(part, os.W_OK):
-                raise UserError(f"--save-dir {save_dir}: no permission to write in {part}")
-            return
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ output paths, the data and the model.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 import yaml
 
 from mtreclib import checkpoint
+from mtreclib.atomic import check_writable
 from mtreclib.checkpoint import RunDirectory
 from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.config.resolve import resolve
@@ -49,30 +49,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def check_output_file(path: str | os.PathLike, flag: str) -> None:
-    """Refuse an output file that could not be written, before the run instead of after it."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{flag} {path}: is a folder; expected a file name")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK):
-                raise UserError(f"{flag} {path}: no permission to write in {parent}")
-            return
-
-
 def check_outputs(config: ExperimentConfig) -> None:
     """Every path the run will write, checked before any data is loaded."""
     if config.run.save:
-        checkpoint.check_save_dir(config.run.save_dir)
+        check_writable(config.run.save_dir, "--save-dir", folder=True)
     if config.run.results:
-        check_output_file(config.run.results, "--results")
+        check_writable(config.run.results, "--results")
     if config.run.tensorboard:
         from mtreclib.tensorboard import check_available
 
-        check_output_file(Path(config.run.tensorboard) / "events", "--tensorboard")
+        check_writable(config.run.tensorboard, "--tensorboard", folder=True)
         check_available()
 
 
