@@ -13,7 +13,7 @@ from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.data import synthetic
 from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.models import create_model, model_kwargs
-from mtreclib.schema import Batch, FeatureSchema
+from mtreclib.schema import Bag, BagField, Batch, FeatureSchema
 
 # Real AliExpress rows (see tests/data/README.md), kept in the repository.
 ALIEXPRESS_SAMPLE = Path(__file__).resolve().parent / "data" / "aliexpress"
@@ -33,15 +33,35 @@ def small_experiment(model: str = "mmoe", **settings) -> ExperimentConfig:
     return ExperimentConfig().replace(model=model, **{**base, **settings})
 
 
+# Two multi-valued fields (one weighted), no numerical features: the general schema's other side.
+BAG_SCHEMA = FeatureSchema(
+    field_dims=(5, 60, 3),
+    numerical_num=0,
+    task_names=("click", "cart", "buy"),
+    bags=(BagField("tags", 30, "mean", weighted=True), BagField("history", 200, "sum")),
+    task_implies=("", "click", "click"),
+)
+
+
 def random_batch(schema: FeatureSchema = SMALL_SCHEMA, size: int = 64, seed: int = 0) -> Batch:
-    """A batch with ids inside the schema's vocabularies and labels with both classes."""
+    """A batch with ids inside the schema's vocabularies, 0 to 4 values per multi-valued field and
+    row, and labels with both classes where later tasks are positive only where the first is."""
     generator = torch.Generator().manual_seed(seed)
-    categorical = torch.stack([torch.randint(0, d, (size,), generator=generator) for d in schema.field_dims], dim=1)
+    categorical = torch.zeros(size, schema.field_num, dtype=torch.long)
+    for f, dim in enumerate(schema.field_dims):
+        categorical[:, f] = torch.randint(0, dim, (size,), generator=generator)
     numerical = torch.rand(size, schema.numerical_num, generator=generator)
+    bags = []
+    for bag in schema.bags:
+        lengths = torch.randint(0, 5, (size,), generator=generator)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        values = torch.randint(0, bag.vocab_size, (int(offsets[-1]),), generator=generator)
+        weights = torch.rand(len(values), generator=generator) + 0.5 if bag.weighted else None
+        bags.append(Bag(values, offsets, weights))
     click = (torch.rand(size, generator=generator) < 0.5).float()
-    conversion = click * (torch.rand(size, generator=generator) < 0.5).float()
-    labels = torch.stack([click, conversion], dim=1)[:, : schema.task_num]
-    return Batch(categorical, numerical, labels)
+    others = [click * (torch.rand(size, generator=generator) < 0.5).float() for _ in range(max(schema.task_num - 1, 0))]
+    labels = torch.stack([click, *others], dim=1)[:, : schema.task_num]
+    return Batch(categorical, numerical, labels, tuple(bags))
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from mtreclib.products import FlatFields
 from mtreclib.models import list_models
 from mtreclib.schema import FeatureSchema
 
-from conftest import random_batch, small_model
+from conftest import BAG_SCHEMA, random_batch, small_model
 
 # Distinct ids per batch of 64 on both sides of the projection threshold (0.75 * 64 = 48).
 MIXED_SCHEMA = FeatureSchema(field_dims=(3, 40, 200, 7, 1000, 2), numerical_num=5)
@@ -264,3 +264,31 @@ def test_bfloat16_autocast_is_close_to_float32(name):
     # Same direction; element by element bf16 is loose, most of all for the biases in front of
     # BatchNorm, whose exact gradient is zero and whose bf16 gradient is rounding noise.
     assert torch.nn.functional.cosine_similarity(grad16, grad32, dim=0) > 0.95
+
+
+@pytest.mark.parametrize("ratio", RATIOS.values(), ids=RATIOS.keys())
+@pytest.mark.parametrize("name", list_models())
+def test_with_multi_valued_fields_and_no_numerical_features_split_products_equal_the_straightforward_ones(name, ratio):
+    """The general schema's other side: two pooled bags (one weighted) and no numerical field."""
+    torch.manual_seed(0)
+    fast = small_model(name, BAG_SCHEMA, dropout=0.2).double()
+    for module in fast.modules():
+        if isinstance(module, FieldEmbedding):
+            module.projection_ratio = ratio
+            module.min_split_macs = 0
+    plain = copy.deepcopy(fast)
+    set_split_products(plain, False)
+    batch = random_batch(BAG_SCHEMA, size=BATCH, seed=3)
+    batch = batch._replace(bags=tuple(b._replace(weights=None if b.weights is None else b.weights.double()) for b in batch.bags))
+    upstream = torch.randn(BATCH, fast.task_num, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    outputs = []
+    for model in (fast, plain):
+        model.train()
+        torch.manual_seed(1)
+        logits = model.logits(batch)
+        (logits * upstream).sum().backward()
+        outputs.append(logits)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-10, atol=1e-10)
+    plain_parameters = dict(plain.named_parameters())
+    for parameter_name, parameter in fast.named_parameters():
+        torch.testing.assert_close(parameter.grad, plain_parameters[parameter_name].grad, rtol=1e-9, atol=1e-11, msg=parameter_name)

@@ -91,6 +91,33 @@ def test_field_embedding_offsets_each_field_into_its_own_rows():
     torch.testing.assert_close(out[:, 3], layer.numerical(numerical))
 
 
+def test_multi_valued_fields_are_pooled_as_documented_against_a_loop_over_rows():
+    from mtreclib.schema import Bag, BagField
+
+    bags = (BagField("tags", 7, "mean", weighted=True), BagField("items", 9, "sum"), BagField("cats", 5, "mean"))
+    layer = FieldEmbedding([3], numerical_num=0, embed_dim=4, bags=bags)
+    rows = [[[1, 6], [], [3, 3, 0]], [[2], [8, 8], []], [[4], [1, 2, 3], [0, 4]]]  # per field, per row
+    weights = [[0.5, 2.0], [], [1.0, 1.0, 3.0]]
+    batch = []
+    for k, values in enumerate(rows):
+        offsets = torch.tensor([0, *torch.tensor([len(v) for v in values]).cumsum(0).tolist()])
+        flat = torch.tensor([x for v in values for x in v], dtype=torch.long)
+        batch.append(Bag(flat, offsets, torch.tensor([w for v in weights for w in v]) if k == 0 else None))
+    out = layer(torch.tensor([[0], [1], [2]]), torch.empty(3, 0), batch)  # (B, F + K, D): no numerical field
+    assert out.shape == (3, 4, 4) and layer.field_num == 4
+    table = layer.bag_embedding.weight
+    starts = [0, 7, 16]
+    for b in range(3):
+        values, w = rows[0][b], weights[b]
+        expected = sum(wi * table[starts[0] + v] for v, wi in zip(values, w)) / sum(w) if values else torch.zeros(4)
+        torch.testing.assert_close(out[b, 1], expected)  # weighted mean: sum of w e over the sum of w
+        values = rows[1][b]
+        torch.testing.assert_close(out[b, 2], sum((table[starts[1] + v] for v in values), torch.zeros(4)))  # sum
+        values = rows[2][b]
+        expected = sum(table[starts[2] + v] for v in values) / len(values) if values else torch.zeros(4)
+        torch.testing.assert_close(out[b, 3], expected)  # mean; an empty row pools to zeros
+
+
 def test_gates_are_softmax_rows_and_mix_is_their_weighted_sum():
     gate = Gate(5, expert_num=4, gate_num=3)
     weights = gate(torch.randn(7, 5))
