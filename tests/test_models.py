@@ -9,7 +9,7 @@ from mtreclib.errors import UserError
 from mtreclib.models import MultiTaskModel, create_model, list_models, multitask_bce
 from mtreclib.schema import FeatureSchema
 
-from conftest import SMALL_SCHEMA, random_batch, small_model
+from conftest import BAG_SCHEMA, SMALL_SCHEMA, random_batch, small_model
 
 MODELS = list_models()
 
@@ -58,13 +58,17 @@ def test_logits_are_not_probabilities(name):
     assert (logits < 0).any() or (logits > 1).any()
 
 
+SCHEMAS = {"aliexpress-like": SMALL_SCHEMA, "bags, no numerical, 3 tasks": BAG_SCHEMA}
+
+
+@pytest.mark.parametrize("schema", SCHEMAS.values(), ids=SCHEMAS.keys())
 @pytest.mark.parametrize("name", MODELS)
-def test_every_parameter_gets_a_gradient_from_the_training_loss(name):
+def test_every_parameter_gets_a_gradient_from_the_training_loss(name, schema):
     """Catches dead gates, unused experts and parameters DDP would choke on (through each model's own step)."""
     torch.manual_seed(0)
-    model = small_model(name)
+    model = small_model(name, schema)
     model.train()
-    batches = [random_batch(size=64, seed=s) for s in range(model.batches_per_step)]
+    batches = [random_batch(schema, size=64, seed=s) for s in range(model.batches_per_step)]
     model.training_loss(batches).backward()
     for parameter_name, parameter in model.named_parameters():
         assert parameter.grad is not None, f"{name}.{parameter_name} got no gradient"
@@ -72,16 +76,17 @@ def test_every_parameter_gets_a_gradient_from_the_training_loss(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_a_few_steps_lower_the_loss(name):
+@pytest.mark.parametrize("schema", SCHEMAS.values(), ids=SCHEMAS.keys())
+def test_a_few_steps_lower_the_loss(name, schema):
     torch.manual_seed(0)
-    model = small_model(name)
-    batch = random_batch(size=128)
+    model = small_model(name, schema)
+    batch = random_batch(schema, size=128)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     def loss_now() -> float:
         model.eval()
         with torch.no_grad():
-            return multitask_bce(model(batch.categorical, batch.numerical), batch.labels).item()
+            return multitask_bce(model.logits(batch), batch.labels).item()
 
     before = loss_now()
     for _ in range(30):
