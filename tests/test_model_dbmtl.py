@@ -29,7 +29,8 @@ def test_forward_is_the_bayesian_network_computed_by_hand():
     r0 = model.relations[0](towers[:, 0])
     r1 = model.relations[1](torch.cat([towers[:, 1], r0], dim=1))
     r2 = model.relations[2](torch.cat([towers[:, 2], r1], dim=1))
-    expected = torch.stack([model.outputs.weights[0][t, :, 0] @ r.T + model.outputs.biases[0][t, 0] for t, r in enumerate((r0, r1, r2))], 1)
+    weight, bias = model.outputs.weights[0], model.outputs.biases[0]  # (3, 6, 1), (3, 1): one Linear per task
+    expected = torch.stack([r @ weight[t, :, 0] + bias[t, 0] for t, r in enumerate((r0, r1, r2))], dim=1)
     torch.testing.assert_close(model(batch.categorical, numerical), expected, rtol=1e-12, atol=1e-12)
     assert model.relations[1][0].in_features == 4 + 6
 

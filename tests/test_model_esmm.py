@@ -91,5 +91,6 @@ def test_a_chain_of_relations_multiplies_along_it_and_a_root_is_predicted_direct
 
 def test_a_schema_without_any_relation_is_refused_naming_what_is_needed():
     schema = FeatureSchema(SMALL_SCHEMA.field_dims, SMALL_SCHEMA.numerical_num)
-    with pytest.raises(ValueError, match=r"esmm needs a task that implies another \(conversion implies click\): the dataset spec's implies:"):
+    message = r"esmm needs a task that implies another \(conversion implies click\): the dataset spec's implies:"
+    with pytest.raises(ValueError, match=message):
         create_model("esmm", schema)

@@ -21,8 +21,11 @@ class CrossStitchConfig(ModelConfig):
     """Cross-stitch's settings: how its units start."""
 
     stitch_same: float = setting(
-        0.9, "initial weight of a task's own activations in each cross-stitch unit; the rest is split evenly among the other tasks (crossstitch)",
-        minimum=0, maximum=1,
+        0.9,
+        "initial weight of a task's own activations in each cross-stitch unit; the rest is split evenly "
+        "among the other tasks (crossstitch)",
+        minimum=0,
+        maximum=1,
     )
 
 

@@ -25,7 +25,7 @@ class DSelectKConfig(ExpertConfig):
     """DSelect-k's settings (the authors' code's defaults)."""
 
     selected_experts: int = setting(2, "k: experts each task's gate selects at most (dselectk)", minimum=1)
-    gamma: float = setting(1.0, "width of the smooth-step's cubic region around 0 (dselectk)", above=0)
+    smooth_step_gamma: float = setting(1.0, "gamma, the width of the smooth-step's cubic region around 0 (dselectk)", above=0)
     entropy_weight: float = setting(
         2e-3, "weight of the selectors' entropy, averaged over the batch, summed over tasks and selectors (dselectk)", minimum=0
     )
@@ -38,7 +38,9 @@ class DSelectKConfig(ExpertConfig):
         if self.expert_num < 2:
             raise ConfigError(f"expert_num (--expert-num) must be at least 2 for DSelect-k, got {self.expert_num}")
         if self.selected_experts > self.expert_num:
-            raise ConfigError(f"selected_experts (--selected-experts) must be at most expert_num ({self.expert_num}), got {self.selected_experts}")
+            raise ConfigError(
+                f"selected_experts (--selected-experts) must be at most expert_num ({self.expert_num}), got {self.selected_experts}"
+            )
 
 
 def smooth_step(t: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -79,7 +81,7 @@ class DSelectK(MultiTaskModel):
     a power of two, also ``sum_{t, i} mean_b 1 / sum_{l < n} r_l`` (the authors' term that keeps
     a selector off the unreachable codes ``l >= n``).
 
-    Decisions: defaults are the authors' code's (gamma 1, z initialised uniform in
+    Decisions: defaults are the authors' code's (``smooth_step_gamma`` 1, z initialised uniform in
     +-gamma/100, w in +-0.05, k = 2 as their example); the regularisers are batch means where
     the authors' code sums over the batch, so the default entropy weight 2e-3 is their 1e-6 at
     this library's batch of 2048. Example-conditioned gates by default (they replace MMoE's
@@ -91,12 +93,15 @@ class DSelectK(MultiTaskModel):
     """
 
     Config = DSelectKConfig
-    paper = "Hazimeh et al., DSelect-k: Differentiable Selection in the Mixture of Experts with Applications to Multi-Task Learning, NeurIPS 2021"
+    paper = (
+        "Hazimeh et al., DSelect-k: Differentiable Selection in the Mixture of Experts with Applications to Multi-Task Learning, "
+        "NeurIPS 2021"
+    )
 
     def __init__(self, schema: FeatureSchema, config: DSelectKConfig | None = None):
         super().__init__(schema, config)
         c = self.config
-        t, k, gamma = self.task_num, c.selected_experts, c.gamma
+        t, k, gamma = self.task_num, c.selected_experts, c.smooth_step_gamma
         self.register_buffer("codes", binary_codes(c.expert_num), persistent=False)  # (n, m)
         m = self.codes.shape[1]
         self.embedding = FieldEmbedding.from_schema(schema, c.embed_dim)
@@ -124,9 +129,12 @@ class DSelectK(MultiTaskModel):
             z, w = self.z.expand(batch_size, -1, -1, -1), self.w.expand(batch_size, -1, -1)  # (B, T, k, m), (B, T, k)
         # The gate's arithmetic in at least float32 (bfloat16 would blur the exact zeros and ones).
         precision = torch.promote_types(z.dtype, torch.float32)
-        return selector_outputs(z.to(precision), self.codes, self.config.gamma), torch.softmax(w.to(precision), dim=-1)
+        return selector_outputs(z.to(precision), self.codes, self.config.smooth_step_gamma), torch.softmax(w.to(precision), dim=-1)
 
-    def _logits_and_selectors(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _logits_and_selectors(
+        self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) logits and the (B, T, k, n) selectors they were mixed with."""
         emb = self.embedding.flat(categorical, numerical, bags)  # (B, E * D), multiplied field by field
         selectors, weights = self.selectors(emb)  # (B, T, k, n), (B, T, k)
         gates = (weights.unsqueeze(-1) * selectors).sum(2)  # (B, T, n)

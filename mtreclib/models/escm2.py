@@ -36,7 +36,9 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
     return (weights * values).sum() / weights.sum().clamp_min(1e-12)
 
 
-def ipw_risk(error: torch.Tensor, observed: torch.Tensor, propensity: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def ipw_risk(
+    error: torch.Tensor, observed: torch.Tensor, propensity: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """``1/|D| sum_i o_i e_i / o^_i`` over all rows: (B,) errors, observation indicators, propensities -> ()."""
     return weighted_mean(observed * error / propensity, weights)
 

@@ -97,7 +97,8 @@ class ESMM(MultiTaskModel):
     def chain(self, conditional: torch.Tensor) -> torch.Tensor:
         """(B, T) conditional logits -> (B, T) logits of the chained probabilities, computed in at
         least float32 and returned in the towers' dtype (bfloat16 under autocast)."""
-        log_p, log_not_p = chained_log_probabilities(conditional.to(torch.promote_types(conditional.dtype, torch.float32)), self.parents)
+        precision = torch.promote_types(conditional.dtype, torch.float32)
+        log_p, log_not_p = chained_log_probabilities(conditional.to(precision), self.parents)
         return (log_p - log_not_p).to(conditional.dtype)
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
