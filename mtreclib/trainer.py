@@ -290,7 +290,7 @@ class Trainer:
                 distributed.average_gradients(self.strategy.parameters())
             self.optimizer.step()
             task_losses = losses.tasks.detach().double().cpu()
-            loss = float(task_losses.mean()) + (0.0 if losses.auxiliary is None else float(losses.auxiliary))
+            loss = float(task_losses.mean()) + (0.0 if losses.auxiliary is None else float(losses.auxiliary.detach()))
             total_loss += loss
             task_sums += task_losses
             steps += 1

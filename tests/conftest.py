@@ -19,7 +19,8 @@ from mtreclib.schema import Bag, BagField, Batch, FeatureSchema
 ALIEXPRESS_SAMPLE = Path(__file__).resolve().parent / "data" / "aliexpress"
 
 SMALL_CONFIG = {"embed_dim": 8, "bottom_dims": (16, 8), "tower_dims": (8, 4), "dropout": 0.0, "expert_num": 4}
-SMALL_SCHEMA = FeatureSchema(field_dims=(5, 3, 11, 2), numerical_num=6)
+# Conversion implies click, as random_batch draws it (ESMM-style models need the relation).
+SMALL_SCHEMA = FeatureSchema(field_dims=(5, 3, 11, 2), numerical_num=6, task_implies=("", "click"))
 
 
 def small_model(name: str, schema: FeatureSchema = SMALL_SCHEMA, **overrides) -> torch.nn.Module:

@@ -143,7 +143,8 @@ def _rank(rank: int, out: Path, ports: tuple[int, int], data_dir: str, dataset) 
             batches = [_shard(random_batch(size=64, seed=10 + k), rank) for k in range(model.batches_per_step)]
             alone.training_loss(batches).backward()
             ddp = distributed.wrap(TrainingObjective(model), CPU)
-            ddp(batches).tasks.mean().backward()
+            losses = ddp(batches)  # the same loss as training_loss, auxiliary term included
+            (losses.tasks.mean() + (0 if losses.auxiliary is None else losses.auxiliary)).backward()
             saved[f"{name}/local_grad"], saved[f"{name}/ddp_grad"] = _gradients(alone), _gradients(model)
 
             # A few steps of the trainer, each rank from a different initialisation: DDP must
