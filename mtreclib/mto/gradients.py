@@ -51,6 +51,11 @@ class GradientConfig(Settings):
     )
 
 
+# Rows of the probe batch: enough that a shared element is rarely cut off from a task on every
+# row that reaches it (a ReLU dead on each of them), few enough to cost nothing once.
+PROBE_ROWS = 256
+
+
 class GradientLayout:
     """Where each of a model's parameters lives in the flat (T, P) gradient matrix.
 
@@ -166,33 +171,46 @@ def _candidates(model: MultiTaskModel) -> list[nn.Parameter]:
 def _element_reach(model: MultiTaskModel, parameters: list[nn.Parameter]) -> list[torch.Tensor]:
     """For each parameter, how many tasks' logits give each of its elements a nonzero gradient.
 
-    On the model's probe batch in training mode: in evaluation mode BatchNorm's initial running
-    statistics can leave a unit's ReLU dead for every probe row (a small PLE's second tower then
-    reaches nothing). The only elements training mode can misplace are those whose gradient is
-    zero but for rounding (the bias of a Linear before a BatchNorm, which the normalisation
-    cancels), where the rounding may land on exactly zero for one task only; whether they count
-    as shared or owned changes nothing. The probe leaves no trace: the random state is restored
-    and the buffers are never written (BatchNorm updates its running statistics on copies).
+    On the model's probe batch, in evaluation mode with every BatchNorm's running statistics
+    first set to the probe batch's own. Neither plain mode answers right: in evaluation mode the
+    initial running statistics can leave a unit's ReLU dead on every probe row (a small PLE's
+    second tower then reaches nothing); in training mode the normalisation cancels the gradient
+    of the bias before it, up to rounding that lands on exactly zero for one task and not another.
+    Normalising by fixed batch statistics has neither fault. What remains is a shared element
+    whose gradient from some task is exactly zero on every probe row that reaches it (ReLUs dead
+    on each): rare over 256 rows even for the tests' tiny models, and harmless (that element
+    leaves the decision and takes the task-specific gradient). The probe leaves no trace: it runs
+    on copies of the buffers and restores the random state.
     """
     if not parameters:
         return []
     device = parameters[0].device
-    batch = probe_batch(model.schema, size=32, device=device)
-    # This step's graph may have saved the buffers: the probe's forward must not bump them.
+    batch = probe_batch(model.schema, size=PROBE_ROWS, device=device)
+    # This step's graph may have saved the buffers: the probe's forward passes must not bump them.
     originals = [(module, dict(module._buffers)) for module in model.modules() if module._buffers]
     for module, buffers in originals:
         module._buffers.update({name: b.clone() for name, b in buffers.items() if b is not None})
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
     was_training = model.training
-    model.train()
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.enable_grad():
-            logits = model.logits(batch)  # (B, T)
-            reach = [torch.zeros(p.shape, dtype=torch.int16, device=device) for p in parameters]
-            for t in range(model.task_num):
-                grads = torch.autograd.grad(logits[:, t].sum(), parameters, retain_graph=True, allow_unused=True, materialize_grads=True)
-                torch._foreach_add_(reach, [(g != 0).to(torch.int16) for g in grads])
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for norm in norms:
+                norm.momentum = 1.0  # the running statistics become this batch's
+            model.train()
+            with torch.no_grad():
+                model.logits(batch)
+            model.eval()
+            with torch.enable_grad():
+                logits = model.logits(batch)  # (B, T)
+                reach = [torch.zeros(p.shape, dtype=torch.int16, device=device) for p in parameters]
+                for t in range(model.task_num):
+                    grads = torch.autograd.grad(logits[:, t].sum(), parameters, retain_graph=True, allow_unused=True, materialize_grads=True)
+                    torch._foreach_add_(reach, [(g != 0).to(torch.int16) for g in grads])
     finally:
         model.train(was_training)
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
         for module, buffers in originals:
             module._buffers.update(buffers)
     return reach

@@ -14,39 +14,48 @@ import numpy as np
 _TINY = 1e-12
 
 
-def min_norm_weights(gram: np.ndarray, tolerance: float = 1e-12, max_iter: int = 1000) -> np.ndarray:
+def min_norm_weights(gram: np.ndarray, tolerance: float = 1e-12, max_iter: int = 500) -> np.ndarray:
     """The point of the simplex minimising ``|sum_t a_t g_t|^2 = a^T K a``: MGDA's min-norm element.
 
-    Frank-Wolfe with away steps and exact line search (the objective is quadratic): it converges
-    linearly where plain Frank-Wolfe (the MGDA authors' solver) crawls, and for two tasks its first
-    step lands on the closed-form answer ``a_1 = clip((g_2 - g_1).g_2 / |g_1 - g_2|^2, 0, 1)``.
-    Stops when the Frank-Wolfe gap ``a^T K a - min_t (K a)_t`` is below ``tolerance`` relative to
-    the largest squared norm.
+    Wolfe's min-norm-point algorithm, written with inner products only: a corral ``S`` of tasks
+    whose affine hull's min-norm point lies inside their convex hull; each major step adds the
+    task whose gradient has the smallest inner product with the current point, each minor step
+    moves toward the new affine minimiser and drops the tasks whose weight reaches zero. It ends
+    on the exact answer in finitely many steps (the authors' Frank-Wolfe solver only approaches
+    it); for two tasks that is ``a_1 = clip((g_2 - g_1).g_2 / |g_1 - g_2|^2, 0, 1)``.
     """
     task_num = gram.shape[0]
-    alpha = np.full(task_num, 1.0 / task_num)
     scale = max(float(np.max(np.diag(gram))), _TINY)
+    alpha = np.zeros(task_num)
+    alpha[int(np.argmin(np.diag(gram)))] = 1.0
+    corral = [int(np.argmin(np.diag(gram)))]
     for _ in range(max_iter):
         ka = gram @ alpha
         value = float(alpha @ ka)
-        toward = int(np.argmin(ka))
-        active = np.flatnonzero(alpha > 0)
-        away = int(active[np.argmax(ka[active])])
-        if value - ka[toward] <= tolerance * scale:
+        newcomer = int(np.argmin(ka))
+        if value - ka[newcomer] <= tolerance * scale or newcomer in corral:
             break
-        if value - ka[toward] >= ka[away] - value:
-            direction = -alpha.copy()
-            direction[toward] += 1.0  # toward vertex e_s
-            limit = 1.0
-        else:
-            direction = alpha.copy()
-            direction[away] -= 1.0  # away from vertex e_a
-            limit = alpha[away] / (1.0 - alpha[away]) if alpha[away] < 1.0 else np.inf
-        curvature = float(direction @ gram @ direction)
-        slope = float(direction @ ka)  # half the derivative of a^T K a along the direction
-        step = limit if curvature <= _TINY * scale else min(max(-slope / curvature, 0.0), limit)
-        alpha = np.clip(alpha + step * direction, 0.0, None)
-        alpha /= alpha.sum()
+        corral.append(newcomer)
+        for _ in range(task_num + 1):
+            size = len(corral)
+            system = np.zeros((size + 1, size + 1))
+            system[:size, :size] = gram[np.ix_(corral, corral)]
+            system[:size, size] = system[size, :size] = 1.0
+            rhs = np.zeros(size + 1)
+            rhs[size] = 1.0
+            affine = np.linalg.lstsq(system, rhs, rcond=None)[0][:size]  # min |sum mu_i g_i| with sum mu = 1
+            current = alpha[corral]
+            if np.all(affine > -1e-12):
+                alpha[:] = 0.0
+                alpha[corral] = np.clip(affine, 0.0, None) / np.clip(affine, 0.0, None).sum()
+                break
+            negative = affine < 0
+            step = float(np.min(current[negative] / (current[negative] - affine[negative])))
+            moved = current + step * (affine - current)
+            alpha[:] = 0.0
+            alpha[corral] = np.clip(moved, 0.0, None)
+            corral = [t for t in corral if alpha[t] > 1e-15]
+            alpha /= alpha.sum()
     return alpha
 
 
