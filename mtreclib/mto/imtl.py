@@ -11,7 +11,7 @@ from torch import nn
 from mtreclib.config.settings import setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext
-from mtreclib.mto.gradients import GradientConfig, GradientStrategy
+from mtreclib.mto.gradients import GradientConfig, GradientLayout, GradientStrategy
 from mtreclib.mto.registry import register_strategy
 from mtreclib.mto.solvers import imtl_weights
 
@@ -57,7 +57,7 @@ class IMTL(GradientStrategy):
     def weigh(self, gram: np.ndarray, losses: torch.Tensor, context: StepContext) -> np.ndarray:
         return imtl_weights(gram)
 
-    def update(self, matrix, layout, losses, context) -> torch.Tensor:
+    def update(self, matrix: torch.Tensor, layout: GradientLayout, losses: torch.Tensor, context: StepContext) -> torch.Tensor:
         update = super().update(matrix, layout, losses, context)
         if self.config.imtl_loss_scale:
             self.last_weights.mul_(self.loss_scales.detach().exp())

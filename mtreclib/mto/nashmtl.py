@@ -10,7 +10,7 @@ import torch
 from mtreclib.config.settings import setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext
-from mtreclib.mto.gradients import GradientConfig, GradientStrategy
+from mtreclib.mto.gradients import GradientConfig, GradientLayout, GradientStrategy
 from mtreclib.mto.registry import register_strategy
 from mtreclib.mto.solvers import nash_weights
 
@@ -64,7 +64,7 @@ class NashMTL(GradientStrategy):
         self.solved.fill_(True)
         return alpha
 
-    def update(self, matrix, layout, losses, context) -> torch.Tensor:
+    def update(self, matrix: torch.Tensor, layout: GradientLayout, losses: torch.Tensor, context: StepContext) -> torch.Tensor:
         update = super().update(matrix, layout, losses, context)
         self.last_weights.mul_(self.task_num / self.last_weights.sum().clamp_min(1e-30))
         return update
