@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 
 from mtreclib.cli import main
 from mtreclib.config.experiment import TrainConfig
+from mtreclib.config.files import read_config_file
 from mtreclib.config.resolve import SECTIONS, model_keys, resolve, strategy_keys
 from mtreclib.config.settings import ConfigError, fields_of
 from mtreclib.data.table import MultiTaskTable
@@ -234,6 +234,13 @@ def test_settings_resolve_from_flags_and_config_keys():
         create_strategy("metabalance", 2, metabalance_target=2)
     with pytest.raises(ConfigError, match="mgda_normalization"):
         create_strategy("mgda", 2, mgda_normalization="l1")
+
+
+def test_a_config_file_section_names_the_strategy_and_its_settings(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("mto:\n  name: nashmtl\n  nashmtl_update_every: 5\n")
+    config = resolve(read_config_file(path))
+    assert config.train.mto == "nashmtl" and config.mto_config.nashmtl_update_every == 5
 
 
 def test_strategies_command_lists_every_strategy_with_its_settings(capsys):
