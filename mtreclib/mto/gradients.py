@@ -28,6 +28,7 @@ reaches on the probe (an embedding row absent from it) counts as shared.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -68,7 +69,7 @@ class GradientLayout:
     """
 
     def __init__(self, model: MultiTaskModel):
-        self.model_id = id(model)
+        self.model = weakref.ref(model)
         candidates = _candidates(model)
         reach = _element_reach(model, candidates)
         shared, owned_masks = [], []
@@ -242,7 +243,7 @@ class GradientStrategy(Strategy):
 
     def layout(self, model: MultiTaskModel) -> GradientLayout:
         """The model's layout, probed at the first step."""
-        if self._layout is None or self._layout.model_id != id(model):
+        if self._layout is None or self._layout.model() is not model:
             self._layout = GradientLayout(model)
         return self._layout
 
