@@ -29,7 +29,9 @@ class CAGradConfig(GradientConfig):
 
 @register_strategy("cagrad")
 class CAGrad(GradientStrategy):
-    """Conflict-averse gradient descent: ``max_d min_t g_t . d`` subject to ``|d - g_0| <= c |g_0|``,
+    """CAGrad: the direction best for the worst task within a ball around the mean gradient.
+
+    Conflict-averse gradient descent: ``max_d min_t g_t . d`` subject to ``|d - g_0| <= c |g_0|``,
     ``g_0`` the mean gradient. Its solution is ``d = g_0 + (c |g_0| / |g_w|) g_w`` with ``w``
     minimising ``g_w . g_0 + c |g_0| |g_w|`` over the simplex; the shared update is ``d / (1 + c^2)``
     (``cagrad_rescale``). Task-specific parameters take their own task's gradient.

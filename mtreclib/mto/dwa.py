@@ -21,7 +21,9 @@ class DWAConfig(Settings):
 
 @register_strategy("dwa")
 class DynamicWeightAverage(Strategy):
-    """``w_t = T softmax_t(r_t / temperature)`` with ``r_t = L_t(e-1) / L_t(e-2)``, the ratio of
+    """Dynamic weight average: weights from the ratio of each task's last two epoch losses.
+
+    ``w_t = T softmax_t(r_t / temperature)`` with ``r_t = L_t(e-1) / L_t(e-2)``, the ratio of
     task t's mean training losses over the last two epochs; equal weights for the first two
     epochs. The loss is ``sum_t (w_t / T) L_t`` (``/ T``: equal weights are ``ew``). The epoch
     losses are those the trainer averages over every rank, so all ranks weigh alike.

@@ -24,7 +24,9 @@ class FAMOConfig(Settings):
 
 @register_strategy("famo")
 class FAMO(Strategy):
-    """Task logits ``xi``, ``z = softmax(xi)``; each step descends along
+    """FAMO: loss weights that balance the rates at which the losses fall, at the cost of one forward pass.
+
+    Task logits ``xi``, ``z = softmax(xi)``; each step descends along
     ``d = sum_t c z_t grad L_t / L_t`` with ``c = (sum_t z_t / L_t)^{-1}`` (the gradient of
     ``c sum_t z_t log L_t``: weights ``c z_t / L_t`` summing to one). After the optimizer step the
     same batches' losses are computed again with the updated model (``context.recompute_losses``:

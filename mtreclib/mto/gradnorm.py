@@ -23,7 +23,9 @@ class GradNormConfig(GradientConfig):
 
 @register_strategy("gradnorm")
 class GradNorm(GradientStrategy):
-    """Loss weights ``w`` (summing to T, learned by the run's optimizer) that minimise
+    """GradNorm: loss weights learned so that the tasks' gradient norms train at balanced rates.
+
+    Loss weights ``w`` (summing to T, learned by the run's optimizer) that minimise
     ``L_grad = sum_t |w_t |g_t| - mean(w |g|) r_t^alpha|``, the target held constant, where
     ``r_t = (L_t / L_t(0)) / mean_k (L_k / L_k(0))`` is task t's relative inverse training rate.
     Since ``|grad (w_t L_t)| = w_t |g_t|``, its gradient is ``sign(.) |g_t|``: no second-order

@@ -25,7 +25,9 @@ class IMTLConfig(GradientConfig):
 
 @register_strategy("imtl")
 class IMTL(GradientStrategy):
-    """IMTL-G: the shared update ``g = sum_t a_t g_t`` (``sum_t a_t = 1``) whose projections on
+    """IMTL: an update with equal projections on every task's gradient, and learned loss scales.
+
+    IMTL-G: the shared update ``g = sum_t a_t g_t`` (``sum_t a_t = 1``) whose projections on
     every task's unit gradient ``u_t = g_t / |g_t|`` are equal, in closed form
     ``a_{2:T} = g_1 U^T (D U^T)^{-1}``, ``D_t = g_1 - g_t``, ``U_t = u_1 - u_t``.
 

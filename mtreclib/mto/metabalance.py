@@ -25,7 +25,9 @@ class MetaBalanceConfig(GradientConfig):
 
 @register_strategy("metabalance")
 class MetaBalance(GradientStrategy):
-    """For every shared parameter ``k`` and auxiliary task ``i``, with moving averages of the
+    """MetaBalance: the auxiliary tasks' gradient magnitudes moved toward the target task's, per shared parameter.
+
+    For every shared parameter ``k`` and auxiliary task ``i``, with moving averages of the
     gradient magnitudes ``m_{t,k} <- beta m_{t,k} + (1 - beta) |g_{t,k}|``:
     ``g_{i,k} <- g_{i,k} (r m_{tar,k} / m_{i,k} + 1 - r)``. The shared update is
     ``(g_tar + sum_i g_i) / T`` (``/ T``: equal weighting's scale); task-specific parameters and

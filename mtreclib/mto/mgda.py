@@ -35,7 +35,9 @@ class MGDAConfig(GradientConfig):
 
 @register_strategy("mgda")
 class MGDA(GradientStrategy):
-    """Multiple-gradient descent: the weights ``a`` on the simplex that minimise ``|sum_t a_t g_t|``
+    """MGDA: the min-norm point of the tasks' gradients, a direction that no task's loss rises along.
+
+    Multiple-gradient descent: the weights ``a`` on the simplex that minimise ``|sum_t a_t g_t|``
     over the shared parameters; the update ``sum_t a_t g_t`` decreases every task's loss (or is zero
     at a Pareto-stationary point). As in the authors' code, the weights scale each task's whole
     loss, task-specific parameters included, and with ``mgda_normalization`` they are solved on

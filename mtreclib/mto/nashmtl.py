@@ -26,7 +26,9 @@ class NashMTLConfig(GradientConfig):
 
 @register_strategy("nashmtl")
 class NashMTL(GradientStrategy):
-    """The shared update ``d = sum_t a_t g_t`` with ``a > 0`` solving ``G G^T a = 1 / a``, the Nash
+    """Nash-MTL: the update as the Nash bargaining solution between the tasks.
+
+    The shared update ``d = sum_t a_t g_t`` with ``a > 0`` solving ``G G^T a = 1 / a``, the Nash
     bargaining solution of the tasks' utilities ``g_t . d`` within a ball (then ``g_t . d = 1 / a_t``
     for every task, and ``|d|^2 = T``).
 

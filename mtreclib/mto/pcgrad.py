@@ -14,7 +14,9 @@ from mtreclib.mto.solvers import pcgrad_weights
 
 @register_strategy("pcgrad")
 class PCGrad(GradientStrategy):
-    """Gradient surgery: ``g_i^PC`` starts as ``g_i`` and, for every other task ``j`` in random
+    """PCGrad: each task's gradient projected off the gradients it conflicts with.
+
+    Gradient surgery: ``g_i^PC`` starts as ``g_i`` and, for every other task ``j`` in random
     order with ``g_i^PC . g_j < 0``, loses its component along ``g_j``:
     ``g_i^PC <- g_i^PC - (g_i^PC . g_j / |g_j|^2) g_j``. The shared update is the mean
     ``(1/T) sum_i g_i^PC`` (the paper sums; the mean keeps equal weighting's scale, so that

@@ -24,7 +24,9 @@ class RLWConfig(Settings):
 
 @register_strategy("rlw")
 class RandomLossWeights(Strategy):
-    """``L = sum_t w_t L_t`` with ``w`` drawn afresh each step on the simplex: ``softmax(z)``,
+    """Random loss weighting: weights drawn afresh on the simplex every step.
+
+    ``L = sum_t w_t L_t`` with ``w`` drawn afresh each step on the simplex: ``softmax(z)``,
     ``z ~ N(0, I)`` by default. In expectation every task is weighted alike; the paper finds this
     as good as most learned weightings.
 

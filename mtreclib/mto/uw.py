@@ -13,7 +13,9 @@ from mtreclib.mto.registry import register_strategy
 
 @register_strategy("uw")
 class UncertaintyWeights(Strategy):
-    """``L = sum_t (e^{-s_t} L_t + s_t) / 2`` with ``s_t = log sigma_t^2`` learned by the run's
+    """Uncertainty weighting: each loss weighted by a learned inverse variance, 1 / (2 sigma_t^2).
+
+    ``L = sum_t (e^{-s_t} L_t + s_t) / 2`` with ``s_t = log sigma_t^2`` learned by the run's
     optimizer together with the model (``s = 0`` at the start: weights 1/2). For fixed losses the
     minimum is at ``e^{s_t} = L_t``: each task ends up weighted by ``1 / (2 L_t)``, the inverse of
     its loss scale.
