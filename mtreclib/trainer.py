@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -178,6 +179,7 @@ class Trainer:
         self._saves = checkpoints is not None  # known on every rank: saving needs every rank's random state
         self.log = log if rank == 0 else None
         self.strategy = (strategy or create_strategy(config.mto, model.task_num)).to(device)
+        self.strategy.attach(model)
         self.objective: nn.Module = TrainingObjective(model)
         self.optimizer = adam([*model.parameters(), *self.strategy.parameters()], config, device)
         if config.compile:
@@ -281,6 +283,7 @@ class Trainer:
         start = time.perf_counter()
         for group in _groups(iter(loader), self.model.batches_per_step):
             context.step = result.steps
+            context.recompute_losses = functools.partial(self._recompute_losses, group)
             with self.objective.no_sync() if manual_sync else contextlib.nullcontext():
                 with autocast(self.device, config.precision):
                     losses = self.objective(group)
@@ -289,6 +292,7 @@ class Trainer:
             if self.world_size > 1:
                 distributed.average_gradients(self.strategy.parameters())
             self.optimizer.step()
+            self.strategy.after_step(context)
             task_losses = losses.tasks.detach().double().cpu()
             loss = float(task_losses.mean()) + (0.0 if losses.auxiliary is None else float(losses.auxiliary.detach()))
             total_loss += loss
@@ -321,6 +325,17 @@ class Trainer:
             "train_seconds": seconds,
             "complete": steps == steps_per_epoch,  # False when --max-steps cut the epoch short
         }
+
+    def _recompute_losses(self, group: list[Batch]) -> TaskLosses:
+        """The step's losses computed again, with the weights as they are now (``StepContext.recompute_losses``).
+
+        Through the model itself, not the DistributedDataParallel wrapper (a forward there would
+        wait for a backward); with gradients enabled, as a model's own step may take gradients.
+        """
+        with autocast(self.device, self.config.precision):
+            losses = self.model.task_losses(group)
+        auxiliary = None if losses.auxiliary is None else losses.auxiliary.detach()
+        return TaskLosses(losses.tasks.detach(), auxiliary)
 
     @torch.inference_mode()
     def predict(self, table: MultiTaskTable) -> torch.Tensor:

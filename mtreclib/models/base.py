@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtreclib.layers import FieldEmbedding
 from mtreclib.models.config import ModelConfig
 from mtreclib.schema import Bag, Batch, FeatureSchema
 
@@ -98,6 +99,19 @@ class MultiTaskModel(nn.Module):
             self._shared = _probe_shared(self)
         named = dict(self.named_parameters())
         return [named[name] for name in self._shared]
+
+    def representation(self) -> nn.Module | None:
+        """The module whose output every task is computed from: the shared representation Z.
+
+        MGDA-UB takes the per-task gradients with respect to Z instead of the shared parameters
+        (a strategy hooks this module's output). The default is the model's one
+        ``FieldEmbedding``, the field embeddings every model reads; None when there is none or
+        several (SingleTask: one per task, nothing shared). A model whose tasks all read one
+        deeper module (a shared bottom) may return it instead: the per-task backward passes
+        then stop there, which is cheaper and makes the bound tighter.
+        """
+        found = [module for module in self.modules() if isinstance(module, FieldEmbedding)]
+        return found[0] if len(found) == 1 else None
 
 
 def probe_batch(schema: FeatureSchema, size: int = 8, device: torch.device | str = "cpu") -> Batch:

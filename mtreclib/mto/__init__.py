@@ -1,11 +1,24 @@
 """Multi-task optimisation strategies: how the tasks' losses and gradients are combined.
 
 ``strategy_class(name)`` and ``create_strategy(name, task_num, ...)`` go through one registry;
-``--mto NAME`` picks one for a run. Importing this package registers them all.
+``--mto NAME`` picks one for a run. Importing this package registers them all, loss weighting
+first (``ew``, ``fixed``, ``uw``, ``dwa``, ``rlw``, ``famo``), then the methods that take each task's
+gradient (``gradnorm``, ``pcgrad``, ``mgda``, ``cagrad``, ``nashmtl``, ``imtl``, ``metabalance``).
 """
 
 from mtreclib.mto.base import NoSettings, StepContext, Strategy
 from mtreclib.mto.registry import create_strategy, list_strategies, register_strategy, strategy_class
-from mtreclib.mto import weighting  # noqa: F401  registers ew and fixed
+from mtreclib.mto import weighting, uw, dwa, rlw, famo  # noqa: F401, I001  registers the loss weightings
+from mtreclib.mto import gradnorm, pcgrad, mgda, cagrad, nashmtl, imtl, metabalance  # noqa: F401, I001  and the gradient methods
+from mtreclib.mto.gradients import GradientStrategy
 
-__all__ = ["NoSettings", "StepContext", "Strategy", "create_strategy", "list_strategies", "register_strategy", "strategy_class"]
+__all__ = [
+    "GradientStrategy",
+    "NoSettings",
+    "StepContext",
+    "Strategy",
+    "create_strategy",
+    "list_strategies",
+    "register_strategy",
+    "strategy_class",
+]

@@ -6,7 +6,10 @@ backward pass itself), and the trainer then steps the optimizer. Loss-weighting 
 the losses and call backward once; gradient methods take per-task gradients of the shared
 parameters (``model.shared_parameters()``) or of the shared representation and combine them.
 
-The trainer knows only this interface: no method is special-cased in the loop.
+The trainer knows only this interface: no method is special-cased in the loop. Besides
+``backward`` it calls ``attach(model)`` once before the first step (a strategy that reads the
+model's shared representation hooks it there) and ``after_step(context)`` after every optimizer
+step (FAMO compares the step's losses with those of the updated model on the same batch).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class StepContext:
             so that every rank takes the same decision and applies the same update.
         all_reduce_mean: element-wise mean of a tensor over all processes (the tensor itself
             with one process).
+        recompute_losses: the step's losses computed again on the same batches (after the
+            optimizer step, in ``after_step``: with the updated weights); None outside a trainer.
     """
 
     model: MultiTaskModel
@@ -47,6 +52,7 @@ class StepContext:
     epoch: int = 0
     world_size: int = 1
     all_reduce_mean: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor
+    recompute_losses: Callable[[], TaskLosses] | None = None
 
 
 class Strategy(nn.Module):
@@ -88,9 +94,39 @@ class Strategy(nn.Module):
         """Set the gradients of this step on the model's (and the strategy's own) parameters."""
         self.combine(losses, context).backward()
 
+    def attach(self, model: MultiTaskModel) -> None:
+        """Called once with the model before its first training step (MGDA-UB hooks its representation)."""
+
+    def after_step(self, context: StepContext) -> None:
+        """Called after every optimizer step (FAMO updates its task logits here)."""
+
     def end_epoch(self, task_losses: torch.Tensor) -> None:
         """Called after every epoch with the (T,) mean training loss of each task (DWA uses it)."""
 
     def task_weights(self) -> list[float]:
         """The last step's per-task weights, scaled so that equal weighting reads 1 for each task."""
         return [float(w) for w in self.last_weights]
+
+
+def new_seed() -> torch.Tensor:
+    """A seed for a strategy's own random draws, taken from PyTorch's generator when it is built.
+
+    Built after ``torch.manual_seed(seed)`` (as ``mtrec`` builds it, before the ranks' dropout
+    seeds part) it is the same on every rank and follows the run's seed; ``step_generator``
+    makes sure of the former anyway.
+    """
+    return torch.randint(0, 2**52, (), dtype=torch.int64)
+
+
+def step_generator(strategy: Strategy, seed: torch.Tensor, context: StepContext) -> torch.Generator:
+    """A CPU generator for this step's draws: a function of (seed, step), so that every rank draws
+    the same numbers and a resumed run the numbers it would have drawn.
+
+    With several processes the ranks agree on the seed once (its mean over ranks) at their first
+    draw, in case they were built from different random states.
+    """
+    if context.world_size > 1 and not getattr(strategy, "_seed_agreed", False):
+        agreed = context.all_reduce_mean(seed.to(torch.float64))  # exact: seeds are below 2^52
+        seed.copy_(agreed.round().to(seed.dtype))
+        strategy._seed_agreed = True
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + context.step) % 2**63)
