@@ -165,3 +165,23 @@ def test_parameter_counts_match_the_original_architecture(task_num):
     for name, count in expected.items():
         model = create_model(name, schema)
         assert sum(p.numel() for p in model.parameters()) == count, name
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shared_parameters_are_those_two_tasks_reach_and_tower_banks_are_not(name):
+    """What gradient methods balance: found by the model itself, right for small models too."""
+    torch.manual_seed(0)
+    model = small_model(name)
+    shared = {id(p) for p in model.shared_parameters()}
+    named = dict(model.named_parameters())
+    if name == "singletask":
+        assert not shared  # nothing is shared between independent networks
+        return
+    embedding = [p for n, p in named.items() if n.startswith("embedding.") or ".embedding." in n]
+    if name not in ("stem",):
+        assert any(id(p) in shared for p in embedding), f"{name}: its shared embedding is not found shared"
+    if name in ("sharedbottom", "omoe", "mmoe", "ple", "cgc", "dselectk"):
+        # Each task's tower reads only its own input (in ESMM or AITM a task's logit also reads
+        # the towers or bottoms of the tasks before it, which makes those shared).
+        towers = [p for n, p in named.items() if n.startswith("towers.")]
+        assert towers and not any(id(p) in shared for p in towers), f"{name}: a bank of per-task towers is found shared"

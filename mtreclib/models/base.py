@@ -14,6 +14,12 @@ from mtreclib.models.config import ModelConfig
 from mtreclib.schema import Bag, Batch, FeatureSchema
 
 
+# Rows of the probe batch that finds which tasks reach which parameters: enough that a shared
+# element is rarely cut off from a task on every row that reaches it (a ReLU dead on each of
+# them), few enough to cost nothing once.
+PROBE_ROWS = 256
+
+
 def task_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Each task's mean binary cross-entropy: (B, T) logits and labels, optional (B,) row weights -> (T,).
 
@@ -91,9 +97,9 @@ class MultiTaskModel(nn.Module):
     def shared_parameters(self) -> list[nn.Parameter]:
         """The parameters that more than one task's logit depends on (what gradient methods balance).
 
-        Found once on a small probe batch (which tasks' logits give each parameter a nonzero
-        gradient), so that every model answers correctly without a list written by hand; a
-        model may override it.
+        Found once on a probe batch (``task_reach``: which tasks' logits give each element a
+        nonzero gradient), so that every model answers correctly without a list written by
+        hand; a model may override it.
         """
         if self._shared is None:
             self._shared = _probe_shared(self)
@@ -130,20 +136,55 @@ def probe_batch(schema: FeatureSchema, size: int = 8, device: torch.device | str
     return Batch(categorical.to(device), numerical.to(device), labels.to(device), tuple(b.to(device) for b in bags))
 
 
-def _probe_shared(model: MultiTaskModel) -> list[str]:
-    device = next(model.parameters()).device
-    batch = probe_batch(model.schema, size=32, device=device)
+def task_reach(model: MultiTaskModel, parameters: list[nn.Parameter]) -> list[torch.Tensor]:
+    """For each parameter, how many tasks' logits give each of its elements a nonzero gradient.
+
+    On the model's probe batch, in evaluation mode with every BatchNorm's running statistics
+    first set to the probe batch's own. Neither plain mode answers right: in evaluation mode the
+    initial running statistics can leave a unit's ReLU dead on every probe row (a small PLE's
+    second tower then reaches nothing); in training mode the normalisation cancels the gradient
+    of the bias before it, up to rounding that lands on exactly zero for one task and not another.
+    Normalising by fixed batch statistics has neither fault. What remains is a shared element
+    whose gradient from some task is exactly zero on every probe row that reaches it (ReLUs dead
+    on each): rare over 256 rows even for the tests' tiny models, and harmless (that element
+    leaves the decision and takes the task-specific gradient). The probe leaves no trace: it runs
+    on copies of the buffers and restores the random state.
+    """
+    if not parameters:
+        return []
+    device = parameters[0].device
+    batch = probe_batch(model.schema, size=PROBE_ROWS, device=device)
+    # This step's graph may have saved the buffers: the probe's forward passes must not bump them.
+    originals = [(module, dict(module._buffers)) for module in model.modules() if module._buffers]
+    for module, buffers in originals:
+        module._buffers.update({name: b.clone() for name, b in buffers.items() if b is not None})
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
     was_training = model.training
-    model.eval()
     try:
-        with torch.enable_grad():
-            logits = model.logits(batch)
-            names, parameters = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
-            reach = torch.zeros(len(parameters), dtype=torch.long)
-            for t in range(model.task_num):
-                grads = torch.autograd.grad(logits[:, t].sum(), parameters, retain_graph=True, allow_unused=True)
-                # By value, not by graph: slices of one output tensor share its graph.
-                reach += torch.tensor([g is not None and bool(g.abs().sum() > 0) for g in grads], dtype=torch.long)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for norm in norms:
+                norm.momentum = 1.0  # the running statistics become this batch's
+            model.train()
+            with torch.no_grad():
+                model.logits(batch)
+            model.eval()
+            with torch.enable_grad():
+                logits = model.logits(batch)  # (B, T)
+                reach = [torch.zeros(p.shape, dtype=torch.int16, device=device) for p in parameters]
+                for t in range(model.task_num):
+                    grads = torch.autograd.grad(logits[:, t].sum(), parameters, retain_graph=True, allow_unused=True, materialize_grads=True)
+                    torch._foreach_add_(reach, [(g != 0).to(torch.int16) for g in grads])
     finally:
         model.train(was_training)
-    return [name for name, count in zip(names, reach.tolist()) if count > 1]
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        for module, buffers in originals:
+            module._buffers.update(buffers)
+    return reach
+
+
+def _probe_shared(model: MultiTaskModel) -> list[str]:
+    names, parameters = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
+    reach = task_reach(model, list(parameters))
+    return [name for name, counts in zip(names, reach) if bool((counts > 1).any())]

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from mtreclib.config.settings import Settings, setting
-from mtreclib.models.base import MultiTaskModel, TaskLosses, probe_batch
+from mtreclib.models.base import MultiTaskModel, TaskLosses, task_reach
 from mtreclib.mto.base import StepContext, Strategy
 
 
@@ -50,11 +50,6 @@ class GradientConfig(Settings):
         "gradient methods: take the per-task gradients in one vmapped backward (autograd.grad with is_grads_batched) "
         "instead of one backward per task",
     )
-
-
-# Rows of the probe batch: enough that a shared element is rarely cut off from a task on every
-# row that reaches it (a ReLU dead on each of them), few enough to cost nothing once.
-PROBE_ROWS = 256
 
 
 class GradientLayout:
@@ -71,7 +66,7 @@ class GradientLayout:
     def __init__(self, model: MultiTaskModel):
         self.model = weakref.ref(model)
         candidates = _candidates(model)
-        reach = _element_reach(model, candidates)
+        reach = task_reach(model, candidates)
         shared, owned_masks = [], []
         for parameter, count in zip(candidates, reach):
             if bool((count >= 2).any()):
@@ -167,54 +162,6 @@ def _candidates(model: MultiTaskModel) -> list[nn.Parameter]:
     if type(model).shared_parameters is not MultiTaskModel.shared_parameters:
         return model.shared_parameters()
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def _element_reach(model: MultiTaskModel, parameters: list[nn.Parameter]) -> list[torch.Tensor]:
-    """For each parameter, how many tasks' logits give each of its elements a nonzero gradient.
-
-    On the model's probe batch, in evaluation mode with every BatchNorm's running statistics
-    first set to the probe batch's own. Neither plain mode answers right: in evaluation mode the
-    initial running statistics can leave a unit's ReLU dead on every probe row (a small PLE's
-    second tower then reaches nothing); in training mode the normalisation cancels the gradient
-    of the bias before it, up to rounding that lands on exactly zero for one task and not another.
-    Normalising by fixed batch statistics has neither fault. What remains is a shared element
-    whose gradient from some task is exactly zero on every probe row that reaches it (ReLUs dead
-    on each): rare over 256 rows even for the tests' tiny models, and harmless (that element
-    leaves the decision and takes the task-specific gradient). The probe leaves no trace: it runs
-    on copies of the buffers and restores the random state.
-    """
-    if not parameters:
-        return []
-    device = parameters[0].device
-    batch = probe_batch(model.schema, size=PROBE_ROWS, device=device)
-    # This step's graph may have saved the buffers: the probe's forward passes must not bump them.
-    originals = [(module, dict(module._buffers)) for module in model.modules() if module._buffers]
-    for module, buffers in originals:
-        module._buffers.update({name: b.clone() for name, b in buffers.items() if b is not None})
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    was_training = model.training
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for norm in norms:
-                norm.momentum = 1.0  # the running statistics become this batch's
-            model.train()
-            with torch.no_grad():
-                model.logits(batch)
-            model.eval()
-            with torch.enable_grad():
-                logits = model.logits(batch)  # (B, T)
-                reach = [torch.zeros(p.shape, dtype=torch.int16, device=device) for p in parameters]
-                for t in range(model.task_num):
-                    grads = torch.autograd.grad(logits[:, t].sum(), parameters, retain_graph=True, allow_unused=True, materialize_grads=True)
-                    torch._foreach_add_(reach, [(g != 0).to(torch.int16) for g in grads])
-    finally:
-        model.train(was_training)
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
-        for module, buffers in originals:
-            module._buffers.update(buffers)
-    return reach
 
 
 class GradientStrategy(Strategy):
