@@ -11,13 +11,15 @@ recipe runs alone in a fresh process (`run` of mtreclib.recipes.aliccp, what `mt
 library's imports, torch included).
 
 Figures: wall seconds and CPU seconds (user + system, all threads), samples per second (both
-splits), MB/s of uncompressed CSV, peak RSS, the memory the common-features table takes, and the
-Parquet output's size.
+splits), MB/s of uncompressed CSV, peak RSS, the history features of the training split's common
+lines, the memory held for the join (indexes and profile ids), the common lines no sample uses
+(left out of the side table: with a fixed pool, many at small N), and the output's size on disk
+per split: the impression rows (``<split>.parquet``) and the side table (``common_<split>.parquet``).
 
     .venv/bin/python benchmarks/recipe_aliccp.py --work /tmp/bench-aliccp --rows 1000000 10000000
 
-At 10M samples the generated download is ~2 GB and needs ~4 GB more while it is packed; the
-Parquet output is ~1.5 GB. The full dataset has 42.3M training samples (and 43M test samples).
+At 10M samples the generated download is ~2 GB and needs ~4 GB more while it is packed. The full
+dataset has 42.3M training samples (and 43M test samples), ~58 per common line.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def csv_bytes(folder: Path) -> int:
     return total
 
 
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def size_mb(path: Path) -> float:
+    return round(path.stat().st_size / 1e6, 1)
+
+
 def one_size(work: Path, config: AliCCPConfig, reuse: bool) -> dict:
     folder = work / f"aliccp_{config.train_samples}"
     generated = None
@@ -67,7 +77,10 @@ def one_size(work: Path, config: AliCCPConfig, reuse: bool) -> dict:
     # CPU time of the measured process (its trampoline waits for it, so it counts as our child's):
     # a figure that a busy shared machine distorts less than wall time.
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    held = re.search(r"held \(([\d,]+) features, ([\d,]+) MB\)", run.stdout)
+    # The train line of the summary: "... (N history features read, M MB of profiles held) ...; K common-feature lines have no impression".
+    train = next(line for line in run.stdout.splitlines() if line.startswith("train:"))
+    held = re.search(r"\(([\d,]+) history features read, ([\d,]+) MB of profiles held\)", train)
+    unused = re.search(r"([\d,]+) common-feature lines have no impression", train)
     samples = config.train_samples + config.test_samples
     output = folder / "AliCCP"
     return {
@@ -83,8 +96,10 @@ def one_size(work: Path, config: AliCCPConfig, reuse: bool) -> dict:
         "samples_per_second": round(samples / run.seconds),
         "raw_mb_per_second": round(raw / 1e6 / run.seconds, 1),
         "peak_rss_mb": round(run.peak_rss_mb),
-        "train_common_features": int(held.group(1).replace(",", "")) if held else None,
-        "train_common_table_mb": int(held.group(2).replace(",", "")) if held else None,
+        "train_common_features": number(held.group(1)) if held else None,
+        "train_profiles_held_mb": number(held.group(2)) if held else None,
+        "train_unused_common_lines": number(unused.group(1)) if unused else 0,
+        "output_mb": {split: {"rows": size_mb(output / f"{split}.parquet"), "side_table": size_mb(output / f"common_{split}.parquet")} for split in SPLITS},
         "parquet_mb": round(sum(p.stat().st_size for p in output.glob("*.parquet")) / 1e6, 1),
         "summary": run.stdout.strip().splitlines(),
     }

@@ -24,11 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="AliExpress: drop item rows whose search id has no user row, and report how many (default: stop with an error)",
     )
+    parser.add_argument(
+        "--drop-unclicked-conversions",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="AliCCP: drop impressions converted without a click, and report how many (default: stop with an error)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    options = {"drop_orphans": True} if getattr(args, "drop_orphans", False) else {}
+    # Only the options given: run_recipe refuses an option the dataset's recipe does not have.
+    options = {name: True for name in ("drop_orphans", "drop_unclicked_conversions") if getattr(args, name, False)}
     recipe = find_recipe(args.dataset)
     for line in run_recipe(args.dataset, args.data_dir, progress=not args.no_progress, **options):
         print(line)

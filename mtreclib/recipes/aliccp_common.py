@@ -1,16 +1,19 @@
-"""One split's common features (the user side), held in memory for the join, and looked up by index.
+"""One split's common features (the user side): the histories streamed out as a side table, the rest held for the join.
 
-Every skeleton line names a line of the common-features file by its 16-hex-digit index, and takes
-the user's fields from it. The table is held in a compact form: per field, each line's feature
-count, and the features as int32 ids with float32 values (8 bytes a feature), plus the indexes
-sorted for a binary search. The real training file has 730,599 lines and about 8 GB of text, or
-roughly 360 million features at ~22 bytes each: some 3 GB held (the test file, 884,211 lines and
-about 10 GB, some 3.6 GB). It does not grow with the number of samples.
+Every skeleton line names a line of the common-features file by its 16-hex-digit index. Such a
+line holds a user's profile (101, 121..129: one id each) and behaviour histories (109_14,
+110_14, 127_14, 150_14: ~500 features in all), and serves ~58 impressions. The histories go
+straight from each piece of text into the side table (``common_<split>.parquet``: one row per
+line, stored once), so they are never held; the profile ids are held, with the indexes sorted
+for a binary search, to be joined onto each impression: ~105 bytes a line, some 77 MB for the
+real training file's 730,599 lines (93 MB for the test file's 884,211). It grows with the
+number of common-features lines, not of samples.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,34 +22,53 @@ from tqdm.auto import tqdm
 
 from mtreclib.data.csvchunks import Dialect, line_pieces, parse_piece, prefetch
 from mtreclib.errors import DataError
-from mtreclib.recipes.aliccp_features import COMMON, FIELDS, FieldValues, parse_features, parse_keys
+from mtreclib.recipes.aliccp_features import COMMON, FIELDS, FieldValues, parse_features, parse_keys, weight_column
 from mtreclib.recipes.aliccp_files import RawFile
 
 COLUMNS = ("common_feature_index", "feature_count", "feature_list")
 TYPES = {"common_feature_index": pa.string(), "feature_count": pa.int64(), "feature_list": pa.string()}
 DIALECT = Dialect(",", quoted=False)
-USER_FIELDS = tuple(field for field in FIELDS if field.side == COMMON)
+HISTORIES = tuple(field for field in FIELDS if field.side == COMMON and field.multi)
+PROFILE = tuple(field for field in FIELDS if field.side == COMMON and not field.multi)
 # Parsing expands a piece of text ~14-fold while it works (each feature is split into three
 # strings, then numbers), so both files go in pieces of 8 MB rather than csvchunks' 32 MB.
 PIECE_BYTES = 8 << 20
 
 
+def side_schema() -> pa.Schema:
+    """The columns of ``common_<split>.parquet``: the index (the side table's key), then each history and its values."""
+    columns = [pa.field("common_feature_index", pa.int64(), nullable=False)]
+    for field in HISTORIES:
+        columns.append(pa.field(field.name, pa.list_(pa.int64()), nullable=False))
+        columns.append(pa.field(weight_column(field), pa.list_(pa.float32()), nullable=False))
+    return pa.schema(columns)
+
+
+SIDE_SCHEMA = side_schema()
+
+
+def list_columns(values: FieldValues) -> list[pa.Array]:
+    """A multi-valued field over n lines: its list of ids and the parallel list of values."""
+    offsets = pa.array(np.concatenate([[0], np.cumsum(values.counts, dtype=np.int64)]).astype(np.int32))
+    return [pa.ListArray.from_arrays(offsets, pa.array(values.ids)), pa.ListArray.from_arrays(offsets, pa.array(values.weights))]
+
+
 @dataclass(frozen=True)
 class CommonTable:
-    """A split's common-features lines, in file order.
+    """A split's common-features lines as the join needs them: their indexes and profile ids.
 
     Attributes:
         sorted_keys: (K,) uint64 indexes, ascending.
         order: (K,) the file row of each entry of ``sorted_keys``.
-        fields: per user field, all lines' features (``FieldValues`` over the K lines).
-        offsets: per user field, (K + 1,) int64 starts of each line's features.
-        features: how many features the table holds in all.
+        profile: per profile field (101, 121..129), (K,) int64 ids by file row (0 where absent).
+        present: per profile field, (K,) bool: whether the line has it.
+        features: how many history features the lines hold (written to the side table).
     """
 
     sorted_keys: np.ndarray
     order: np.ndarray
-    fields: dict[str, FieldValues]
-    offsets: dict[str, np.ndarray]
+    profile: dict[str, np.ndarray]
+    present: dict[str, np.ndarray]
     features: int
 
     @property
@@ -55,8 +77,7 @@ class CommonTable:
 
     @property
     def nbytes(self) -> int:
-        held = [self.sorted_keys, self.order, *self.offsets.values()]
-        held += [array for values in self.fields.values() for array in (values.counts, values.ids, values.weights)]
+        held = [self.sorted_keys, self.order, *self.profile.values(), *self.present.values()]
         return sum(array.nbytes for array in held)
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,36 +86,20 @@ class CommonTable:
         return self.order[at], self.sorted_keys[at] == keys
 
     def take(self, rows: np.ndarray) -> dict[str, FieldValues]:
-        """The user fields of file rows ``rows`` (repeats allowed), ids widened to int64."""
+        """The profile fields of file rows ``rows`` (n,), repeats allowed."""
         out = {}
-        for name, values in self.fields.items():
-            counts = values.counts[rows]
-            starts = self.offsets[name][rows]
-            # Ragged gather: entry j of output line i is feature starts[i] + j.
-            total = int(counts.sum())
-            line_starts = np.cumsum(counts) - counts
-            index = np.arange(total, dtype=np.int64) + np.repeat(starts - line_starts, counts)
-            out[name] = FieldValues(counts, values.ids[index].astype(np.int64), values.weights[index])
+        for name, ids in self.profile.items():
+            present = self.present[name][rows]
+            out[name] = FieldValues(present.astype(np.int64), ids[rows][present], np.ones(int(present.sum()), np.float32))
         return out
 
 
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    """``parts`` concatenated, each freed once copied (``parts`` ends empty): the peak is the
-    result plus one part, where ``np.concatenate`` would hold all parts and the result."""
-    out = np.empty(sum(len(part) for part in parts), dtype=parts[0].dtype)
-    at = 0
-    parts.reverse()
-    while parts:
-        part = parts.pop()
-        out[at : at + len(part)] = part
-        at += len(part)
-    return out
-
-
-def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES, progress: bool = True) -> tuple[CommonTable, int]:
-    """The common-features file, checked line by line, ready for lookups; and its size in bytes."""
+def read_common(source: RawFile, write: Callable[[pa.Table], None], *, chunk_bytes: int = PIECE_BYTES, progress: bool = True) -> tuple[CommonTable, int]:
+    """The common-features file, checked line by line: ``write`` gets each piece's side-table rows
+    (``SIDE_SCHEMA``, in file order); returns the table for the join, and the file's size in bytes."""
     keys = []
-    per_field = {field.name: ([], [], []) for field in USER_FIELDS}  # counts, ids, weights of each piece
+    profile = {field.name: ([], []) for field in PROFILE}  # ids, presence of each piece
+    features = 0
     with contextlib.ExitStack() as stack:
         stream, size = stack.enter_context(source.open())
         pieces = stack.enter_context(contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))))
@@ -103,21 +108,28 @@ def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES, progress: bo
         )
         for piece in pieces:
             data = parse_piece(source.name, piece, COLUMNS, TYPES, dialect=DIALECT, nullable=("feature_list",))
-            keys.append(parse_keys(source.name, piece.first_line, data.column("common_feature_index")))
+            key = parse_keys(source.name, piece.first_line, data.column("common_feature_index"))
+            keys.append(key)
             counts = data.column("feature_count").to_numpy()
             lists = data.column("feature_list").combine_chunks()
-            for name, values in parse_features(source.name, piece.first_line, lists, counts, COMMON).items():
-                for parts, array in zip(per_field[name], (values.counts.astype(np.int32), values.ids, values.weights)):
-                    parts.append(array)
+            fields = parse_features(source.name, piece.first_line, lists, counts, COMMON)
             del data, lists
+            for field in PROFILE:
+                values = fields[field.name]
+                present = values.counts > 0
+                ids = np.zeros(len(present), dtype=np.int64)
+                ids[present] = values.ids
+                profile[field.name][0].append(ids)
+                profile[field.name][1].append(present)
+            arrays = [pa.array(key.view(np.int64))]
+            for field in HISTORIES:
+                arrays += list_columns(fields[field.name])
+                features += len(fields[field.name].ids)
+            write(pa.Table.from_arrays(arrays, schema=SIDE_SCHEMA))
             bar.update(piece.data.nbytes)
     if not keys:
         raise DataError(source.name, f"the file is empty; expected lines of {len(COLUMNS)} values ({', '.join(COLUMNS)})")
-    key = _joined(keys)
-    fields, offsets = {}, {}
-    for name, (counts, ids, weights) in per_field.items():
-        fields[name] = FieldValues(_joined(counts), _joined(ids), _joined(weights))
-        offsets[name] = np.concatenate([[0], np.cumsum(fields[name].counts, dtype=np.int64)])
+    key = np.concatenate(keys)
     order = np.argsort(key, kind="stable")
     sorted_keys = key[order]
     repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
@@ -130,5 +142,6 @@ def read_common(source: RawFile, *, chunk_bytes: int = PIECE_BYTES, progress: bo
             line=second,
             column="common_feature_index",
         )
-    features = sum(len(values.ids) for values in fields.values())
-    return CommonTable(sorted_keys, order, fields, offsets, features), size
+    ids = {name: np.concatenate(parts[0]) for name, parts in profile.items()}
+    present = {name: np.concatenate(parts[1]) for name, parts in profile.items()}
+    return CommonTable(sorted_keys, order, ids, present, features), size

@@ -23,7 +23,6 @@ from mtreclib.errors import DataError
 
 COMMON = "common"  # the common-features file (user side)
 SAMPLE = "sample"  # the skeleton file (item and context side)
-_INT32_MAX = np.iinfo(np.int32).max
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ class FieldValues:
 
     Attributes:
         counts: (n,) features of the field on each line (0 where absent).
-        ids: (counts.sum(),) feature ids (int64; int32 on the common side).
+        ids: (counts.sum(),) int64 feature ids.
         weights: (counts.sum(),) float32 values.
     """
 
@@ -159,9 +158,8 @@ def parse_features(path: object, first_line: int, lists: pa.Array, declared: np.
 
     Returns every field of ``side``, present or not on these lines. Raises ``DataError`` for a
     count that does not match, a feature not shaped ``field\\x02id\\x03value``, an unknown field
-    or one of the other side, a negative or non-integer id (on the common side, one beyond
-    2**31 - 1), a value that is not a finite number, and a single-valued field given twice or
-    with a value other than 1.
+    or one of the other side, an id that is not a non-negative 64-bit integer, a value that is not
+    a finite number, and a single-valued field given twice or with a value other than 1.
     """
     n = len(lists)
     text = pc.fill_null(lists, "")
@@ -199,10 +197,9 @@ def parse_features(path: object, first_line: int, lists: pa.Array, declared: np.
         raise locator.error(index, f"field {field.name} ({field.meaning}) belongs in {_SIDE_NAME[field.side]}, not in {_SIDE_NAME[side]}")
 
     ids = _as_numbers(id_text, pa.int64(), locator, "an integer feature id")
-    limit = _INT32_MAX if side == COMMON else np.iinfo(np.int64).max
-    out_of_range = (ids < 0) | (ids > limit)
-    if out_of_range.any():
-        raise locator.error(int(out_of_range.argmax()), f"expected a feature id in 0..{limit}")
+    negative = ids < 0
+    if negative.any():
+        raise locator.error(int(negative.argmax()), "expected a feature id of 0 or more")
     values = _as_numbers(value_text, pa.float64(), locator, "a number")
     infinite = ~np.isfinite(values)
     if infinite.any():
@@ -220,8 +217,7 @@ def parse_features(path: object, first_line: int, lists: pa.Array, declared: np.
         counts = np.bincount(row[taken], minlength=n)
         if not field.multi:
             _check_single(locator, field, taken, counts, row, values)
-        kind = np.int32 if side == COMMON else np.int64
-        out[field.name] = FieldValues(counts, ids[taken].astype(kind), values[taken].astype(np.float32))
+        out[field.name] = FieldValues(counts, ids[taken], values[taken].astype(np.float32))
     return out
 
 
