@@ -27,6 +27,7 @@ from mtreclib.data.spec import DatasetSpec
 from mtreclib.errors import DataError
 
 PARQUET_BATCH_ROWS = 256 * 1024
+PARQUET_BATCH_BYTES = 64 << 20  # rows of long lists (a side table's histories) come in fewer per batch
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,28 @@ def read_chunks(
             yield from _csv_chunks(spec, path, needed, chunk_bytes)
 
 
+def batch_rows(reader: pq.ParquetFile, columns: list[str]) -> int:
+    """Rows per batch so that a batch of ``columns`` holds about ``PARQUET_BATCH_BYTES`` uncompressed."""
+    metadata = reader.metadata
+    if metadata.num_rows == 0:
+        return PARQUET_BATCH_ROWS
+    wanted = set(columns)
+    size = 0
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            if column.path_in_schema.split(".")[0] in wanted:
+                size += column.total_uncompressed_size
+    per_row = max(size / metadata.num_rows, 1.0)
+    return int(min(PARQUET_BATCH_ROWS, max(1024, PARQUET_BATCH_BYTES // per_row)))
+
+
 def _parquet_chunks(path: Path, needed: list[str]) -> Iterator[Chunk]:
     try:
         reader = pq.ParquetFile(path)
         row = 1
-        for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=needed):
+        for batch in reader.iter_batches(batch_size=batch_rows(reader, needed), columns=needed):
             yield Chunk(pa.Table.from_batches([batch]), Place(path, row, lines=False))
             row += batch.num_rows
     except (pa.ArrowInvalid, OSError) as error:
