@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from generators.aliccp import AliCCPConfig, raw_texts
+from generators.aliccp import write_download as aliccp_download
 from generators.aliexpress import RawConfig
 from generators.aliexpress import generate_download as aliexpress_download
 from generators.census import CensusConfig
@@ -25,6 +27,7 @@ DOWNLOADS = {
     "AliExpress_NL": lambda folder: aliexpress_download(folder, RawConfig(country="NL", train_items=900, test_items=300)),
     "CensusIncome": lambda folder: census_download(folder, CensusConfig(train_rows=900, test_rows=400)),
     "KuaiRandPure": lambda folder: kuairand_download(folder, KuaiRandConfig()),
+    "AliCCP": lambda folder: aliccp_download(folder, raw_texts(AliCCPConfig(train_samples=600, test_samples=200, common_rows=40, seed=1))),
 }
 
 
@@ -42,6 +45,8 @@ def test_every_model_trains_on_each_recipe_or_refuses_in_one_line(data_dir, name
     dataset = load_dataset(name, data_dir, progress=False)
     if name == "KuaiRandPure":
         assert len(dataset.schema.task_names) >= 6 and dataset.schema.bag_num == 1  # many feedback signals, the tag list
+    if name == "AliCCP":
+        assert dataset.schema.task_implies == ("", "click") and dataset.schema.bag_num == 9 and dataset.train.bags[0].rows is not None
     trained, refused = [], {}
     for model in list_models():
         config = small_experiment(model, dataset=name, data_dir=str(data_dir), epochs=1, max_steps=2, batch_size=64, patience=0)
