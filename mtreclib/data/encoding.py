@@ -57,6 +57,14 @@ def _first(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
+def check_id_range(ids: np.ndarray, place: Place, column: str) -> None:
+    """Integer ids used as they are must fit the cache's int32 ids: ``0 .. 2**31 - 1``."""
+    bad = (ids < 0) | (ids > _INT32_MAX)
+    if bad.any():
+        i = _first(bad)
+        raise place.error(i, column, f"expected an id in 0..{_INT32_MAX}, found {ids[i]}")
+
+
 def normalise_ids(array: pa.Array | pa.ChunkedArray, place: Place, column: str) -> pa.Array:
     """Categorical values as int64 (integers, booleans, integral floats) or strings; nulls kept."""
     if isinstance(array, pa.ChunkedArray):
@@ -172,10 +180,7 @@ class CategoricalEncoder:
             if not pa.types.is_integer(array.type):
                 raise DataError(place.file, f"expected integer ids (vocabulary: identity), found values of type {array.type}", column=column)
             ids = array.to_numpy()
-            bad = (ids < 0) | (ids > _INT32_MAX)
-            if bad.any():
-                i = _first(bad)
-                raise place.error(i, column, f"expected an id in 0..{_INT32_MAX}, found {ids[i]}")
+            check_id_range(ids, place, column)
             if training:
                 self.observe_identity(ids)
                 return ids.astype(np.int32)

@@ -43,6 +43,7 @@ from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece, prefe
 from mtreclib.data.processed import COLUMNS
 from mtreclib.recipes import register_recipe
 from mtreclib.recipes.aliexpress_files import COUNTRIES, DATASET_PAGE, RawFile, find_raw_files
+from mtreclib.data.encoding import Place, check_id_range
 from mtreclib.errors import DataError
 
 USER_COLUMNS = tuple(f"user_{i}" for i in range(1, 34))
@@ -53,7 +54,6 @@ USER_NUMERICAL = tuple(f"user_{i}" for i in range(9, 32))
 ITEM_NUMERICAL = tuple(f"item_{i}" for i in range(2, 49) if f"item_{i}" not in ITEM_CATEGORICAL)
 LABEL = "item_49"
 
-_INT32_MAX = np.iinfo(np.int32).max
 
 
 def _types(search_id: str, categorical: tuple[str, ...], numerical: tuple[str, ...], label: str | None = None) -> dict[str, pa.DataType]:
@@ -96,13 +96,10 @@ class SplitReport:
 
 
 def _check_ids(name: str, data: pa.Table, columns: tuple[str, ...], first_line: int) -> None:
-    """Categorical ids must fit the processed layout's int32 ids."""
+    """Categorical ids must fit the processed layout's int32 ids (the rule the built-in spec applies when it reads them)."""
+    place = Place(name, first_line, lines=True)
     for column in columns:
-        values = data.column(column).to_numpy()
-        bad = (values < 0) | (values > _INT32_MAX)
-        if bad.any():
-            row = int(bad.argmax())
-            raise DataError(name, f"expected an id in 0..{_INT32_MAX}, found {values[row]}", line=first_line + row, column=column)
+        check_id_range(data.column(column).to_numpy(), place, column)
 
 
 @dataclass(frozen=True)
