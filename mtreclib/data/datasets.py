@@ -18,6 +18,9 @@ from mtreclib.schema import FeatureSchema
 
 # Conversion is recorded only on clicked rows: the second task is CTCVR.
 ALIEXPRESS_IMPLIES = ("", "click")
+# categorical_1 .. 9 come from the user (search page) file, 10 .. 16 from the item file (see
+# data/raw.py; the synthetic generator follows the same split): what PEPNet's gates read.
+ALIEXPRESS_ROLES = ("user",) * 9 + ("item",) * 7
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,14 @@ def clamp_to_vocabulary(table: MultiTaskTable, field_dims: tuple[int, ...]) -> M
 
 
 def aliexpress_schema(field_dims: tuple[int, ...], numerical_num: int) -> FeatureSchema:
-    return FeatureSchema(field_dims, numerical_num, LABEL_COLUMNS, field_names=CATEGORICAL_COLUMNS[: len(field_dims)], task_implies=ALIEXPRESS_IMPLIES)
+    return FeatureSchema(
+        field_dims,
+        numerical_num,
+        LABEL_COLUMNS,
+        field_names=CATEGORICAL_COLUMNS[: len(field_dims)],
+        field_roles=ALIEXPRESS_ROLES[: len(field_dims)],
+        task_implies=ALIEXPRESS_IMPLIES,
+    )
 
 
 def identity_encoding(field_dims: Sequence[int]) -> dict[str, Any]:
