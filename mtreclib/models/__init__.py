@@ -2,6 +2,8 @@
 
 # Imported in the original MTReclib's order, which is the order `mtrec models` lists.
 from mtreclib.models import singletask, sharedbottom, omoe, mmoe, ple, aitm, metaheac  # noqa: F401, I001
+# Embedding, fusion and personalisation models after 2021 (group b).
+from mtreclib.models import stem, adatt, pepnet, home  # noqa: F401, I001
 from mtreclib.models.base import MultiTaskModel, TaskLosses, multitask_bce, task_bce
 from mtreclib.models.config import ExpertConfig, ModelConfig
 from mtreclib.models.registry import (
