@@ -36,11 +36,13 @@ def test_task_loss_reaches_only_the_shared_and_its_own_embeddings_and_experts():
     for table in (0, 3):
         for part in ("embedding.weight", "numerical.weight", "numerical.bias"):
             assert grads[f"embeddings.{table}.{part}"].abs().sum() > 0, (table, part)
-    for prefix in ("task_experts.0.", "shared_experts.", "gates.0."):
+    for prefix in ("task_experts.0.", "shared_experts."):
         assert total(prefix) > 0, prefix
     # The other tasks' tables, experts and gates: exactly zero, not merely small.
-    for prefix in ("embeddings.1.", "embeddings.2.", "task_experts.1.", "task_experts.2.", "gates.1.", "gates.2."):
+    for prefix in ("embeddings.1.", "embeddings.2.", "task_experts.1.", "task_experts.2."):
         assert total(prefix) == 0.0, prefix
+    gate_rows = grads["gates.linear.weight"].view(3, -1, grads["gates.linear.weight"].shape[1])  # (T, N, I)
+    assert gate_rows[0].abs().sum() > 0 and gate_rows[1:].abs().sum() == 0
     # The towers are one bank: only member 0's slices move.
     for name, g in grads.items():
         if name.startswith("towers.weights") or name.startswith("towers.biases"):
@@ -54,7 +56,7 @@ def test_other_tasks_experts_still_reach_the_gate_forward():
     batch = random_batch(size=64)
     logits = model(batch.categorical, batch.numerical)
     grads = _grads(model, F.binary_cross_entropy_with_logits(logits[:, 0], batch.labels[:, 0]))
-    gate_weight = grads["gates.0.linear.weight"]  # (N, I): one row per expert
+    gate_weight = grads["gates.linear.weight"].view(2, 6, -1)[0]  # task a's gate: (N, I), one row per expert
     assert gate_weight[1].abs().sum() > 0  # expert of task b
     assert grads["task_experts.1.weights.0"].abs().sum() == 0
 
@@ -71,8 +73,9 @@ def test_logits_are_the_gated_mixture_of_all_experts_computed_by_hand():
         )  # (B, 2 + 2 + 4, H)
         task_fea = []
         for t in range(2):
-            linear = model.gates[t].linear
-            g = torch.softmax((embedded[t] + embedded[2]) @ linear.weight.T + linear.bias, dim=-1)  # W (e^t + e^s) + b
+            weight = model.gates.linear.weight.view(2, 8, -1)[t]  # gate t's rows
+            bias = model.gates.linear.bias.view(2, 8)[t]
+            g = torch.softmax((embedded[t] + embedded[2]) @ weight.T + bias, dim=-1)  # W_t (e^t + e^s) + b_t
             assert g.shape == (16, 8)
             task_fea.append(sum(g[:, j : j + 1] * experts[:, j] for j in range(8)))
         expected = model.towers(torch.stack(task_fea, dim=1)).squeeze(-1)

@@ -13,7 +13,6 @@ from mtreclib.layers import FieldEmbedding, Gate, MLPBank, mix
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
-from mtreclib.products import input_linear
 from mtreclib.schema import Bag, FeatureSchema
 
 
@@ -69,7 +68,7 @@ class STEM(MultiTaskModel):
         self.task_experts = nn.ModuleList(MLPBank(input_dim, c.bottom_dims, specific_num, c.dropout) for _ in range(task_num))
         self.shared_experts = MLPBank(input_dim, c.bottom_dims, c.expert_num, c.dropout)
         expert_num = task_num * specific_num + c.expert_num
-        self.gates = nn.ModuleList(Gate(input_dim, expert_num) for _ in range(task_num))
+        self.gates = Gate(input_dim, expert_num, gate_num=task_num)  # gate t reads task t's row
         self.towers = MLPBank(c.bottom_dims[-1], c.tower_dims, task_num, c.dropout, output_layer=True)
         # 1 where task t's gradient may flow: its own experts and the shared ones (the last S).
         trained = torch.zeros(task_num, expert_num)
@@ -84,12 +83,9 @@ class STEM(MultiTaskModel):
         shared = flats[-1]
         specific = [bank(flat) for bank, flat in zip(self.task_experts, flats)]  # T x (B, m, H)
         experts = torch.cat([*specific, self.shared_experts(shared)], dim=1)  # (B, N, H)
-        logits = [
-            # W (e^t + e^s) + b, each product field by field.
-            gate.logits(flat) + input_linear(shared, gate.linear.weight.t()).unsqueeze(1)  # (B, 1, N)
-            for gate, flat in zip(self.gates, flats)
-        ]
-        gates = torch.softmax(torch.cat(logits, dim=1), dim=-1)  # (B, T, N)
+        # The gates' products are small: densely, one batched product, rather than field by field.
+        summed = torch.stack([flat.tensor() for flat in flats[:-1]], dim=1) + shared.tensor().unsqueeze(1)  # (B, T, E * D)
+        gates = self.gates(summed)  # (B, T, N): softmax(W_t (e^t + e^s) + b_t)
         trained = gates * self.trained
         # All forward: every expert's output reaches every task; task-specific backward: other
         # tasks' experts enter as constants (their gate weights still learn from them).
