@@ -24,8 +24,9 @@ class PEPNetConfig(ModelConfig):
         ("user", "item", "author"), "field roles whose embeddings are the personalised prior (pepnet)", choices=ROLES, nonempty=True
     )
     gates_read_general: bool = setting(
-        True, "PEPNet's gates also read the general embeddings (EPNet) and EPNet's output (PPNet), stopped, as in the paper; "
-        "false: only the prior fields (pepnet)"
+        True,
+        "gates that read only the prior fields; the paper's also read the stopped general embeddings and EPNet's output (pepnet)",
+        flag="--no-gates-read-general",
     )
 
 
