@@ -59,9 +59,10 @@ class PEPNet(MultiTaskModel):
 
         delta_domain = U_ep(sg(E))                       (B, E)  one scale per field (EPNet)
         O_ep         = delta_domain (x) E                (B, E * D)
-        delta_l      = U_pp,l(sg(p) ++ sg(O_ep))         (B, T, H_l)  for each hidden layer l (PPNet)
-        H_1          = f(W_1 O_ep + b_1)                 per task, f = BatchNorm, ReLU, dropout
-        H_{l+1}      = f(W_l (delta_l (x) H_l) + b_l),   y_t = w (delta_L (x) H_L) + b
+        delta_l      = U_pp,l(sg(p) ++ sg(O_ep))         (B, T, H_l)  for each hidden layer l = 1..L (PPNet)
+        H_1          = f(W_0 O_ep + b_0)                 task t's tower, f = BatchNorm, ReLU, dropout
+        H_{l+1}      = f(W_l (delta_l,t (x) H_l) + b_l)  l = 1 .. L-1
+        y_t          = W_L (delta_L,t (x) H_L) + b_L     the logit
 
     Each task's tower has hidden widths ``bottom_dims + tower_dims`` (the depth of MMoE's expert
     and tower), then a Linear to the logit.
