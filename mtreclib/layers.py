@@ -162,11 +162,20 @@ class MLPBank(nn.Module):
         n: number of members (experts, towers, critics).
         dropout: dropout after every hidden block.
         output_layer: end every member with a Linear to one logit.
+        activation: ``"relu"`` (``MLP``'s), or ``"swish"`` (``x * sigmoid(x)``, HoME's normalised
+            experts: after BatchNorm half the values are negative, which ReLU would zero).
     """
 
-    def __init__(self, input_dim: int, dims: Sequence[int], n: int, dropout: float, output_layer: bool = False):
+    ACTIVATIONS = ("relu", "swish")
+
+    def __init__(
+        self, input_dim: int, dims: Sequence[int], n: int, dropout: float, output_layer: bool = False, activation: str = "relu"
+    ):
         super().__init__()
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(self.ACTIVATIONS)}, got {activation!r}")
         widths = [input_dim, *dims] + ([1] if output_layer else [])
+        self.activation = activation
         self.n = n
         self.hidden_num = len(dims)
         self.output_dim = widths[-1]
@@ -198,7 +207,10 @@ class MLPBank(nn.Module):
                 x = torch.baddbmm(bias.unsqueeze(1), x.transpose(0, 1), weight).transpose(0, 1)  # (B, n, O)
             if layer < self.hidden_num:
                 x = self.norms[layer](x.reshape(batch_size, -1))  # (B, n * O)
-                x = relu_dropout(x, self.dropout.p, self.training)
+                if self.activation == "relu":
+                    x = relu_dropout(x, self.dropout.p, self.training)
+                else:
+                    x = self.dropout(F.silu(x))
             if x.dim() == 2:
                 x = x.unflatten(1, (self.n, -1))  # (B, n, O)
         return x
@@ -207,8 +219,10 @@ class MLPBank(nn.Module):
 class Gate(nn.Module):
     """``gate_num`` softmax gates over ``expert_num`` experts, computed as one product.
 
-    Input (B, input_dim) or ``FlatFields``; output (B, gate_num, expert_num), each row summing
-    to one.
+    Input (B, input_dim) or ``FlatFields``, read by every gate, or (B, gate_num, input_dim), one
+    row per gate (each task's gate reading that task's representation: AdaTT, HoME); output
+    (B, gate_num, expert_num), each row summing to one. ``logits`` gives the scores before the
+    softmax, for gates with another normalisation.
     """
 
     def __init__(self, input_dim: int, expert_num: int, gate_num: int = 1):
@@ -217,10 +231,18 @@ class Gate(nn.Module):
         self.gate_num = gate_num
         self.expert_num = expert_num
 
-    def forward(self, x: torch.Tensor | FlatFields) -> torch.Tensor:
+    def logits(self, x: torch.Tensor | FlatFields) -> torch.Tensor:
+        """(B, gate_num, expert_num) scores of shared or per-gate inputs."""
+        if isinstance(x, torch.Tensor) and x.dim() == 3:
+            # Gate g's rows of the weight against gate g's input: (G, B, I) @ (G, I, E).
+            weight = self.linear.weight.view(self.gate_num, self.expert_num, -1).transpose(1, 2)  # (G, I, E)
+            bias = self.linear.bias.view(self.gate_num, 1, self.expert_num)
+            return torch.baddbmm(bias, x.transpose(0, 1), weight).transpose(0, 1)  # (B, G, E)
         logits = input_linear(x, self.linear.weight.t(), self.linear.bias)
-        logits = logits.view(-1, self.gate_num, self.expert_num)  # (B, G, E)
-        return torch.softmax(logits, dim=-1)
+        return logits.view(-1, self.gate_num, self.expert_num)  # (B, G, E)
+
+    def forward(self, x: torch.Tensor | FlatFields) -> torch.Tensor:
+        return torch.softmax(self.logits(x), dim=-1)
 
 
 def set_split_products(module: nn.Module, enabled: bool) -> None:

@@ -19,8 +19,11 @@ from mtreclib.schema import Bag, BagField, Batch, FeatureSchema
 ALIEXPRESS_SAMPLE = Path(__file__).resolve().parent / "data" / "aliexpress"
 
 SMALL_CONFIG = {"embed_dim": 8, "bottom_dims": (16, 8), "tower_dims": (8, 4), "dropout": 0.0, "expert_num": 4}
-# Conversion implies click, as random_batch draws it (ESMM-style models need the relation).
-SMALL_SCHEMA = FeatureSchema(field_dims=(5, 3, 11, 2), numerical_num=6, task_implies=("", "click"))
+# Conversion implies click, as random_batch draws it (ESMM-style models need the relation); roles as a
+# dataset spec's `role:` keys give them (PEPNet's gates read the user and item fields).
+SMALL_SCHEMA = FeatureSchema(
+    field_dims=(5, 3, 11, 2), numerical_num=6, task_implies=("", "click"), field_roles=("user", None, "item", "user")
+)
 
 
 def small_model(name: str, schema: FeatureSchema = SMALL_SCHEMA, **overrides) -> torch.nn.Module:

@@ -23,7 +23,9 @@ from mtreclib.schema import FeatureSchema
 from conftest import BAG_SCHEMA, random_batch, small_model
 
 # Distinct ids per batch of 64 on both sides of the projection threshold (0.75 * 64 = 48).
-MIXED_SCHEMA = FeatureSchema(field_dims=(3, 40, 200, 7, 1000, 2), numerical_num=5, task_implies=("", "click"))
+MIXED_SCHEMA = FeatureSchema(
+    field_dims=(3, 40, 200, 7, 1000, 2), numerical_num=5, task_implies=("", "click"), field_roles=("user", None, "item", None, "author", None)
+)
 BATCH = 64
 
 # ratio -> which fields are projected at batch 64: none, the small ones, all of them.

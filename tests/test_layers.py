@@ -126,3 +126,46 @@ def test_gates_are_softmax_rows_and_mix_is_their_weighted_sum():
     experts = torch.randn(7, 4, 6)
     expected = torch.einsum("bge,beh->bgh", weights, experts)
     torch.testing.assert_close(mix(weights, experts), expected)
+
+
+def test_gates_with_one_input_row_each_equal_separate_linears():
+    """A (B, G, I) input: gate g reads row g only, through its own rows of the weight."""
+    torch.manual_seed(0)
+    gate = Gate(5, expert_num=4, gate_num=3)
+    x = torch.randn(7, 3, 5, requires_grad=True)
+    got = gate(x)
+    weight = gate.linear.weight.view(3, 4, 5)
+    bias = gate.linear.bias.view(3, 4)
+    expected = torch.stack([torch.softmax(x[:, g] @ weight[g].T + bias[g], dim=-1) for g in range(3)], dim=1)
+    torch.testing.assert_close(got, expected)
+    # Row g of the input moves gate g only.
+    (grad,) = torch.autograd.grad(got[:, 1].pow(2).sum(), x)
+    assert grad[:, 1].abs().sum() > 0 and grad[:, [0, 2]].abs().sum() == 0
+    # A shared input gives what the same input repeated per gate gives.
+    shared = torch.randn(7, 5)
+    torch.testing.assert_close(gate(shared), gate(shared.unsqueeze(1).expand(7, 3, 5)))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_swish_bank_equals_linear_batchnorm_swish_members(training):
+    torch.manual_seed(0)
+    n, input_dim, dims = 3, 6, (5, 4)
+    bank = MLPBank(input_dim, dims, n, dropout=0.0, activation="swish").train(training)
+    x = torch.randn(16, n, input_dim)
+    expected = []
+    for i in range(n):
+        h = x[:, i]
+        for layer, (weight, bias, dim) in enumerate(zip(bank.weights, bank.biases, dims)):
+            norm = bank.norms[layer]
+            rows = slice(i * dim, (i + 1) * dim)
+            h = h @ weight[i] + bias[i]
+            if training:
+                mean, var = h.mean(0), h.var(0, unbiased=False)
+            else:
+                mean, var = norm.running_mean[rows], norm.running_var[rows]
+            h = (h - mean) / torch.sqrt(var + norm.eps) * norm.weight[rows] + norm.bias[rows]
+            h = h * torch.sigmoid(h)
+        expected.append(h)
+    torch.testing.assert_close(bank(x), torch.stack(expected, dim=1), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="activation"):
+        MLPBank(input_dim, dims, n, dropout=0.0, activation="gelu")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -28,7 +30,7 @@ def test_unknown_model_is_a_user_error_listing_known_ones():
 @pytest.mark.parametrize("task_num", [1, 2, 3])
 def test_one_finite_logit_per_task(name, task_num):
     # A chain of relations (b implies a, c implies b), which ESMM-style models need and others ignore.
-    schema = FeatureSchema(SMALL_SCHEMA.field_dims, SMALL_SCHEMA.numerical_num, ("a", "b", "c")[:task_num], task_implies=("", "a", "b")[:task_num])
+    schema = replace(SMALL_SCHEMA, task_names=("a", "b", "c")[:task_num], task_implies=("", "a", "b")[:task_num])
     if task_num < model_class(name).min_tasks:
         with pytest.raises(ValueError, match="at least 2 tasks"):
             small_model(name, schema)

@@ -11,12 +11,14 @@ from mtreclib.data.spec import DatasetSpec
 # The AliExpress processed layout of the original MTReclib: integer ids used as they are (the
 # training maximum + 2 is the vocabulary, larger test ids go to the last slot), 63 numerical
 # features that must all be present, conversion recorded only on clicked rows, one search page
-# per search_id.
+# per search_id. categorical_1 .. 9 come from the raw user (search page) file, 10 .. 16 from the
+# item file (recipes/aliexpress.py; the synthetic generator follows the same split): their roles.
+ALIEXPRESS_ROLES = ("user",) * 9 + ("item",) * 7
 ALIEXPRESS: dict[str, Any] = {
     "format": "csv",
     "train": "train.csv",
     "test": "test.csv",
-    "categorical": [{"name": name, "vocabulary": "identity"} for name in CATEGORICAL_COLUMNS],
+    "categorical": [{"name": name, "vocabulary": "identity", "role": role} for name, role in zip(CATEGORICAL_COLUMNS, ALIEXPRESS_ROLES)],
     "numerical": list(NUMERICAL_COLUMNS),
     "labels": list(LABEL_COLUMNS),
     "implies": {"conversion": "click"},

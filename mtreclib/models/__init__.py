@@ -4,6 +4,8 @@
 from mtreclib.models import singletask, sharedbottom, omoe, mmoe, ple, aitm, metaheac  # noqa: F401, I001
 # Group A of the newer models (models-a).
 from mtreclib.models import esmm, escm2, cgc, crossstitch, dselectk, dbmtl  # noqa: F401, I001
+# Embedding, fusion and personalisation models after 2021 (group b).
+from mtreclib.models import stem, adatt, pepnet, home  # noqa: F401, I001
 from mtreclib.models.base import MultiTaskModel, TaskLosses, multitask_bce, task_bce
 from mtreclib.models.config import ExpertConfig, ModelConfig
 from mtreclib.models.registry import (
