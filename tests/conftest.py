@@ -42,7 +42,8 @@ BAG_SCHEMA = FeatureSchema(
     field_dims=(5, 60, 3),
     numerical_num=0,
     task_names=("click", "cart", "buy"),
-    bags=(BagField("tags", 30, "mean", weighted=True), BagField("history", 200, "sum")),
+    field_roles=("user", "item", None),
+    bags=(BagField("tags", 30, "mean", weighted=True, role="item"), BagField("history", 200, "sum", role="user")),
     task_implies=("", "click", "click"),
 )
 

@@ -15,7 +15,7 @@ from mtreclib.models.home import task_groups
 
 from conftest import SMALL_SCHEMA, random_batch, small_model
 
-THREE_TASKS = replace(SMALL_SCHEMA, task_names=("a", "b", "c"))
+THREE_TASKS = replace(SMALL_SCHEMA, task_names=("a", "b", "c"), task_implies=())
 # Groups {a}, {b, c}; 2 shared experts, 1 per group (sigmoid self-gate), 2 per task (softmax self-gate).
 TINY = {"embed_dim": 2, "bottom_dims": (3, 2), "tower_dims": (), "expert_num": 2, "group_expert_num": 1,
         "task_expert_num": 2, "task_groups": (0, 1, 1), "feature_gate_rank": 2}

@@ -11,7 +11,7 @@ from mtreclib.models import create_model
 
 from conftest import SMALL_SCHEMA, random_batch, small_model
 
-THREE_TASKS = replace(SMALL_SCHEMA, task_names=("a", "b", "c"))
+THREE_TASKS = replace(SMALL_SCHEMA, task_names=("a", "b", "c"), task_implies=())
 
 
 def _grads(model, loss) -> dict[str, torch.Tensor]:
