@@ -128,7 +128,10 @@ class Encoders:
         )
 
     def encode(self, table: pa.Table, place: Place, *, training: bool = False, labels: bool = True) -> Encoded:
-        """A chunk of raw rows (the spec's columns) as arrays; every value checked."""
+        """A chunk of raw rows (the spec's columns) as arrays; every value checked.
+
+        ``labels=False``: rows to score, of the feature columns alone (no labels, group or weights).
+        """
         n = table.num_rows
         spec = self.spec
         columns = [e.encode(table.column(e.spec.column).combine_chunks(), place, training=training) for e in self.categorical]
@@ -144,8 +147,9 @@ class Encoders:
             for t, encoder in enumerate(self.labels):
                 encoded_labels[:, t] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
             self._check_implies(encoded_labels, place)
-        weights = self._weights(table, place) if spec.sample_weight else None
-        group = group_ids(table.column(spec.group)) if spec.group else None
+        # Rows to score have no labels, and no use for what only training and evaluation read.
+        weights = self._weights(table, place) if spec.sample_weight and labels else None
+        group = group_ids(table.column(spec.group)) if spec.group and labels else None
         numerical_missing = [table.column(e.spec.column).null_count for e in self.numerical]
         return Encoded(categorical, numerical, encoded_labels, bags, weights, group, missing, numerical_missing)
 

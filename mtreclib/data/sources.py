@@ -101,9 +101,21 @@ def check_columns(spec: DatasetSpec) -> None:
             raise DataError(path, f"no column {missing[0]!r} (named in {spec.where}); the file has: {shown}", **header)
 
 
-def read_chunks(spec: DatasetSpec, files: tuple[Path, ...], *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
-    """The rows of ``files`` in order, in chunks holding the spec's columns."""
-    needed = list(spec.columns_needed())
+def read_chunks(
+    spec: DatasetSpec,
+    files: tuple[Path, ...],
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    labels: bool = True,
+    passthrough: tuple[str, ...] = (),
+) -> Iterator[Chunk]:
+    """The rows of ``files`` in order, in chunks holding the spec's columns.
+
+    ``labels=False``: the feature columns only (``DatasetSpec.columns_needed``). ``passthrough``:
+    more columns carried as they are (ids copied to predictions): Parquet's as stored, CSV's as
+    text, missing values allowed.
+    """
+    needed = list(dict.fromkeys([*spec.columns_needed(labels=labels), *passthrough]))
     for path in files:
         if spec.format == "parquet":
             yield from _parquet_chunks(path, needed)
@@ -124,7 +136,7 @@ def _parquet_chunks(path: Path, needed: list[str]) -> Iterator[Chunk]:
 
 def _csv_chunks(spec: DatasetSpec, path: Path, needed: list[str], chunk_bytes: int) -> Iterator[Chunk]:
     names = csv_header(spec, path)
-    types = csv_types(spec)
+    types = {name: pa.string() for name in needed} | csv_types(spec)  # a column the spec does not type is text
     # Ids and labels must be present; the encoders decide about the rest (fill, out-of-vocabulary).
     strict = {c.column for c in spec.categorical if c.kind == "identity"} | {label.column for label in spec.labels}
     nullable = [name for name in needed if name not in strict]

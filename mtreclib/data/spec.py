@@ -176,13 +176,19 @@ class DatasetSpec:
         """Every source file, once."""
         return tuple(dict.fromkeys(path for paths in self.splits.values() for path in paths))
 
-    def columns_needed(self) -> tuple[str, ...]:
-        """The file columns the spec reads, in a fixed order."""
+    def columns_needed(self, *, labels: bool = True) -> tuple[str, ...]:
+        """The file columns the spec reads, in a fixed order.
+
+        ``labels=False``: the feature columns alone, what prediction reads (no labels, nor the
+        group, sample-weight and split-order columns that only training and evaluation use).
+        """
         names = [c.column for c in self.categorical]
         for c in self.multi_valued:
             names += [c.column] + ([c.weights] if c.weights else [])
-        names += [n.column for n in self.numerical] + [label.column for label in self.labels]
-        names += [c for c in (self.group, self.sample_weight, self.split.column if self.split else None) if c]
+        names += [n.column for n in self.numerical]
+        if labels:
+            names += [label.column for label in self.labels]
+            names += [c for c in (self.group, self.sample_weight, self.split.column if self.split else None) if c]
         return tuple(dict.fromkeys(names))
 
     def fingerprint(self) -> str:
