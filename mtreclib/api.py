@@ -132,10 +132,14 @@ class Model:
         return self.inference.probabilities(Encoded(categorical, numerical, None, encoded_bags))
 
     def predict_file(
-        self, input_path: str | os.PathLike, output: str | os.PathLike, *, id_columns: Sequence[str] = (), progress: bool = False
+        self, input_path: str | os.PathLike, output: str | os.PathLike, *, id_columns: Sequence[str] = (), **options: Any
     ) -> PredictionSummary:
-        """``mtrec predict``: score a Parquet or CSV file into another, in bounded memory."""
-        return predict_file(self.inference, input_path, output, id_columns=id_columns, progress=progress)
+        """``mtrec predict``: score a Parquet or CSV file into another, in bounded memory.
+
+        ``options``: ``delimiter``, ``header`` (CSV input), ``progress``, ``chunk_bytes``
+        (see ``mtreclib.streaming.predict_file``).
+        """
+        return predict_file(self.inference, input_path, output, id_columns=id_columns, **options)
 
     def evaluate(self, dataset: str | None = None, *, data_dir: str | os.PathLike | None = None, split: str = "test") -> RunRecord:
         """Per-task AUC and log-loss on a split of a dataset (default: the one it was trained on).

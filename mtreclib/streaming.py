@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mtreclib.atomic import atomic_output
-from mtreclib.data.csvchunks import prefetch
+from mtreclib.data.csvchunks import CHUNK_BYTES, prefetch
 from mtreclib.data.encoders import Encoded
 from mtreclib.data.sources import Chunk, file_columns, read_chunks
 from mtreclib.data.spec import CsvOptions, DatasetSpec
@@ -179,8 +179,14 @@ def predict_file(
     delimiter: str | None = None,
     header: bool | None = None,
     progress: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> PredictionSummary:
-    """Score every row of ``input_path`` into ``output`` (see the module docstring)."""
+    """Score every row of ``input_path`` into ``output`` (see the module docstring).
+
+    ``id_columns``: input columns copied to the output before the scores. ``delimiter``,
+    ``header``: CSV options instead of the dataset spec's. ``chunk_bytes``: CSV text parsed at a
+    time (Parquet is read ``PARQUET_BATCH_ROWS`` rows at a time).
+    """
     input_path, output = Path(input_path), Path(output)
     id_columns = tuple(id_columns)
     inference.check_raw_rows()
@@ -192,7 +198,7 @@ def predict_file(
     rows = 0
 
     def encoded_chunks() -> Iterator[tuple[Chunk, Encoded]]:
-        for chunk in read_chunks(spec, (input_path,), labels=False, passthrough=id_columns):
+        for chunk in read_chunks(spec, (input_path,), chunk_bytes=chunk_bytes, labels=False, passthrough=id_columns):
             yield chunk, inference.encode(chunk.table, chunk.place)
 
     with atomic_output(output) as temporary, Progress(total, f"scoring {input_path.name}", enabled=progress, unit="row", unit_scale=True) as bar:
