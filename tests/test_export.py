@@ -100,6 +100,7 @@ def test_every_model_round_trips_through_onnxruntime_for_any_batch_size(name, sc
     assert not model.training and embeddings and all(m.split_products for m in embeddings)  # a copy was exported
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # serving TorchScript is the point here
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_round_trips_through_torchscript(name, tmp_path):
     model = trained_model(name, BAG_SCHEMA)

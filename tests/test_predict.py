@@ -238,3 +238,20 @@ def test_loading_rejects_what_it_cannot_use_in_one_line(shop_run, tmp_path):
     checkpoint.save(tmp_path / "best.pt", payload)
     with pytest.raises(UserError, match="the weights do not fit model mmoe"):
         mtreclib.load(tmp_path)
+
+
+def test_predict_scores_the_real_aliexpress_sample_from_its_csv_as_evaluation_does(aliexpress_dir, tmp_path, capsys):
+    save_dir = tmp_path / "ck"
+    assert main(["train", "--dataset", "AliExpress_NL", "--data-dir", str(aliexpress_dir), "--epochs", "1", "--embed-dim", "4",
+                 "--expert-num", "2", "--bottom-dims", "16,8", "--tower-dims", "8", "--save-dir", str(save_dir), "--no-progress"]) == 0  # fmt: skip
+    run = save_dir / "AliExpress_NL_mmoe" / "run-1"
+    output = tmp_path / "scores.csv"
+    assert main(["predict", str(run), "--input", str(aliexpress_dir / "AliExpress_NL" / "test.csv"), "--output", str(output),
+                 "--id-column", "search_id", "--no-progress"]) == 0  # fmt: skip
+    scores = pacsv.read_csv(output)
+    inference = load_checkpoint(run)
+    test = load_dataset("AliExpress_NL", aliexpress_dir, progress=False).select_tasks(inference.tasks).test
+    expected = torch.sigmoid(Trainer(inference.model, inference.config.train, inference.device, progress=False).predict(test)).numpy()
+    got = np.stack([scores["click"].to_numpy(), scores["conversion"].to_numpy()], axis=1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert scores.num_rows == 20 and scores["search_id"].to_pylist() == pacsv.read_csv(aliexpress_dir / "AliExpress_NL" / "test.csv")["search_id"].to_pylist()
