@@ -35,6 +35,10 @@ from mtreclib.errors import DataError, UserError
 from mtreclib.inference import Inference
 from mtreclib.progress import Progress
 
+# Rows per chunk: enough for dozens of batches per chunk (the per-chunk costs vanish), few enough
+# that the chunks in flight (one scored, one encoded ahead, one read) stay in the hundreds of MB
+# for a hundred wide columns. CSV pieces of CHUNK_BYTES hold about as many rows.
+PARQUET_ROWS = 64 * 1024
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 
@@ -185,7 +189,7 @@ def predict_file(
 
     ``id_columns``: input columns copied to the output before the scores. ``delimiter``,
     ``header``: CSV options instead of the dataset spec's. ``chunk_bytes``: CSV text parsed at a
-    time (Parquet is read ``PARQUET_BATCH_ROWS`` rows at a time).
+    time (Parquet is read ``PARQUET_ROWS`` rows at a time).
     """
     input_path, output = Path(input_path), Path(output)
     id_columns = tuple(id_columns)
@@ -198,14 +202,15 @@ def predict_file(
     rows = 0
 
     def encoded_chunks() -> Iterator[tuple[Chunk, Encoded]]:
-        for chunk in read_chunks(spec, (input_path,), chunk_bytes=chunk_bytes, labels=False, passthrough=id_columns):
+        chunks = read_chunks(spec, (input_path,), chunk_bytes=chunk_bytes, labels=False, passthrough=id_columns, parquet_rows=PARQUET_ROWS)
+        for chunk in chunks:
             yield chunk, inference.encode(chunk.table, chunk.place)
 
     with atomic_output(output) as temporary, Progress(total, f"scoring {input_path.name}", enabled=progress, unit="row", unit_scale=True) as bar:
         writer = _Writer(temporary, out_format)
         try:
             # Encoding the next chunk (Arrow and NumPy, mostly outside the GIL) overlaps with scoring this one.
-            with contextlib.closing(prefetch(encoded_chunks(), depth=2)) as chunks:
+            with contextlib.closing(prefetch(encoded_chunks(), depth=1)) as chunks:
                 for chunk, encoded in chunks:
                     probabilities = inference.probabilities(encoded)
                     writer.write(_output_table(chunk, probabilities, inference.tasks, id_columns))

@@ -19,9 +19,8 @@ import torch
 from test_spec import shop_rows
 
 import mtreclib
-from mtreclib import checkpoint
+from mtreclib import checkpoint, streaming
 from mtreclib.cli import main
-from mtreclib.data import sources
 from mtreclib.data.datasets import load_dataset
 from mtreclib.errors import UserError
 from mtreclib.inference import load_checkpoint
@@ -79,7 +78,7 @@ def test_evaluate_refuses_a_dataset_whose_vocabularies_were_fitted_on_other_rows
 
 
 def test_predict_scores_every_row_in_input_order_as_evaluation_does_with_ids_passed_through(shop_run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 32)  # four chunks of the 120 rows
+    monkeypatch.setattr(streaming, "PARQUET_ROWS", 32)  # four chunks of the 120 rows
     source = shop_run.root / "data" / "myshop" / "test.parquet"  # labels included: ignored
     output = tmp_path / "out" / "scores.parquet"
     args = ["predict", str(shop_run.run), "--input", str(source), "--output", str(output), "--id-column", "session_id", "--id-column", "user_id"]
@@ -141,7 +140,7 @@ def test_the_python_api_takes_a_dataframe_and_gives_one_back_with_its_index(shop
 
 
 def test_a_bad_value_mid_file_names_file_row_and_column_and_leaves_the_old_output_untouched(shop_run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sources, "PARQUET_BATCH_ROWS", 32)  # the bad row is in the third chunk, after two were written
+    monkeypatch.setattr(streaming, "PARQUET_ROWS", 32)  # the bad row is in the third chunk, after two were written
     rows = pq.read_table(shop_run.root / "data" / "myshop" / "test.parquet")
     prices = [None if p is None else str(p) for p in rows["price"].to_pylist()]
     prices[80] = "cheap"

@@ -108,26 +108,28 @@ def read_chunks(
     chunk_bytes: int = CHUNK_BYTES,
     labels: bool = True,
     passthrough: tuple[str, ...] = (),
+    parquet_rows: int | None = None,
 ) -> Iterator[Chunk]:
     """The rows of ``files`` in order, in chunks holding the spec's columns.
 
     ``labels=False``: the feature columns only (``DatasetSpec.columns_needed``). ``passthrough``:
     more columns carried as they are (ids copied to predictions): Parquet's as stored, CSV's as
-    text, missing values allowed.
+    text, missing values allowed. ``parquet_rows``: rows per Parquet chunk (default
+    ``PARQUET_BATCH_ROWS``); CSV chunks are ``chunk_bytes`` of text.
     """
     needed = list(dict.fromkeys([*spec.columns_needed(labels=labels), *passthrough]))
     for path in files:
         if spec.format == "parquet":
-            yield from _parquet_chunks(path, needed)
+            yield from _parquet_chunks(path, needed, parquet_rows or PARQUET_BATCH_ROWS)
         else:
             yield from _csv_chunks(spec, path, needed, chunk_bytes)
 
 
-def _parquet_chunks(path: Path, needed: list[str]) -> Iterator[Chunk]:
+def _parquet_chunks(path: Path, needed: list[str], batch_rows: int) -> Iterator[Chunk]:
     try:
         reader = pq.ParquetFile(path)
         row = 1
-        for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=needed):
+        for batch in reader.iter_batches(batch_size=batch_rows, columns=needed):
             yield Chunk(pa.Table.from_batches([batch]), Place(path, row, lines=False))
             row += batch.num_rows
     except (pa.ArrowInvalid, OSError) as error:
