@@ -2,10 +2,11 @@
 
 import importlib.metadata
 
+from mtreclib.api import Model, load
 from mtreclib.models import create_model, list_models, register_model
 from mtreclib.schema import Batch, FeatureSchema
 
-__all__ = ["Batch", "FeatureSchema", "create_model", "list_models", "register_model"]
+__all__ = ["Batch", "FeatureSchema", "Model", "create_model", "list_models", "load", "register_model"]
 try:
     __version__ = importlib.metadata.version("mtreclib")
 except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed

@@ -91,8 +91,12 @@ class FieldEmbedding(nn.Module):
                 if weights is None:
                     total = (bag.offsets[1:] - starts).to(summed.dtype)  # (B,) values per row
                 else:
-                    segment = torch.repeat_interleave(torch.arange(len(starts), device=values.device), bag.offsets[1:] - starts)
-                    total = summed.new_zeros(len(starts)).index_add_(0, segment, weights.to(summed.dtype))
+                    # Each row's weight sum, as the same bag sum over a one-entry table of ones: no
+                    # shape that depends on the offsets' values, so the model exports with a
+                    # symbolic batch size (ONNX, torch.export).
+                    ones = summed.new_ones(1, 1)
+                    weights = weights.to(summed.dtype)
+                    total = F.embedding_bag(torch.zeros_like(values), ones, starts, mode="sum", per_sample_weights=weights)[:, 0]  # (B,)
                 summed = summed / total.clamp_min(torch.finfo(summed.dtype).tiny).unsqueeze(1)  # an empty row stays 0
             pooled.append(summed)
         return torch.stack(pooled, dim=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -89,3 +89,33 @@ def aliexpress_dir(tmp_path: Path) -> Path:
 @pytest.fixture()
 def aliexpress_sample(aliexpress_dir: Path) -> Dataset:
     return load_dataset("AliExpress_NL", aliexpress_dir)
+
+
+@dataclass(frozen=True)
+class ShopRun:
+    """A trained run on the documented ``myshop`` dataset (docs/dataset-spec.md): ``root`` holds
+    ``data/myshop`` and ``chkpt``; ``run`` is the run folder; ``results`` the run's --results."""
+
+    root: Path
+    run: Path
+    results: Path
+
+
+@pytest.fixture(scope="session")
+def shop_run(tmp_path_factory) -> ShopRun:
+    """MMoE trained by ``mtrec train`` on the Parquet dataset with string ids, missing values and
+    a multi-valued field, once per session: what predict, evaluate and export are tested on."""
+    from test_spec import write_shop
+
+    from mtreclib.cli import main
+
+    root = tmp_path_factory.mktemp("shop")
+    write_shop(root / "data" / "myshop")
+    results = root / "train.json"
+    status = main(
+        ["train", "--model", "mmoe", "--dataset", "myshop", "--data-dir", str(root / "data"), "--save-dir", str(root / "chkpt"),
+         "--epochs", "2", "--embed-dim", "4", "--expert-num", "2", "--bottom-dims", "32,16", "--tower-dims", "8", "--batch-size", "64",
+         "--results", str(results), "--no-progress"]
+    )  # fmt: skip
+    assert status == 0
+    return ShopRun(root, root / "chkpt" / "myshop_mmoe" / "run-1", results)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from mtreclib.layers import MLP, FieldEmbedding, Gate, MLPBank, mix
+from mtreclib.schema import Bag, BagField
 
 
 def separate_mlps(bank: MLPBank, input_dim: int, dims: tuple[int, ...], output_layer: bool) -> list[MLP]:
@@ -169,3 +170,31 @@ def test_swish_bank_equals_linear_batchnorm_swish_members(training):
     torch.testing.assert_close(bank(x), torch.stack(expected, dim=1), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="activation"):
         MLPBank(input_dim, dims, n, dropout=0.0, activation="gelu")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bags_pool_each_rows_values_as_a_loop_over_rows_does(pooling, weighted):
+    bags = (BagField("tags", 9, pooling, weighted=weighted), BagField("shops", 4, pooling, weighted=weighted))
+    layer = FieldEmbedding([3], numerical_num=0, embed_dim=5, bags=bags)
+    generator = torch.Generator().manual_seed(0)
+    inputs = []
+    for field in bags:
+        lengths = torch.tensor([2, 0, 3, 1, 0])  # rows without values pool to zeros
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        values = torch.randint(0, field.vocab_size, (int(offsets[-1]),), generator=generator)
+        weights = torch.rand(len(values), generator=generator) + 0.1 if weighted else None
+        inputs.append(Bag(values, offsets, weights))
+    pooled = layer.pool_bags(inputs)
+    assert pooled.shape == (5, 2, 5)
+    start = 0
+    for k, (field, bag) in enumerate(zip(bags, inputs)):
+        table = layer.bag_embedding.weight[start : start + field.vocab_size]
+        start += field.vocab_size
+        for row in range(5):
+            first, last = int(bag.offsets[row]), int(bag.offsets[row + 1])
+            weights = bag.weights[first:last] if weighted else torch.ones(last - first)
+            total = (weights.unsqueeze(1) * table[bag.values[first:last]]).sum(0)
+            if pooling == "mean" and last > first:
+                total = total / weights.sum()
+            torch.testing.assert_close(pooled[row, k], total)

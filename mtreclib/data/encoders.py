@@ -128,9 +128,12 @@ class Encoders:
             task_implies=implies if any(implies) else (),
         )
 
-    def encode(self, table: pa.Table, place: Place, *, training: bool = False, labels: bool = True, inline: bool = False) -> Encoded:
+    def encode(
+        self, table: pa.Table, place: Place, *, training: bool = False, labels: bool = True, inline: bool = False
+    ) -> Encoded:
         """A chunk of raw rows (the spec's columns) as arrays; every value checked.
 
+        ``labels=False``: rows to score, of the feature columns alone (no labels, group or weights).
         A multi-valued field kept in a side table is left out (None; the rows' keys are returned
         to join it) unless ``inline``: prediction input carries such fields on the rows themselves.
         """
@@ -150,8 +153,9 @@ class Encoders:
             for t, encoder in enumerate(self.labels):
                 encoded_labels[:, t] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
             self._check_implies(encoded_labels, place)
-        weights = self._weights(table, place) if spec.sample_weight else None
-        group = group_ids(table.column(spec.group)) if spec.group else None
+        # Rows to score have no labels, and no use for what only training and evaluation read.
+        weights = self._weights(table, place) if spec.sample_weight and labels else None
+        group = group_ids(table.column(spec.group)) if spec.group and labels else None
         numerical_missing = [table.column(e.spec.column).null_count for e in self.numerical]
         return Encoded(categorical, numerical, encoded_labels, bags, side_keys, weights, group, missing, numerical_missing)
 

@@ -108,13 +108,28 @@ def check_columns(spec: DatasetSpec) -> None:
 
 
 def read_chunks(
-    spec: DatasetSpec, files: tuple[Path, ...], *, chunk_bytes: int = CHUNK_BYTES, columns: tuple[str, ...] | None = None
+    spec: DatasetSpec,
+    files: tuple[Path, ...],
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    columns: tuple[str, ...] | None = None,
+    labels: bool = True,
+    passthrough: tuple[str, ...] = (),
+    parquet_rows: int | None = None,
 ) -> Iterator[Chunk]:
-    """The rows of ``files`` in order, in chunks holding ``columns`` (default: the spec's row columns)."""
-    needed = list(columns if columns is not None else spec.columns_needed())
+    """The rows of ``files`` in order, in chunks holding the spec's columns.
+
+    ``columns``: these columns instead (a side table's); ``labels=False``: the feature columns
+    only (``DatasetSpec.columns_needed``). ``passthrough``: more columns carried as they are (ids
+    copied to predictions): Parquet's as stored, CSV's as text, missing values allowed.
+    ``parquet_rows``: rows per Parquet chunk (default: about ``PARQUET_BATCH_BYTES`` of the
+    columns read, ``batch_rows``); CSV chunks are ``chunk_bytes`` of text.
+    """
+    wanted = columns if columns is not None else spec.columns_needed(labels=labels)
+    needed = list(dict.fromkeys([*wanted, *passthrough]))
     for path in files:
         if spec.format == "parquet":
-            yield from _parquet_chunks(path, needed)
+            yield from _parquet_chunks(path, needed, parquet_rows)
         else:
             yield from _csv_chunks(spec, path, needed, chunk_bytes)
 
@@ -136,11 +151,11 @@ def batch_rows(reader: pq.ParquetFile, columns: list[str]) -> int:
     return int(min(PARQUET_BATCH_ROWS, max(1024, PARQUET_BATCH_BYTES // per_row)))
 
 
-def _parquet_chunks(path: Path, needed: list[str]) -> Iterator[Chunk]:
+def _parquet_chunks(path: Path, needed: list[str], rows: int | None) -> Iterator[Chunk]:
     try:
         reader = pq.ParquetFile(path)
         row = 1
-        for batch in reader.iter_batches(batch_size=batch_rows(reader, needed), columns=needed):
+        for batch in reader.iter_batches(batch_size=rows or batch_rows(reader, needed), columns=needed):
             yield Chunk(pa.Table.from_batches([batch]), Place(path, row, lines=False))
             row += batch.num_rows
     except (pa.ArrowInvalid, OSError) as error:
@@ -149,7 +164,7 @@ def _parquet_chunks(path: Path, needed: list[str]) -> Iterator[Chunk]:
 
 def _csv_chunks(spec: DatasetSpec, path: Path, needed: list[str], chunk_bytes: int) -> Iterator[Chunk]:
     names = csv_header(spec, path)
-    types = csv_types(spec)
+    types = {name: pa.string() for name in needed} | csv_types(spec)  # a column the spec does not type is text
     # Ids and labels must be present; the encoders decide about the rest (fill, out-of-vocabulary).
     strict = {c.column for c in spec.categorical if c.kind == "identity"} | {label.column for label in spec.labels}
     strict |= {table.row_key for table, _ in spec.tables.values()} | {table.key for table, _ in spec.tables.values()}

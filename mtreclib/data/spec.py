@@ -210,8 +210,10 @@ class DatasetSpec:
     def columns_needed(self, *, labels: bool = True, inline: bool = False) -> tuple[str, ...]:
         """The row files' columns the spec reads, in a fixed order.
 
-        ``labels=False``: without the label columns (prediction); ``inline=True``: side tables'
-        columns expected on the rows themselves (prediction input carries them joined).
+        ``labels=False``: the feature columns alone, what prediction reads (no labels, nor the
+        group, sample-weight and split-order columns that only training and evaluation use);
+        ``inline=True``: side tables' columns expected on the rows themselves (prediction input
+        carries them joined) instead of the rows' keys.
         """
         names = [c.column for c in self.categorical]
         for c in self.multi_valued:
@@ -220,7 +222,7 @@ class DatasetSpec:
         names += [n.column for n in self.numerical]
         if labels:
             names += [label.column for label in self.labels]
-        names += [c for c in (self.group, self.sample_weight, self.split.column if self.split else None) if c]
+            names += [c for c in (self.group, self.sample_weight, self.split.column if self.split else None) if c]
         if not inline:
             names += [table.row_key for table, _ in self.tables.values()]
         return tuple(dict.fromkeys(names))

@@ -1,0 +1,157 @@
+"""A trained model ready to use: its checkpoint loaded into the model, its encoders and its settings.
+
+``load_checkpoint`` rebuilds everything from the self-describing ``best.pt`` (see
+``mtreclib.checkpoint``): the model from its registered name, typed settings and feature schema;
+the encoders (vocabularies, numerical transforms) that turn raw rows into the ids and features
+it was trained on. ``Inference.probabilities`` scores encoded arrays and ``score_table`` raw
+rows, through the same batch loader as evaluation, so that a row gets the same probability
+whichever way it comes in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mtreclib import checkpoint
+from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.data.encoders import Encoded, Encoders
+from mtreclib.data.encoding import Place
+from mtreclib.data.loader import BatchLoader
+from mtreclib.data.table import BagColumn, MultiTaskTable
+from mtreclib.errors import UserError
+from mtreclib.models import MultiTaskModel, create_model
+from mtreclib.schema import FeatureSchema
+
+
+@dataclass
+class Inference:
+    """A checkpoint's model in evaluation mode, with what encodes rows for it.
+
+    Attributes:
+        model: the trained model, on ``device``, in eval mode.
+        encoders: the dataset's fitted encoders (what ``mtrec train`` fitted on its training split).
+        encoding: the same encoders as plain data, as the checkpoint holds them.
+        config: the training run's configuration.
+        dataset: the name of the dataset it was trained on.
+        path: the checkpoint file.
+        epoch: the epoch whose weights these are.
+        device: where the model runs.
+        batch_size: rows per forward pass (default: the training batch size).
+    """
+
+    model: MultiTaskModel
+    encoders: Encoders
+    encoding: dict[str, Any]
+    config: ExperimentConfig
+    dataset: str
+    path: Path
+    epoch: int
+    device: torch.device
+    batch_size: int
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return self.model.schema
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.schema.task_names
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    def feature_columns(self) -> tuple[str, ...]:
+        """The file columns a row to score needs (a side table's columns on the rows themselves)."""
+        return self.encoders.spec.columns_needed(labels=False, inline=True)
+
+    def check_raw_rows(self) -> None:
+        """Refuse to encode raw rows when the encoders do not describe the model's features
+        (a model trained on in-memory arrays of another width carries no such description)."""
+        described = self.encoders.schema()
+        schema = self.schema
+        if (described.field_dims, described.numerical_num, described.bags) != (schema.field_dims, schema.numerical_num, schema.bags):
+            raise UserError(
+                f"{self.path}: the checkpoint's encoders do not describe its model's features (trained on in-memory arrays?); "
+                "it can score encoded arrays only"
+            )
+
+    def encode(self, table: pa.Table, place: Place | None = None) -> Encoded:
+        """Raw rows (the feature columns; others are ignored) as the arrays the model reads."""
+        self.check_raw_rows()
+        missing = [name for name in self.feature_columns() if name not in table.column_names]
+        if missing:
+            where = place.file if place is not None else "the rows"
+            raise UserError(f"{where}: no column {missing[0]!r}; the model reads {', '.join(self.feature_columns())}")
+        return self.encoders.encode(table, place or Place("the rows", 1, lines=False), labels=False, inline=True)
+
+    @torch.inference_mode()
+    def probabilities(self, encoded: Encoded) -> np.ndarray:
+        """(n, T) float32 probabilities of encoded rows, in their order."""
+        n = len(encoded)
+        bags = tuple(
+            BagColumn(bag.values, np.concatenate([[0], np.cumsum(bag.lengths)]).astype(np.int64), bag.weights) for bag in encoded.bags
+        )
+        table = MultiTaskTable(encoded.categorical, encoded.numerical, np.zeros((n, 0), np.uint8), bags=bags)
+        out = np.empty((n, len(self.tasks)), dtype=np.float32)
+        start = 0
+        for batch in BatchLoader(table, self.batch_size, device=self.device):
+            logits = self.model.logits(batch)  # (B, T)
+            out[start : start + batch.size] = torch.sigmoid(logits.float()).cpu().numpy()
+            start += batch.size
+        return out
+
+    def score_table(self, table: pa.Table, place: Place | None = None) -> np.ndarray:
+        """(n, T) probabilities of raw rows."""
+        return self.probabilities(self.encode(table, place))
+
+
+def _as_device(device: str | torch.device) -> torch.device:
+    from mtreclib.experiment import resolve_device
+
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu", batch_size: int | None = None) -> Inference:
+    """The model of a checkpoint (a ``best.pt``, or a run folder meaning its ``best.pt``), ready to score.
+
+    A checkpoint of a model this installation does not have, or whose weights do not fit the
+    model its settings describe, is a user error naming the file.
+    """
+    payload = checkpoint.load(path, "model")
+    where = payload["path"]
+    try:
+        config = ExperimentConfig.from_dict(payload["config"])
+        schema = FeatureSchema.from_description(payload["schema"])
+        model = create_model(payload["model_name"], schema, config.model_config)
+        encoders = Encoders.from_dict(payload["encoding"])
+    except UserError as error:
+        raise UserError(f"{where}: {error}") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{where}: an incomplete or damaged checkpoint ({type(error).__name__}: {error})") from None
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"{where}: the weights do not fit model {payload['model_name']} ({str(error).splitlines()[0]})") from None
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"batch size must be positive, got {batch_size}")
+    device = _as_device(device)
+    model.to(device).eval()
+    return Inference(
+        model=model,
+        encoders=encoders,
+        encoding=payload["encoding"],
+        config=config,
+        dataset=payload.get("dataset", config.data.dataset),
+        path=Path(where),
+        epoch=int(payload.get("epoch", 0)),
+        device=device,
+        batch_size=batch_size or config.train.batch_size,
+    )
