@@ -83,5 +83,5 @@ def test_native_weights_start_within_the_authors_bound_and_expert_num_is_split_p
     assert model.task_expert_num == 4 and all(bank.n == 8 for bank in model.experts)
     assert model.native_weights.shape == (2, 2, 4)  # (levels, tasks, experts per task)
     assert model.native_weights.abs().max() <= math.sqrt(1 / 4)
-    with pytest.raises(ValueError, match="expert_num"):
-        create_model("adatt", SMALL_SCHEMA, expert_num=1)
+    few = create_model("adatt", SMALL_SCHEMA, expert_num=1)  # fewer experts than tasks: one per task
+    assert few.task_expert_num == 1 and all(bank.n == 2 for bank in few.experts) and not hasattr(few, "native_weights")

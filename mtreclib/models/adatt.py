@@ -20,8 +20,9 @@ class AdaTT(MultiTaskModel):
     """Task-specific fusion units at every level: a gate over all tasks' experts plus a native-expert residual.
 
     One fusion level per entry of ``bottom_dims``; every expert of level ``k`` is one MLP block of
-    width ``bottom_dims[k]``. Each task has ``m = expert_num // T`` experts per level (the
-    ``expert_num`` experts of a level split evenly among the tasks, as PLE here splits its own).
+    width ``bottom_dims[k]``. Each task has ``m = max(1, expert_num // T)`` experts per level (the
+    ``expert_num`` experts of a level split evenly among the tasks, and at least one each: a
+    dataset with more tasks than ``expert_num``, KuaiRand's seven, gets one expert per task).
     Task ``t``'s fusion unit at level ``k``, with ``x_t^0`` the field embeddings for every task::
 
         E_t^k = [E_t1^k(x_t^{k-1}) .. E_tm^k(x_t^{k-1})]                  task t's experts (m, H)
@@ -52,9 +53,7 @@ class AdaTT(MultiTaskModel):
         super().__init__(schema, config)
         c = self.config
         task_num = self.task_num
-        self.task_expert_num = c.expert_num // task_num
-        if self.task_expert_num < 1:
-            raise ValueError(f"AdaTT needs expert_num (--expert-num) >= the {task_num} tasks (it splits them per task), got {c.expert_num}")
+        self.task_expert_num = max(1, c.expert_num // task_num)
         expert_num = task_num * self.task_expert_num
         self.embedding = FieldEmbedding.from_schema(schema, c.embed_dim)
         self.experts = nn.ModuleList()  # [level] -> bank of T m experts, task by task
