@@ -102,10 +102,10 @@ def check_input(inference: Inference, spec: DatasetSpec, path: Path, id_columns:
 
 def check_output(output: Path, input_path: Path, tasks: Sequence[str], id_columns: Sequence[str]) -> str:
     """The output's format, after refusing an output that could not be written or would clobber the input."""
-    from mtreclib.experiment import check_output_file
+    from mtreclib.atomic import check_writable
 
     fmt = file_format(output, "--output")
-    check_output_file(output, "--output")
+    check_writable(output, "--output")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -20,12 +20,15 @@ from mtreclib.models import MultiTaskModel, create_model, list_models, model_cla
 from mtreclib.models.mmoe import MMoE
 from mtreclib.schema import Bag, BagField, FeatureSchema
 
-# Single-valued fields, numerical features and two multi-valued fields (weighted mean, sum).
+# Single-valued fields, numerical features and two multi-valued fields (weighted mean, sum), with
+# the relation and the roles that ESMM-style models and PEPNet need.
 BAG_SCHEMA = FeatureSchema(
     field_dims=(5, 3, 11),
     numerical_num=4,
     task_names=("click", "conversion"),
+    field_roles=("user", "item", None),
     bags=(BagField("tags", 9, "mean", weighted=True), BagField("shops", 4, "sum")),
+    task_implies=("", "click"),
 )
 SCHEMAS = {"fields": SMALL_SCHEMA, "fields_and_bags": BAG_SCHEMA}
 

@@ -20,11 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mtreclib.evaluation import evaluate_checkpoint
-    from mtreclib.experiment import check_output_file, format_results
+    from mtreclib.atomic import check_writable
+    from mtreclib.experiment import format_results
     from mtreclib.inference import load_checkpoint
 
     if args.results:
-        check_output_file(args.results, "--results")
+        check_writable(args.results, "--results")
     inference = load_checkpoint(args.checkpoint, device=args.device)
     record = evaluate_checkpoint(inference, args.dataset, data_dir=args.data_dir, split=args.split, progress=not args.no_progress)
     print(format_results(record))

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mtreclib.api import export_format
     from mtreclib.errors import UserError
-    from mtreclib.experiment import check_output_file
+    from mtreclib.atomic import check_writable
     from mtreclib.export import check_format, export_model
     from mtreclib.inference import load_checkpoint
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UserError(f"--output {error}; or give --format") from None
     check_format(fmt)
-    check_output_file(args.output, "--output")
+    check_writable(args.output, "--output")
     inference = load_checkpoint(args.checkpoint)
     report = export_model(inference.model, args.output, fmt, name=inference.model_name)
     print(f"mtrec: exported {inference.model_name} ({inference.dataset}, epoch {inference.epoch}) to {report.describe()}")
