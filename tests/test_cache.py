@@ -215,3 +215,27 @@ def test_npy_writer_appends_pieces_into_one_loadable_array(tmp_path):
     writer.finish()
     assert np.array_equal(np.load(tmp_path / "a.npy", mmap_mode="r"), np.concatenate(pieces))
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+
+def test_parquet_chunks_hold_a_few_batches_not_the_file(tmp_path):
+    """Reading a Parquet file batch by batch keeps Arrow's memory at a few batches, whatever the
+    file's size (PyArrow's default pre-buffering kept every row group read so far)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mtreclib.data.sources import _parquet_chunks
+
+    rows, groups, width = 200_000, 20, 8
+    rng = np.random.default_rng(0)
+    table = pa.table({f"x{j}": rng.standard_normal(rows) for j in range(width)})  # 12.8 MB of float64
+    path = tmp_path / "wide.parquet"
+    pq.write_table(table, path, row_group_size=rows // groups, compression="NONE")
+    whole = table.nbytes
+    del table
+    before, peak, seen = pa.total_allocated_bytes(), 0, 0
+    for chunk in _parquet_chunks(path, [f"x{j}" for j in range(width)], rows // groups):
+        seen += len(chunk.table)
+        peak = max(peak, pa.total_allocated_bytes() - before)
+        del chunk
+    assert seen == rows
+    assert peak < whole / 4, f"{peak} bytes held while reading a {whole}-byte file"

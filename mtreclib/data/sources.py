@@ -153,7 +153,9 @@ def batch_rows(reader: pq.ParquetFile, columns: list[str]) -> int:
 
 def _parquet_chunks(path: Path, needed: list[str], rows: int | None) -> Iterator[Chunk]:
     try:
-        reader = pq.ParquetFile(path)
+        # pre_buffer (PyArrow's default) keeps every row group's column chunks read so far until
+        # the file is closed: memory then grows with the file instead of staying at a few batches.
+        reader = pq.ParquetFile(path, pre_buffer=False)
         row = 1
         for batch in reader.iter_batches(batch_size=rows or batch_rows(reader, needed), columns=needed):
             yield Chunk(pa.Table.from_batches([batch]), Place(path, row, lines=False))

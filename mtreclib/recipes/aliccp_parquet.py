@@ -89,7 +89,7 @@ def keep_rows(path: Path, keep: np.ndarray) -> int:
 
     Reads one row group at a time. Returns the row groups written.
     """
-    source = pq.ParquetFile(path)
+    source = pq.ParquetFile(path, pre_buffer=False)  # see data.sources: one row group in memory at a time
     kept = path.with_name(f".{path.name}.kept")
     try:
         with RowGroupWriter(kept, source.schema_arrow) as writer:
