@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mtreclib.errors import DataError, UserError
+from mtreclib.recipes.checked import CheckedStream
 
 DATASET_PAGE = "https://tianchi.aliyun.com/dataset/408"
 SPLITS = ("train", "test")
@@ -80,22 +81,7 @@ class RawFile:
                     raise DataError(self.path, f"holds no {self.csv_name} (it holds {', '.join(held[:6]) or 'nothing'}); {_check(self.path)}")
             except _ARCHIVE_ERRORS as error:
                 raise DataError(self.path, f"cannot read the archive ({error}); {_check(self.path)}") from None
-            yield _Checked(stream, self.name, self.path), member.size
-
-
-class _Checked:
-    """An archive member's stream whose read errors (truncation, corruption) become one-line ``DataError``s."""
-
-    def __init__(self, stream: BinaryIO, name: str, archive: Path):
-        self._stream = stream
-        self._name = name
-        self._archive = archive
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._stream.read(size)
-        except _ARCHIVE_ERRORS as error:
-            raise DataError(self._name, f"the archive is corrupt or truncated ({error}); {_check(self._archive)}") from None
+            yield CheckedStream(stream, self.name, _ARCHIVE_ERRORS, _check(self.path)), member.size
 
 
 def find_raw_files(data_dir: str | Path, dataset: str) -> dict[str, dict[str, RawFile]]:

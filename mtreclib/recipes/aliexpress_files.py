@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mtreclib.errors import DataError, UserError
+from mtreclib.recipes.checked import CheckedStream
 
 COUNTRIES = ("NL", "ES", "FR", "US", "RU")
 KINDS = ("user_train", "item_train", "user_test", "item_test")
@@ -80,7 +81,7 @@ class RawFile:
                 stream = stack.enter_context(archive.open(member))
             except _ZIP_ERRORS as error:
                 raise DataError(self.name, f"cannot read the zip ({error}); is the download complete? {_CHECK}") from None
-            yield _Checked(stream, self.name), member.file_size
+            yield CheckedStream(stream, self.name, _ZIP_ERRORS, _CHECK, kind="zip"), member.file_size
 
 
 _CHECK = f"compare its md5 with md5.txt on {DATASET_PAGE}"
@@ -93,20 +94,6 @@ def _member(archive: zipfile.ZipFile, csv_name: str, where: str) -> zipfile.ZipI
             return info
     held = ", ".join(info.filename for info in archive.infolist()[:6]) or "nothing"
     raise DataError(where, f"holds no {csv_name} (it holds {held})")
-
-
-class _Checked:
-    """A zip member's stream whose decompression errors become one-line ``DataError``s."""
-
-    def __init__(self, stream: BinaryIO, name: str):
-        self._stream = stream
-        self._name = name
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._stream.read(size)
-        except _ZIP_ERRORS as error:
-            raise DataError(self._name, f"the zip is corrupt or truncated ({error}); {_CHECK}") from None
 
 
 def find_raw_files(data_dir: str | Path, dataset: str) -> dict[str, RawFile]:

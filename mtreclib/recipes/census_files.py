@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mtreclib.errors import DataError, UserError
+from mtreclib.recipes.checked import CheckedStream
 
 DOWNLOAD_PAGE = "https://archive.ics.uci.edu/dataset/117/census+income+kdd"
 ZIP_NAME = "census+income+kdd.zip"
@@ -95,7 +96,7 @@ class RawFile:
                     raise DataError(where, f"expected the text file {self.file_name}, found an archive")
             except _ARCHIVE_ERRORS as error:
                 raise DataError(where, f"cannot read the archive ({error}); is the download complete? {_AGAIN}") from None
-            yield _Checked(stream, self.name), size
+            yield CheckedStream(stream, self.name, _ARCHIVE_ERRORS, _AGAIN), size
 
 
 def _zip_member(archive: zipfile.ZipFile, name: str, where: str) -> zipfile.ZipInfo:
@@ -115,20 +116,6 @@ def _tar_member(archive: tarfile.TarFile, name: str, where: str) -> tarfile.TarI
             return info
         held.append(info.name)
     raise DataError(where, f"holds no {name} (it holds {', '.join(held[:6]) or 'nothing'})")
-
-
-class _Checked:
-    """A stream out of archives whose read errors become one-line ``DataError``s naming the file."""
-
-    def __init__(self, stream: BinaryIO, name: str):
-        self._stream = stream
-        self._name = name
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._stream.read(size)
-        except _ARCHIVE_ERRORS as error:
-            raise DataError(self._name, f"the archive is corrupt or truncated ({error}); {_AGAIN}") from None
 
 
 def find_raw_files(data_dir: str | Path, dataset: str) -> dict[str, RawFile]:

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from mtreclib.errors import DataError, UserError
+from mtreclib.recipes.checked import CheckedStream
 
 ARCHIVE = "KuaiRand-Pure.tar.gz"
 DOWNLOAD_URL = "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz"
@@ -100,7 +101,7 @@ def _archive_csvs(archive: Path, csvs: Sequence[str]) -> Iterator[OpenCsv]:
                 wanted.discard(path.name)
                 name = f"{archive} > {member.name}"
                 stream = tar.extractfile(member)
-                yield OpenCsv(path.name, name, _Checked(stream, name), member.size)
+                yield OpenCsv(path.name, name, CheckedStream(stream, name, _ARCHIVE_ERRORS, _CHECK), member.size)
                 if not wanted:
                     break
             # tarfile ends its iteration quietly at a damaged header, and gzip checks its CRC only
@@ -114,26 +115,6 @@ def _archive_csvs(archive: Path, csvs: Sequence[str]) -> Iterator[OpenCsv]:
     missing = [csv for csv in csvs if csv in wanted]
     held = ", ".join(seen[:10]) or "nothing"
     raise DataError(archive, f"holds no data/{missing[0]} (it holds {held}); is it the KuaiRand-Pure archive from {DOWNLOAD_URL}?")
-
-
-class _Checked:
-    """An archive member's stream whose decompression errors become one-line ``DataError``s."""
-
-    def __init__(self, stream: BinaryIO, name: str):
-        self._stream = stream
-        self._name = name
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._stream.read(size)
-        except _ARCHIVE_ERRORS as error:
-            raise DataError(self._name, f"the archive is corrupt or truncated ({error}); {_CHECK}") from None
-
-    def readline(self, size: int = -1) -> bytes:
-        try:
-            return self._stream.readline(size)
-        except _ARCHIVE_ERRORS as error:
-            raise DataError(self._name, f"the archive is corrupt or truncated ({error}); {_CHECK}") from None
 
 
 def find_download(data_dir: str | Path, dataset: str) -> Download:
