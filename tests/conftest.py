@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.data import synthetic
 from mtreclib.data.datasets import Dataset, load_dataset
+from mtreclib.data.table import MultiTaskTable
 from mtreclib.models import create_model, model_kwargs
 from mtreclib.schema import Bag, BagField, Batch, FeatureSchema
 
@@ -67,6 +69,31 @@ def random_batch(schema: FeatureSchema = SMALL_SCHEMA, size: int = 64, seed: int
     others = [click * (torch.rand(size, generator=generator) < 0.5).float() for _ in range(max(schema.task_num - 1, 0))]
     labels = torch.stack([click, *others], dim=1)[:, : schema.task_num]
     return Batch(categorical, numerical, labels, tuple(bags))
+
+
+def random_table(rows: int, seed: int) -> MultiTaskTable:
+    """``random_batch``'s rows as a table, as the trainer reads them."""
+    batch = random_batch(size=rows, seed=seed)
+    return MultiTaskTable(batch.categorical.int().numpy(), batch.numerical.numpy(), batch.labels.to(torch.uint8).numpy())
+
+
+def randomise_batchnorm(model: torch.nn.Module) -> None:
+    """Every BatchNorm of ``model`` away from its identity initialisation (scale, shift and running
+    statistics), so that a computation by hand checks it too."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now, for a process group's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

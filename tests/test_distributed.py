@@ -14,7 +14,6 @@ import json
 import math
 import os
 import shutil
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import torch.multiprocessing as mp
 
 from mtreclib import distributed
 from mtreclib.cli import main
-from mtreclib.data.table import MultiTaskTable
 from mtreclib.distributed import ProcessPlace, place_from_environment
 from mtreclib.errors import UserError
 from mtreclib.config.experiment import TrainConfig
@@ -32,7 +30,7 @@ from mtreclib.experiment import run_experiment
 from mtreclib.models import list_models
 from mtreclib.trainer import Trainer, TrainingObjective
 
-from conftest import ALIEXPRESS_SAMPLE, random_batch, small_experiment, small_model
+from conftest import ALIEXPRESS_SAMPLE, free_port, random_batch, random_table, small_experiment, small_model
 
 MODELS = list_models()
 WORLD_SIZE = 2
@@ -104,17 +102,6 @@ def test_global_batch_too_small_for_the_processes_is_a_user_error(tiny_synthetic
 # ----- two processes -----
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _table(rows: int, seed: int) -> MultiTaskTable:
-    batch = random_batch(size=rows, seed=seed)
-    return MultiTaskTable(batch.categorical.int().numpy(), batch.numerical.numpy(), batch.labels.to(torch.uint8).numpy())
-
-
 def _shard(batch, rank: int):
     """This rank's half of a global batch, as the BatchLoader cuts it."""
     half = batch.size // WORLD_SIZE
@@ -151,7 +138,7 @@ def _rank(rank: int, out: Path, ports: tuple[int, int], data_dir: str, dataset) 
             # start them from rank 0's weights and keep them together.
             torch.manual_seed(rank)
             model = small_model(name)
-            fit = Trainer(model, TRAIN, CPU, rank=rank, world_size=WORLD_SIZE, progress=False).fit(_table(640, seed=1), _table(0, seed=2))
+            fit = Trainer(model, TRAIN, CPU, rank=rank, world_size=WORLD_SIZE, progress=False).fit(random_table(640, seed=1), random_table(0, seed=2))
             saved[f"{name}/trained"] = copy.deepcopy(model.state_dict())
             saved[f"{name}/samples"] = fit.train_samples
 
@@ -165,7 +152,7 @@ def _rank(rank: int, out: Path, ports: tuple[int, int], data_dir: str, dataset) 
                 for buffer in model.buffers():
                     if buffer.is_floating_point():
                         buffer.add_(1.0)
-            saved[f"{name}/metrics"] = trainer.evaluate(_table(EVAL_ROWS, seed=3))
+            saved[f"{name}/metrics"] = trainer.evaluate(random_table(EVAL_ROWS, seed=3))
 
         saved["early_stopping"] = run_experiment(EARLY_STOPPING, dataset=dataset, place=place).to_dict()
     torch.save(saved, out / f"rank{rank}.pt")
@@ -188,7 +175,7 @@ def two_ranks(tmp_path_factory, tiny_synthetic) -> Path:
     out = tmp_path_factory.mktemp("ddp")
     data_dir = tmp_path_factory.mktemp("data")
     shutil.copytree(ALIEXPRESS_SAMPLE, data_dir / "AliExpress_NL")
-    mp.spawn(_rank, args=(out, (_free_port(), _free_port()), str(data_dir), tiny_synthetic), nprocs=WORLD_SIZE)
+    mp.spawn(_rank, args=(out, (free_port(), free_port()), str(data_dir), tiny_synthetic), nprocs=WORLD_SIZE)
     return out
 
 
@@ -224,7 +211,7 @@ def test_both_ranks_end_training_with_identical_parameters(ranks, name):
 def test_two_process_evaluation_equals_one_process(ranks, name):
     torch.manual_seed(0)
     model = small_model(name)
-    alone = Trainer(model, TRAIN, CPU, progress=False).evaluate(_table(EVAL_ROWS, seed=3))
+    alone = Trainer(model, TRAIN, CPU, progress=False).evaluate(random_table(EVAL_ROWS, seed=3))
     assert ranks[0][f"{name}/metrics"] == ranks[1][f"{name}/metrics"]  # broadcast from rank 0
     for task, metrics in alone.items():
         for key, value in metrics.items():

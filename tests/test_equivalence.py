@@ -20,7 +20,7 @@ from mtreclib.products import FlatFields
 from mtreclib.models import list_models
 from mtreclib.schema import FeatureSchema
 
-from conftest import BAG_SCHEMA, random_batch, small_model
+from conftest import BAG_SCHEMA, random_batch, randomise_batchnorm, small_model
 
 # Distinct ids per batch of 64 on both sides of the projection threshold (0.75 * 64 = 48).
 MIXED_SCHEMA = FeatureSchema(
@@ -36,13 +36,7 @@ def _pair(name: str, ratio: float, dtype: torch.dtype = torch.float64) -> tuple[
     """Model ``name`` with split products at ``ratio``, and a copy computing straightforwardly."""
     torch.manual_seed(0)
     fast = small_model(name, MIXED_SCHEMA, dropout=0.2).to(dtype)
-    with torch.no_grad():  # BatchNorm away from its identity initialisation
-        for module in fast.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
+    randomise_batchnorm(fast)
     for module in fast.modules():
         if isinstance(module, FieldEmbedding):
             module.projection_ratio = ratio

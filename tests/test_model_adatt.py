@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mtreclib.models import create_model
 
-from conftest import SMALL_SCHEMA, random_batch, small_model
+from conftest import SMALL_SCHEMA, random_batch, randomise_batchnorm, small_model
 
 
 def _expert(bank, i: int, x: torch.Tensor) -> torch.Tensor:
@@ -23,22 +22,12 @@ def _expert(bank, i: int, x: torch.Tensor) -> torch.Tensor:
     return torch.relu(h)
 
 
-def _randomise_batchnorm(model: nn.Module) -> None:
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
-
-
 @pytest.mark.parametrize("expert_num", [4, 2], ids=["two_per_task_learned_residual", "one_per_task_unit_residual"])
 def test_fusion_levels_computed_by_hand(expert_num):
     """x_t^k = softmax(W_t x_t^{k-1} + b_t) [E_1; E_2] + v_t E_t, two levels, two tasks."""
     torch.manual_seed(0)
     model = small_model("adatt", expert_num=expert_num)
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     model.eval()
     m = expert_num // 2
     assert model.task_expert_num == m and hasattr(model, "native_weights") == (m > 1)

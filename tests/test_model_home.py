@@ -7,13 +7,12 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mtreclib.config.settings import ConfigError
 from mtreclib.models import create_model
 from mtreclib.models.home import task_groups
 
-from conftest import SMALL_SCHEMA, random_batch, small_model
+from conftest import SMALL_SCHEMA, random_batch, randomise_batchnorm, small_model
 
 THREE_TASKS = replace(SMALL_SCHEMA, task_names=("a", "b", "c"), task_implies=())
 # Groups {a}, {b, c}; 2 shared experts, 1 per group (sigmoid self-gate), 2 per task (softmax self-gate).
@@ -43,13 +42,7 @@ def _weighted(weights: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tenso
 def test_logits_computed_by_hand():
     torch.manual_seed(0)
     model = small_model("home", THREE_TASKS, **TINY)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm1d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.5, 0.5)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 2.0)
+    randomise_batchnorm(model)
     model.eval()
     batch = random_batch(THREE_TASKS, size=16)
     with torch.no_grad():

@@ -9,7 +9,6 @@ tests compare the two ranks' files.
 from __future__ import annotations
 
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,12 +18,11 @@ import torch.multiprocessing as mp
 
 from mtreclib import distributed
 from mtreclib.config.experiment import TrainConfig
-from mtreclib.data.table import MultiTaskTable
 from mtreclib.distributed import place_from_environment
 from mtreclib.mto import create_strategy, list_strategies
 from mtreclib.trainer import Trainer
 
-from conftest import random_batch, small_model
+from conftest import free_port, random_table, small_model
 
 WORLD_SIZE = 2
 CPU = torch.device("cpu")
@@ -41,17 +39,6 @@ RUNS = [
 KEYS = [f"{name}-{model}-{'-'.join(f'{k}={v}' for k, v in settings.items())}" for name, model, settings in RUNS]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _table(rows: int, seed: int) -> MultiTaskTable:
-    batch = random_batch(size=rows, seed=seed)
-    return MultiTaskTable(batch.categorical.int().numpy(), batch.numerical.numpy(), batch.labels.to(torch.uint8).numpy())
-
-
 def _rank(rank: int, out: Path, port: int) -> None:
     torch.set_num_threads(1)  # two processes on two cores
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -63,7 +50,7 @@ def _rank(rank: int, out: Path, port: int) -> None:
             strategy = create_strategy(name, model.task_num, **settings)
             trainer = Trainer(model, TRAIN, CPU, strategy=strategy, rank=rank, world_size=WORLD_SIZE, progress=False)
             rows = 2 * TRAIN.batch_size * model.batches_per_step
-            fit = trainer.fit(_table(rows, seed=1), _table(0, seed=2))
+            fit = trainer.fit(random_table(rows, seed=1), random_table(0, seed=2))
             saved[key] = {
                 "model": model.state_dict(),
                 "strategy": strategy.state_dict(),
@@ -76,7 +63,7 @@ def _rank(rank: int, out: Path, port: int) -> None:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("mto_ddp")
-    mp.spawn(_rank, args=(out, _free_port()), nprocs=WORLD_SIZE)
+    mp.spawn(_rank, args=(out, free_port()), nprocs=WORLD_SIZE)
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 
