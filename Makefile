@@ -7,6 +7,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+# TorchRec's metadata asks for the CUDA package fbgemm-gpu: it goes in without dependencies, next to
+# the fbgemm build and the other requirements that the `test` and `torchrec` extras list.
+TORCHREC ?= torchrec==1.8.0
 BIN := $(VENV)/bin
 
 .PHONY: train test install clean
@@ -16,6 +19,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)" -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps "$(TORCHREC)"
 	touch $@
 
 train: install

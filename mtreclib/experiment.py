@@ -22,6 +22,7 @@ from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.data.table import split_validation
 from mtreclib.distributed import ProcessPlace
 from mtreclib.errors import UserError
+from mtreclib.layers import deferred_tables
 from mtreclib.metrics import task_metrics
 from mtreclib.models import MultiTaskModel, create_model
 from mtreclib.mto import create_strategy
@@ -68,6 +69,29 @@ def build_model(name: str, schema: FeatureSchema, config: Any) -> MultiTaskModel
         return create_model(name, schema, config)
     except ValueError as error:
         raise UserError(f"{name}: {error}") from None
+
+
+def build_training_model(config: ExperimentConfig, schema: FeatureSchema, device: torch.device, place: ProcessPlace) -> MultiTaskModel:
+    """The model to train, on ``device``, its tables on the configured embedding backend.
+
+    On the torchrec backend the model is built without dense tables (a vocabulary of 10^8 ids is
+    never allocated as one ``nn.Embedding``) and each field gets a TorchRec table, sharded across
+    the processes under torchrun.
+    """
+    train = config.train
+    if train.embedding_backend == "dense":
+        return build_model(config.model, schema, config.model_config).to(device)
+    from mtreclib.embeddings import use_torchrec
+
+    with deferred_tables():
+        model = build_model(config.model, schema, config.model_config)
+    use_torchrec(model, optimizer=train.embedding_optimizer, lr=train.embedding_lr, device=device, sharded=place.distributed)
+    model = model.to(device)
+    if place.distributed:
+        from mtreclib.embeddings.sharding import shard_tables
+
+        shard_tables(model, train, device)
+    return model
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -132,6 +156,13 @@ def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPl
     return RunDirectory(Path(path)), None
 
 
+def _tables(config: ExperimentConfig) -> str:
+    train = config.train
+    if train.embedding_backend == "dense":
+        return "dense tables"
+    return f"torchrec tables ({train.embedding_optimizer}, lr {train.embedding_lr:g})"
+
+
 def _banner(config: ExperimentConfig, dataset: Dataset, model: MultiTaskModel, rows: dict[str, int], device: torch.device,
             directory: RunDirectory | None, resume: dict | None, place: ProcessPlace) -> None:
     parameters = sum(p.numel() for p in model.parameters())
@@ -143,6 +174,7 @@ def _banner(config: ExperimentConfig, dataset: Dataset, model: MultiTaskModel, r
     where = f"run folder {directory.path}" if directory is not None else "no checkpoints (--no-save)"
     note(
         f"mtrec: {device}, {torch.get_num_threads()} threads{processes}, {config.train.precision}, strategy {config.train.mto}, "
+        f"{_tables(config)}, "
         f"batch {config.train.batch_size}, up to {config.train.epochs} epochs; {where}"
     )
     if resume is not None:
@@ -177,7 +209,7 @@ def run_experiment(
     else:
         train, valid = split_validation(dataset.train, config.data.valid_fraction, mode=config.data.valid_split, seed=config.train.seed)
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model, dataset.schema, config.model_config).to(device)
+    model = build_training_model(config, dataset.schema, device, place)
     try:
         strategy = create_strategy(config.train.mto, model.task_num, config.mto_config)
     except ValueError as error:

@@ -7,7 +7,9 @@ fast dropout in ``dropout``; the blocks here call them and know nothing of how t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,21 @@ from torch import nn
 from mtreclib.dropout import relu_dropout
 from mtreclib.products import FlatFields, batch_size_of, input_linear
 from mtreclib.schema import Bag, BagField, FeatureSchema
+
+# Where FieldEmbedding puts its dense tables while a model is built: "meta" (``deferred_tables``)
+# when another backend will hold them, so that a table of 10^8 ids is never allocated twice.
+_TABLE_DEVICE: ContextVar[str | None] = ContextVar("table_device", default=None)
+
+
+@contextmanager
+def deferred_tables() -> Iterator[None]:
+    """Build models whose ``FieldEmbedding`` tables take no memory (meta tensors), for a backend
+    that brings its own (``mtreclib.embeddings.use_torchrec``)."""
+    token = _TABLE_DEVICE.set("meta")
+    try:
+        yield
+    finally:
+        _TABLE_DEVICE.reset(token)
 
 
 class FieldEmbedding(nn.Module):
@@ -30,6 +47,11 @@ class FieldEmbedding(nn.Module):
     ``forward`` returns the field embeddings; ``flat`` returns their concatenation as a
     ``FlatFields``, which the first layer of every MLP, bank and gate multiplies field by field
     instead of forming the (B, E * D) matrix.
+
+    The tables are two ``nn.Embedding``s (the dense backend) unless ``attach_tables`` hands them
+    to a sparse-lookup module (the torchrec backend, ``mtreclib.embeddings``): one table per
+    field, looked up once per forward pass, updated by its own fused optimizer in the backward
+    pass. The state dict has the same weights either way; each layout loads into the other.
 
     Args:
         field_dims: vocabulary size of each single-valued field.
@@ -57,18 +79,95 @@ class FieldEmbedding(nn.Module):
         super().__init__()
         self.field_dims = tuple(int(d) for d in field_dims)
         self.bag_fields = tuple(bags)
-        self.embedding = nn.Embedding(max(sum(self.field_dims), 1), embed_dim)
+        device = _TABLE_DEVICE.get()
+        self.embedding = nn.Embedding(max(sum(self.field_dims), 1), embed_dim, device=device)
         nn.init.xavier_uniform_(self.embedding.weight)
         offsets = torch.tensor([0, *self.field_dims[:-1]], dtype=torch.long).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
         if self.bag_fields:
             dims = [b.vocab_size for b in self.bag_fields]
-            self.bag_embedding = nn.Embedding(sum(dims), embed_dim)
+            self.bag_embedding = nn.Embedding(sum(dims), embed_dim, device=device)
             nn.init.xavier_uniform_(self.bag_embedding.weight)
             self.register_buffer("bag_offsets", torch.tensor([0, *dims[:-1]], dtype=torch.long).cumsum(0), persistent=False)
         self.numerical = nn.Linear(numerical_num, embed_dim) if numerical_num else None
         self.field_num = len(self.field_dims) + len(self.bag_fields) + (1 if numerical_num else 0)
         self.embed_dim = embed_dim
+        self.tables: SparseTables | None = None
+        self._register_load_state_dict_pre_hook(_convert_table_layout, with_module=True)
+
+    def attach_tables(self, tables: SparseTables) -> None:
+        """Hand the tables to ``tables`` (one per field, in the schema's order); the dense tables'
+        weights, unless they are meta tensors, are copied in first."""
+        dense = {"embedding.weight": self.embedding.weight}
+        if self.bag_fields:
+            dense["bag_embedding.weight"] = self.bag_embedding.weight
+        if not self.embedding.weight.is_meta:
+            tables.load_field_weights(self.split_dense(dense))
+        del self.embedding
+        if self.bag_fields:
+            del self.bag_embedding
+        self.tables = tables
+
+    def split_dense(self, dense: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The per-field tables of the dense layout's two weights: F single-valued, then K bags."""
+        parts = list(dense["embedding.weight"][: sum(self.field_dims)].split(self.field_dims)) if self.field_dims else []
+        if self.bag_fields:
+            parts += list(dense["bag_embedding.weight"].split([b.vocab_size for b in self.bag_fields]))
+        return parts
+
+    def join_fields(self, tables: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The dense layout's two weights from the per-field tables (``split_dense`` inverted)."""
+        field_num = len(self.field_dims)
+        single = list(tables[:field_num])
+        if not single:  # the dense table keeps one row when there are no single-valued fields
+            single = [torch.zeros(1, self.embed_dim, dtype=tables[0].dtype)]
+        dense = {"embedding.weight": torch.cat(single)}
+        if self.bag_fields:
+            dense["bag_embedding.weight"] = torch.cat(list(tables[field_num:]))
+        return dense
+
+    def sparse_fields(self, categorical: torch.Tensor, bags: Sequence[Bag], distinct: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, F + K, D) the single-valued fields and pooled bags, in one lookup of ``tables``.
+
+        A field ``f`` in ``distinct`` is looked up at the (U_f,) ids ``distinct[f]`` instead of the
+        rows' own: its first U_f rows hold their embeddings and the rest zeros (empty bags), which
+        the split products gather from (``FlatFields``).
+        """
+        assert self.tables is not None
+        batch_size = categorical.shape[0]
+        one = torch.ones(batch_size, dtype=torch.long, device=categorical.device)
+        values, lengths = [], []
+        for f in range(len(self.field_dims)):
+            ids = None if distinct is None else distinct.get(f)
+            if ids is None:
+                values.append(categorical[:, f])
+                lengths.append(one)
+            else:
+                values.append(ids)
+                lengths.append((torch.arange(batch_size, device=ids.device) < len(ids)).long())
+        counts = [bag.offsets[1:] - bag.offsets[:-1] for bag in bags]  # (B,) values per row
+        values += [bag.values for bag in bags]
+        lengths += counts
+        weights = None
+        if any(spec.weighted for spec in self.bag_fields):
+            weights = [v.new_ones(v.shape, dtype=torch.float32) for v in values[: len(self.field_dims)]]
+            weights += [bag.weights if spec.weighted else bag.values.new_ones(bag.values.shape, dtype=torch.float32) for spec, bag in zip(self.bag_fields, bags)]
+        out = self.tables(values, lengths, weights, batch_size).view(batch_size, -1, self.embed_dim)  # (B, F + K, D)
+        if not any(spec.pooling == "mean" for spec in self.bag_fields):
+            return out
+        # The tables sum each bag; a mean divides by the row's count (or weight sum), as pool_bags.
+        field_num = len(self.field_dims)
+        pooled = []
+        for k, (spec, bag, count) in enumerate(zip(self.bag_fields, bags, counts)):
+            summed = out[:, field_num + k]  # (B, D)
+            if spec.pooling == "mean":
+                total = count.to(summed.dtype)
+                if spec.weighted:
+                    rows = torch.repeat_interleave(torch.arange(batch_size, device=count.device), count)
+                    total = summed.new_zeros(batch_size).index_add_(0, rows, bag.weights.to(summed.dtype))
+                summed = summed / total.clamp_min(torch.finfo(summed.dtype).tiny).unsqueeze(1)  # an empty row stays 0
+            pooled.append(summed)
+        return torch.cat([out[:, :field_num], torch.stack(pooled, dim=1)], dim=1)
 
     @classmethod
     def from_schema(cls, schema: FeatureSchema, embed_dim: int) -> FieldEmbedding:
@@ -104,9 +203,11 @@ class FieldEmbedding(nn.Module):
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats and K bags -> (B, E, D) field embeddings."""
         parts = []
-        if self.field_dims:
+        if self.tables is not None:
+            parts.append(self.sparse_fields(categorical, bags))  # (B, F + K, D)
+        elif self.field_dims:
             parts.append(self.embedding(categorical + self.offsets))  # (B, F, D)
-        if self.bag_fields:
+        if self.bag_fields and self.tables is None:
             parts.append(self.pool_bags(bags))  # (B, K, D)
         if self.numerical is not None:
             parts.append(self.numerical(numerical).unsqueeze(1))  # (B, 1, D)
@@ -117,6 +218,80 @@ class FieldEmbedding(nn.Module):
         if len(bags) != len(self.bag_fields):
             raise ValueError(f"expected {len(self.bag_fields)} multi-valued fields, got {len(bags)}")
         return FlatFields(self, categorical, numerical, tuple(bags))
+
+
+class SparseTables(nn.Module):
+    """What ``FieldEmbedding.attach_tables`` takes: one table per field, looked up as bags.
+
+    ``forward(values, lengths, weights, batch_size)``: per field (F single-valued, then K bags), its
+    (N_f,) ids and (B,) values per row, optional (N_f,) float32 weights per field (all or none) ->
+    (B, (F + K) * D), each field's row the sum of its values' (weighted) embeddings.
+    ``load_field_weights`` copies per-field weights in; ``field_weights`` gives them (gathered whole).
+    """
+
+    def load_field_weights(self, tables: Sequence[torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def field_weights(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def table_keys(self, prefix: str) -> list[str]:
+        """The state dict's keys of the per-field tables, in field order."""
+        raise NotImplementedError
+
+    def autograd_leaves(self) -> list[torch.Tensor]:
+        """Leaves upstream of the lookup: a backward pass with ``inputs=`` these runs the tables'
+        update and nothing else (the gradient methods' last pass, ``mto.gradients``)."""
+        raise NotImplementedError
+
+    def optimizer_state(self) -> dict:
+        """The fused optimizer's state (checkpoints, resume)."""
+        raise NotImplementedError
+
+    def load_optimizer_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+
+def sparse_tables(module: nn.Module) -> list[SparseTables]:
+    """The sparse-lookup modules inside ``module`` (none on the dense backend)."""
+    return [m for m in module.modules() if isinstance(m, SparseTables)]
+
+
+def _convert_table_layout(module: FieldEmbedding, state_dict: dict, prefix: str, *args) -> None:
+    """Let a ``FieldEmbedding`` load a state dict written in the other backend's layout.
+
+    Dense -> per-field tables: a checkpoint of the dense backend (or a dense model's weights copied
+    into a torchrec one); per-field tables -> dense: a torchrec run's checkpoint loaded in one
+    process by ``evaluate``, ``predict``, ``export`` and the Python API.
+    """
+    dense_keys = [prefix + "embedding.weight"] + ([prefix + "bag_embedding.weight"] if module.bag_fields else [])
+    if module.tables is None:
+        table_keys = [key for key in state_dict if key.startswith(prefix + "tables.") and key.endswith(".weight") and "embedding_bags" in key]
+        if dense_keys[0] in state_dict or not table_keys:
+            return
+        names = _table_names(module)
+        tables = [state_dict.pop(_key_of(table_keys, prefix, name)) for name in names]
+        for key in [k for k in state_dict if k.startswith(prefix + "tables.")]:
+            state_dict.pop(key)
+        for key, value in module.join_fields(tables).items():
+            state_dict[prefix + key] = value
+        return
+    if dense_keys[0] not in state_dict:
+        return
+    dense = {key[len(prefix) :]: state_dict.pop(key) for key in dense_keys}
+    for key, table in zip(module.tables.table_keys(prefix + "tables."), module.split_dense(dense)):
+        state_dict[key] = table
+
+
+def _table_names(module: FieldEmbedding) -> list[str]:
+    return [f"field_{i}" for i in range(len(module.field_dims))] + [f"bag_{k}" for k in range(len(module.bag_fields))]
+
+
+def _key_of(keys: list[str], prefix: str, name: str) -> str:
+    for key in keys:
+        if key.endswith(f".{name}.weight"):
+            return key
+    raise KeyError(f"{prefix}tables: no table {name} in the state dict")
 
 
 class MLP(nn.Sequential):

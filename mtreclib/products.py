@@ -46,6 +46,11 @@ class FlatFields:
       weight (``A^T W_num``).
 
     The result equals ``tensor() @ W + b`` up to float rounding, and so do all gradients.
+
+    With sparse tables (the torchrec backend) every embedding this batch needs comes from one
+    lookup, made at the first need and shared by every product and by ``fields()``: the projected
+    fields' distinct ids, the other fields' ids, the bags. One lookup, because each backward pass
+    through it is an optimizer step of the fused tables.
     """
 
     def __init__(self, embedding: FieldEmbedding, categorical: torch.Tensor, numerical: torch.Tensor, bags: tuple = ()):
@@ -56,6 +61,7 @@ class FlatFields:
         self._fields: torch.Tensor | None = None
         self._pooled: torch.Tensor | None = None
         self._plan: _SplitPlan | None = None
+        self._sparse: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -64,8 +70,27 @@ class FlatFields:
     def fields(self) -> torch.Tensor:
         """(B, E, D) field embeddings (computed once)."""
         if self._fields is None:
-            self._fields = self.embedding(self.categorical, self.numerical, self.bags)
+            layer = self.embedding
+            if layer.tables is None or not layer.split_products:
+                self._fields = layer(self.categorical, self.numerical, self.bags)
+            else:
+                plan, sparse = self._plan_split(), self._sparse_lookup()
+                field_num = len(layer.field_dims)
+                columns = [sparse[plan.inverse[f], f] if f in plan.inverse else sparse[:, f] for f in range(field_num)]  # F x (B, D)
+                parts = [torch.stack(columns, dim=1)] if columns else []  # (B, F, D)
+                if self.bags:
+                    parts.append(sparse[:, field_num:])  # (B, K, D)
+                if layer.numerical is not None:
+                    parts.append(layer.numerical(self.numerical).unsqueeze(1))  # (B, 1, D)
+                self._fields = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return self._fields
+
+    def _sparse_lookup(self) -> torch.Tensor:
+        """(B, F + K, D) the one lookup of the sparse tables (projected fields: distinct ids first)."""
+        if self._sparse is None:
+            plan = self._plan_split()
+            self._sparse = self.embedding.sparse_fields(self.categorical, self.bags, plan.distinct)
+        return self._sparse
 
     def tensor(self) -> torch.Tensor:
         """(B, E * D) concatenated field embeddings."""
@@ -82,7 +107,10 @@ class FlatFields:
     def _pooled_bags(self) -> torch.Tensor | None:
         """(B, K * D) pooled multi-valued fields (computed once), or None without any."""
         if self._pooled is None and self.bags:
-            self._pooled = self.embedding.pool_bags(self.bags).flatten(1)
+            if self.embedding.tables is not None:
+                self._pooled = self._sparse_lookup()[:, len(self.embedding.field_dims) :].flatten(1)
+            else:
+                self._pooled = self.embedding.pool_bags(self.bags).flatten(1)
         return self._pooled
 
     def _plan_split(self) -> _SplitPlan:
@@ -100,6 +128,8 @@ class FlatFields:
                     continue
                 plan.projected.append(f)
                 plan.counts.append(len(distinct))
+                plan.distinct[f] = distinct
+                plan.inverse[f] = inverse
                 rows.append(distinct + layer.offsets[f])
                 positions.append(inverse + start)
                 start += len(distinct)
@@ -128,7 +158,11 @@ class FlatFields:
         if plan.projected:
             # Each projected field's distinct ids times its block of the weight, stacked; the
             # constant rides on the first field's rows, of which every sample gathers exactly one.
-            embedded = layer.embedding(plan.rows).split(plan.counts)  # F_projected x (U_f, D)
+            if layer.tables is None:
+                embedded = layer.embedding(plan.rows).split(plan.counts)  # F_projected x (U_f, D)
+            else:
+                sparse = self._sparse_lookup()
+                embedded = [sparse[:count, f] for f, count in zip(plan.projected, plan.counts)]  # F_projected x (U_f, D)
             first = plan.projected[0]
             products = [torch.addmm(constant, embedded[0], blocks[first])]
             products += [e @ blocks[f] for e, f in zip(embedded[1:], plan.projected[1:])]
@@ -137,8 +171,11 @@ class FlatFields:
             out = constant
         dense_columns, dense_blocks = [], []
         if plan.dense:
-            ids = self.categorical[:, plan.dense] + layer.offsets[plan.dense]  # (B, F_dense)
-            dense_columns.append(layer.embedding(ids).flatten(1))  # (B, F_dense * D)
+            if layer.tables is None:
+                ids = self.categorical[:, plan.dense] + layer.offsets[plan.dense]  # (B, F_dense)
+                dense_columns.append(layer.embedding(ids).flatten(1))  # (B, F_dense * D)
+            else:
+                dense_columns.append(self._sparse_lookup()[:, plan.dense].flatten(1))  # (B, F_dense * D)
             dense_blocks += [blocks[f] for f in plan.dense]
         if bag_num:
             dense_columns.append(self._pooled_bags())  # (B, K * D)
@@ -162,5 +199,7 @@ class _SplitPlan:
     projected: list[int] = field(default_factory=list)
     dense: list[int] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)  # distinct ids of each projected field
+    distinct: dict[int, torch.Tensor] = field(default_factory=dict)  # projected field -> (U_f,) its distinct ids
+    inverse: dict[int, torch.Tensor] = field(default_factory=dict)  # projected field -> (B,) each row's position among them
     rows: torch.Tensor | None = None
     bags: torch.Tensor | None = None

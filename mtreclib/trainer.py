@@ -37,6 +37,7 @@ from mtreclib.config.experiment import PRECISIONS, TrainConfig
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.errors import UserError
+from mtreclib.layers import sparse_tables
 from mtreclib.metrics import logit_metrics, mean_auc
 from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.mto import StepContext, Strategy, create_strategy
@@ -259,6 +260,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "strategy": self.strategy.state_dict(),
+            "fused_optimizers": [tables.optimizer_state() for tables in sparse_tables(self.model)],
             "loop": loop,
             "rng": rng,
         }
@@ -267,6 +269,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.strategy.load_state_dict(state["strategy"])
+        for tables, fused in zip(sparse_tables(self.model), state.get("fused_optimizers", [])):
+            tables.load_optimizer_state(fused)
         result = FitResult(**state["loop"])
         rng = state["rng"]
         set_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0])

@@ -15,6 +15,10 @@ from typing import Any
 from mtreclib.config.settings import ConfigError, Settings, setting
 
 PRECISIONS = ("fp32", "bf16")
+# Kept here rather than imported from mtreclib.embeddings: configuration is the base layer.
+EMBEDDING_BACKENDS = ("dense", "torchrec")
+EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam")
+SHARDINGS = ("auto", "table_wise", "row_wise", "column_wise")
 VALID_SPLITS = ("tail", "random")
 
 
@@ -67,6 +71,24 @@ class TrainConfig(Settings):
     )
     sample_weights: bool = setting(False, "weigh each row's loss by the dataset's sample-weight column (when it has one)")
     mto: str = setting("ew", "multi-task optimisation strategy: how task losses and gradients are combined (mtrec strategies lists them)")
+    embedding_backend: str = setting(
+        "dense",
+        "dense: every field's table an nn.Embedding trained by Adam (cost grows with the vocabulary); torchrec: TorchRec "
+        "tables with a fused optimizer, sharded under torchrun (cost follows the batch; needs the torchrec extra)",
+        choices=EMBEDDING_BACKENDS,
+    )
+    embedding_optimizer: str = setting(
+        "rowwise_adagrad",
+        "torchrec backend: the tables' fused optimizer (adam only on CUDA)",
+        choices=EMBEDDING_OPTIMIZERS,
+    )
+    embedding_lr: float = setting(0.05, "torchrec backend: the tables' learning rate", above=0)
+    sharding: str = setting(
+        "auto",
+        "torchrec backend under torchrun: how tables are split across processes (auto: TorchRec's planner chooses "
+        "within each process's memory)",
+        choices=SHARDINGS,
+    )
 
 
 @dataclass(frozen=True)

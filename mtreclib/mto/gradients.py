@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from mtreclib.config.settings import Settings, setting
+from mtreclib.layers import sparse_tables
 from mtreclib.models.base import MultiTaskModel, TaskLosses, task_reach
 from mtreclib.mto.base import StepContext, Strategy
 
@@ -90,18 +91,23 @@ class GradientLayout:
             self._segments = torch.repeat_interleave(torch.arange(self.shared_count), sizes).to(self.parameters[0].device)
         return self._segments
 
-    def gradients(self, losses: TaskLosses, *, batched: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(T, P) each task's gradient, and the (P,) gradient of the auxiliary term (None without one)."""
+    def gradients(self, losses: TaskLosses, *, batched: bool = False, keep_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(T, P) each task's gradient, and the (P,) gradient of the auxiliary term (None without one).
+
+        ``keep_graph``: leave the graph for one more backward pass (the fused tables' update)."""
         rows = losses.tasks if losses.auxiliary is None else torch.cat([losses.tasks, losses.auxiliary.reshape(1)])
         count = rows.shape[0]
         if batched:
             eye = torch.eye(count, device=rows.device, dtype=rows.dtype)
-            grads = torch.autograd.grad(rows, self.parameters, eye, is_grads_batched=True, allow_unused=True, materialize_grads=True)
+            grads = torch.autograd.grad(
+                rows, self.parameters, eye, retain_graph=keep_graph, is_grads_batched=True, allow_unused=True, materialize_grads=True
+            )
             matrix = torch.cat([g.reshape(count, -1) for g in grads], dim=1)  # (T, P), one copy
         else:
             matrix = torch.empty(count, sum(self.sizes), dtype=self.parameters[0].dtype, device=self.parameters[0].device)
             for t in range(count):
-                grads = torch.autograd.grad(rows[t], self.parameters, retain_graph=t < count - 1, allow_unused=True, materialize_grads=True)
+                retain = keep_graph or t < count - 1
+                grads = torch.autograd.grad(rows[t], self.parameters, retain_graph=retain, allow_unused=True, materialize_grads=True)
                 torch.cat([g.reshape(-1) for g in grads], out=matrix[t])  # (P,) straight into the row
         if losses.auxiliary is None:
             return matrix, None
@@ -199,9 +205,10 @@ class GradientStrategy(Strategy):
         return losses
 
     def backward(self, losses: TaskLosses, context: StepContext) -> None:
-        losses = self.scale_losses(losses, context)
+        task_losses, losses = losses, self.scale_losses(losses, context)
         layout = self.layout(context.model)
-        matrix, auxiliary = layout.gradients(losses, batched=self.config.mto_batched_grads)
+        tables = [leaf for module in sparse_tables(context.model) for leaf in module.autograd_leaves()]
+        matrix, auxiliary = layout.gradients(losses, batched=self.config.mto_batched_grads, keep_graph=bool(tables))
         values = losses.tasks.detach().float()
         if context.world_size > 1:
             matrix = context.all_reduce_mean(matrix)
@@ -212,6 +219,24 @@ class GradientStrategy(Strategy):
         if auxiliary is not None:
             update += auxiliary  # added as it is, like every strategy
         layout.set_gradients(update)
+        if tables:
+            self.update_tables(task_losses, tables)
+
+    def update_tables(self, losses: TaskLosses, leaves: list[torch.Tensor]) -> None:
+        """The fused tables' step (torchrec backend): the gradient of ``sum_t w_t L_t``, with this
+        step's task weights (``task_weights()``, which include IMTL's loss scales), through the
+        tables alone.
+
+        fbgemm updates a table inside its backward pass, so its per-task gradients never exist as
+        tensors: the method decides on the dense shared parameters (as LibMTL balances its encoder)
+        and the tables, shared by every task, follow the combination it chose. A backward pass
+        with ``inputs=`` the kernels' leaves leaves every dense gradient as the method set it.
+        """
+        weights = (self.last_weights / self.task_num).to(losses.tasks)
+        total = (weights * losses.tasks).sum()
+        if losses.auxiliary is not None:
+            total = total + losses.auxiliary
+        torch.autograd.backward(total, inputs=leaves)
 
     def update(self, matrix: torch.Tensor, layout: GradientLayout, losses: torch.Tensor, context: StepContext) -> torch.Tensor:
         """(P,) this step's gradient of every parameter, from the (T, P) matrix and the (T,) losses."""

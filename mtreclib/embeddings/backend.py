@@ -1,0 +1,41 @@
+"""Putting a model's field embeddings on the torchrec backend."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mtreclib.embeddings.available import check_torchrec
+from mtreclib.embeddings.optimizers import fused_optimizer
+from mtreclib.errors import UserError
+from mtreclib.layers import FieldEmbedding
+
+BACKENDS = ("dense", "torchrec")
+
+
+def use_torchrec(model: nn.Module, *, optimizer: str, lr: float, device: torch.device, sharded: bool = False) -> nn.Module:
+    """Hand every ``FieldEmbedding`` of ``model`` to TorchRec tables, in place; returns ``model``.
+
+    Tables that exist (not meta) are copied in, so a dense model's weights carry over exactly;
+    a model built under ``layers.deferred_tables()`` gets tables initialised as the dense backend
+    initialises its own (uniform within the Xavier bound of the dense table each field is part
+    of). ``sharded``: leave the tables unsharded on the meta device for ``sharding.shard_tables``.
+    """
+    check_torchrec()
+    from mtreclib.embeddings.tables import TorchRecTables, xavier_bound
+
+    spec = fused_optimizer(optimizer, device)
+    modules = [m for m in model.modules() if isinstance(m, FieldEmbedding) and m.tables is None]
+    for module in modules:
+        if module.embed_dim % 4:
+            raise UserError(f"embed_dim (--embed-dim) must be a multiple of 4 on the torchrec backend (fbgemm's kernels), got {module.embed_dim}")
+    for module in modules:
+        names = [f"field_{i}" for i in range(len(module.field_dims))] + [f"bag_{k}" for k in range(len(module.bag_fields))]
+        rows = [*module.field_dims, *(b.vocab_size for b in module.bag_fields)]
+        single = xavier_bound(module.embedding.weight.shape[0], module.embed_dim)
+        bags = xavier_bound(module.bag_embedding.weight.shape[0], module.embed_dim) if module.bag_fields else 0.0
+        bounds = [single] * len(module.field_dims) + [bags] * len(module.bag_fields)
+        weighted = any(b.weighted for b in module.bag_fields)
+        tables = TorchRecTables(names, rows, module.embed_dim, bounds, weighted=weighted, optimizer=spec, lr=lr, device=device, sharded=sharded)
+        module.attach_tables(tables)
+    return model
