@@ -22,7 +22,7 @@ from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.data.table import split_validation
 from mtreclib.distributed import ProcessPlace
 from mtreclib.errors import UserError
-from mtreclib.layers import deferred_tables
+from mtreclib.layers import deferred_tables, sparse_tables
 from mtreclib.metrics import task_metrics
 from mtreclib.models import MultiTaskModel, create_model
 from mtreclib.mto import create_strategy
@@ -71,27 +71,34 @@ def build_model(name: str, schema: FeatureSchema, config: Any) -> MultiTaskModel
         raise UserError(f"{name}: {error}") from None
 
 
-def build_training_model(config: ExperimentConfig, schema: FeatureSchema, device: torch.device, place: ProcessPlace) -> MultiTaskModel:
+def build_training_model(
+    config: ExperimentConfig, schema: FeatureSchema, device: torch.device, place: ProcessPlace
+) -> tuple[MultiTaskModel, list[dict[str, Any]]]:
     """The model to train, on ``device``, its tables on the configured embedding backend.
 
     On the torchrec backend the model is built without dense tables (a vocabulary of 10^8 ids is
     never allocated as one ``nn.Embedding``) and each field gets a TorchRec table, sharded across
-    the processes under torchrun.
+    the processes under torchrun. Returns the model and the sharding plan (empty in one process).
     """
     train = config.train
     if train.embedding_backend == "dense":
-        return build_model(config.model, schema, config.model_config).to(device)
+        return build_model(config.model, schema, config.model_config).to(device), []
     from mtreclib.embeddings import use_torchrec
 
     with deferred_tables():
         model = build_model(config.model, schema, config.model_config)
     use_torchrec(model, optimizer=train.embedding_optimizer, lr=train.embedding_lr, device=device, sharded=place.distributed)
     model = model.to(device)
-    if place.distributed:
-        from mtreclib.embeddings.sharding import shard_tables
+    if not place.distributed:
+        return model, []
+    from mtreclib.embeddings.sharding import shard_tables
 
-        shard_tables(model, train, device)
-    return model
+    return model, shard_tables(model, train, device)
+
+
+def parameter_count(model: MultiTaskModel) -> int:
+    """Every weight of the model: its parameters and the sparse tables' (which are none of them)."""
+    return sum(p.numel() for p in model.parameters()) + sum(getattr(t, "element_count", 0) for t in sparse_tables(model))
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -165,7 +172,7 @@ def _tables(config: ExperimentConfig) -> str:
 
 def _banner(config: ExperimentConfig, dataset: Dataset, model: MultiTaskModel, rows: dict[str, int], device: torch.device,
             directory: RunDirectory | None, resume: dict | None, place: ProcessPlace) -> None:
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = parameter_count(model)
     processes = f", {place.world_size} processes" if place.distributed else ""
     note(
         f"mtrec: {config.model} on {dataset.name}: tasks {', '.join(dataset.schema.task_names)}; rows train {rows['train']:,}, "
@@ -209,7 +216,7 @@ def run_experiment(
     else:
         train, valid = split_validation(dataset.train, config.data.valid_fraction, mode=config.data.valid_split, seed=config.train.seed)
     torch.manual_seed(config.train.seed)
-    model = build_training_model(config, dataset.schema, device, place)
+    model, plan = build_training_model(config, dataset.schema, device, place)
     try:
         strategy = create_strategy(config.train.mto, model.task_num, config.mto_config)
     except ValueError as error:
@@ -264,12 +271,13 @@ def run_experiment(
         train_seconds=fit.train_seconds,
         history=history,
         oracle=metrics_map(oracle),
-        parameters=sum(p.numel() for p in model.parameters()),
+        parameters=parameter_count(model),
         rows=rows,
         device=str(device),
         world_size=place.world_size,
         checkpoint=str(directory.best) if directory is not None and directory.best.is_file() else None,
         seed=config.train.seed,
+        sharding=plan,
     )
     if directory is not None and place.is_main:
         record.write(directory.results)

@@ -92,6 +92,8 @@ class RunRecord:
         seed: the training seed.
         run: when and how long (the benchmark records it).
         machine: where it ran (CPU, threads, PyTorch).
+        sharding: the torchrec backend's plan under torchrun: per table, its sharding type and
+            each process's rows, columns and bytes (empty otherwise).
     """
 
     model: str
@@ -114,6 +116,7 @@ class RunRecord:
     split: str = "test"
     run: dict[str, Any] | None = None
     machine: dict[str, Any] | None = None
+    sharding: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     @property

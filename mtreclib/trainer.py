@@ -236,8 +236,10 @@ class Trainer:
                 result.best_score = record.get("valid_score", result.best_score)
                 result.waited, result.best_epoch = 0, epoch + 1
                 best_state = copy.deepcopy(self.model.state_dict())
-                if self.checkpoints is not None:
-                    self.checkpoints.save_best(best_state, epoch + 1, record.get("valid"))
+                if self._saves:
+                    whole = distributed.gather_state(best_state)  # collective: sharded tables assembled on rank 0
+                    if self.checkpoints is not None:
+                        self.checkpoints.save_best(whole, epoch + 1, record.get("valid"))
             else:
                 result.waited += 1
             if self._saves:
@@ -255,12 +257,14 @@ class Trainer:
     def state(self, result: FitResult) -> dict[str, Any]:
         """Everything needed to continue after the epoch just finished (every rank's random state)."""
         rng = distributed.all_gather_object(rng_state())
+        # Each process's part of the fused tables' optimizer state (its shards'), in rank order.
+        fused = distributed.all_gather_object([tables.optimizer_state() for tables in sparse_tables(self.model)])
         loop = {key: getattr(result, key) for key in ("history", "best_epoch", "epochs_run", "steps", "train_samples", "train_seconds", "best_score", "waited")}
         return {
-            "model": self.model.state_dict(),
+            "model": distributed.gather_state(self.model.state_dict()),
             "optimizer": self.optimizer.state_dict(),
             "strategy": self.strategy.state_dict(),
-            "fused_optimizers": [tables.optimizer_state() for tables in sparse_tables(self.model)],
+            "fused_optimizers": fused,
             "loop": loop,
             "rng": rng,
         }
@@ -269,8 +273,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.strategy.load_state_dict(state["strategy"])
-        for tables, fused in zip(sparse_tables(self.model), state.get("fused_optimizers", [])):
-            tables.load_optimizer_state(fused)
+        fused = state.get("fused_optimizers") or [[]]
+        for tables, part in zip(sparse_tables(self.model), fused[self.rank] if self.rank < len(fused) else []):
+            tables.load_optimizer_state(part)
         result = FitResult(**state["loop"])
         rng = state["rng"]
         set_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0])
@@ -342,16 +347,27 @@ class Trainer:
         return TaskLosses(losses.tasks.detach(), auxiliary)
 
     @torch.inference_mode()
-    def predict(self, table: MultiTaskTable) -> torch.Tensor:
-        """(N, T) float32 logits of every row of ``table``, in order, on the CPU."""
+    def predict(self, table: MultiTaskTable, *, forwards: int | None = None, spare: MultiTaskTable | None = None) -> torch.Tensor:
+        """(N, T) float32 logits of every row of ``table``, in order, on the CPU.
+
+        ``forwards``: make that many forward passes in all, the ones past ``table``'s batches on
+        a batch of ``spare``, their outputs dropped: a lookup in sharded tables is a collective,
+        so every process must make as many as the others.
+        """
         self.model.eval()
         logits = torch.empty(len(table), len(self.task_names))
-        start = 0
+        start, made = 0, 0
         for batch in self._loader(table, train=False):
             with autocast(self.device, self.config.precision):
                 out = self.model.logits(batch)
             logits[start : start + batch.size] = out.float().cpu()
             start += batch.size
+            made += 1
+        if forwards is not None and made < forwards:
+            filler = next(iter(self._loader(spare if spare is not None else table, train=False)))
+            for _ in range(forwards - made):
+                with autocast(self.device, self.config.precision):
+                    self.model.logits(filler)
         return logits
 
     def evaluate(self, table: MultiTaskTable) -> dict[str, dict[str, float]]:
@@ -367,7 +383,8 @@ class Trainer:
         batch_num = math.ceil(len(table) / self.config.batch_size)
         first, last = distributed.shard_range(batch_num, self.rank, self.world_size)
         shard = table.select(slice(first * self.config.batch_size, min(last * self.config.batch_size, len(table))))
-        logits = distributed.gather_rows(self.predict(shard).to(self.device))
+        forwards = math.ceil(batch_num / self.world_size) if sparse_tables(self.model) else None
+        logits = distributed.gather_rows(self.predict(shard, forwards=forwards, spare=table).to(self.device))
         metrics = logit_metrics(logits.cpu(), labels, self.task_names) if self.rank == 0 else None
         return distributed.broadcast_object(metrics)
 

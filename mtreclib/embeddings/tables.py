@@ -8,9 +8,11 @@ table-batched kernel with the optimizer fused into its backward pass. Under torc
 plain ``EmbeddingBagCollection`` on the meta device that ``mtreclib.embeddings.sharding`` shards
 across the processes (each allocates and initialises only its shards), with the same kernels.
 
-The tables' weights are parameters of the module (their state dict is TorchRec's), but they
-do not take part in the dense optimizer or the gradient methods' per-task gradients:
-``requires_grad`` is off on the views TorchRec exposes, and the kernel updates them itself.
+The collection is held outside the module tree (not a registered child): its tables are no
+parameters of the model, so the dense optimizer, the gradient methods' per-task gradients,
+DistributedDataParallel and ``model.to`` never see them (the kernel updates them itself, and
+a sharded table must not be broadcast as a replica). They are in the state dict all the same,
+under TorchRec's names: ``ebc.embedding_bags.<table>.weight``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mtreclib.distributed import load_state
 from mtreclib.embeddings.optimizers import FusedOptimizer
 from mtreclib.layers import SparseTables
 
@@ -86,18 +89,33 @@ class TorchRecTables(SparseTables):
         ]
         self.configs = configs
         if sharded:
-            self.ebc: nn.Module = EmbeddingBagCollection(configs, is_weighted=weighted, device=torch.device("meta"))
+            ebc: nn.Module = EmbeddingBagCollection(configs, is_weighted=weighted, device=torch.device("meta"))
         else:
-            self.ebc = FusedEmbeddingBagCollection(
+            ebc = FusedEmbeddingBagCollection(
                 configs, optimizer_type=_optimizer_class(optimizer), optimizer_kwargs={"lr": lr}, is_weighted=weighted, device=device
             )
-            self.freeze_views()
+        self.set_collection(ebc)
         self.weighted = weighted
 
-    def freeze_views(self) -> None:
-        """Keep the tables out of the dense optimizer and the per-task gradients: the fused kernel updates them."""
-        for parameter in self.ebc.parameters():
-            parameter.requires_grad_(False)
+    def set_collection(self, ebc: nn.Module) -> None:
+        """Hold ``ebc`` outside the module tree (see the module's docstring)."""
+        object.__setattr__(self, "ebc", ebc)
+
+    @property
+    def element_count(self) -> int:
+        """Weights in all the tables (whole, over every process)."""
+        return sum(config.num_embeddings * config.embedding_dim for config in self.configs)
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        destination.update(self.ebc.state_dict(prefix=prefix + "ebc.", keep_vars=keep_vars))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs) -> None:
+        for key, target in self.ebc.state_dict(prefix=prefix + "ebc.").items():
+            if key not in state_dict:
+                missing_keys.append(key)
+                continue
+            with torch.no_grad():
+                load_state(target, state_dict[key])  # in place: the kernel's own storage, or this process's shards
 
     def forward(
         self, values: Sequence[torch.Tensor], lengths: Sequence[torch.Tensor], weights: Sequence[torch.Tensor] | None, batch_size: int
@@ -115,19 +133,25 @@ class TorchRecTables(SparseTables):
         if torch.is_inference_mode_enabled():
             # fbgemm registers its training lookups for autograd only, which inference mode skips.
             with torch.inference_mode(False), torch.no_grad():
-                return self.ebc(features).values()  # (B, tables * D)
-        return self.ebc(features).values()  # (B, tables * D)
+                return self._ordered(self.ebc(features))  # (B, tables * D)
+        return self._ordered(self.ebc(features))  # (B, tables * D)
+
+    def _ordered(self, pooled) -> torch.Tensor:
+        """The pooled embeddings in the tables' order (a sharded collection returns them grouped by shard)."""
+        if list(pooled.keys()) == list(self.names):
+            return pooled.values()
+        by_key = pooled.to_dict()
+        return torch.cat([by_key[name] for name in self.names], dim=1)
 
     def table_keys(self, prefix: str) -> list[str]:
         return [f"{prefix}ebc.embedding_bags.{name}.weight" for name in self.names]
 
     def load_field_weights(self, tables: Sequence[torch.Tensor]) -> None:
-        with torch.no_grad():
-            for name, table in zip(self.names, tables):
-                self.ebc.embedding_bags[name].weight.copy_(table)
+        self._load_from_state_dict(dict(zip(self.table_keys(""), tables)), "", {}, True, [], [], [])
 
     def field_weights(self) -> list[torch.Tensor]:
-        return [self.ebc.embedding_bags[name].weight.detach() for name in self.names]
+        state = self.ebc.state_dict(prefix="ebc.")
+        return [state[key].detach() for key in self.table_keys("")]
 
     def kernels(self) -> list[nn.Module]:
         """fbgemm's table-batched kernels that hold (this process's part of) the tables."""
@@ -141,11 +165,35 @@ class TorchRecTables(SparseTables):
     def autograd_leaves(self) -> list[torch.Tensor]:
         return [kernel.placeholder_autograd_tensor for kernel in self.kernels()]
 
+    def _fused(self):
+        fused = self.ebc.fused_optimizer  # a method of the fused collection, a property of the sharded one
+        return fused() if callable(fused) else fused
+
     def optimizer_state(self) -> dict:
-        return self.ebc.fused_optimizer().state_dict()
+        """This process's part of the fused optimizer's state (its shards' accumulators), as plain
+        tensors: under torchrun each process holds the state of its own shards only."""
+        state = self._fused().state_dict()["state"]
+        return {key: {name: _local(value) for name, value in entry.items()} for key, entry in state.items()}
 
     def load_optimizer_state(self, state: dict) -> None:
-        self.ebc.fused_optimizer().load_state_dict(state)
+        """Inverse of ``optimizer_state`` (same tables, same processes, same plan)."""
+        current = self._fused().state_dict()["state"]
+        for key, entry in current.items():
+            for name, target in entry.items():
+                source = state[key][name]
+                with torch.no_grad():
+                    if hasattr(target, "local_shards"):
+                        for shard, part in zip(target.local_shards(), source):
+                            shard.tensor.copy_(part)
+                    else:
+                        target.copy_(source)
+
+
+def _local(value: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+    """A copy of a plain tensor, or of a sharded tensor's local shards."""
+    if hasattr(value, "local_shards"):
+        return [shard.tensor.detach().clone() for shard in value.local_shards()]
+    return value.detach().clone()
 
 
 def xavier_bound(rows: int, embed_dim: int) -> float:
