@@ -209,6 +209,10 @@ def run_experiment(
     device = place.device(resolve_device(config.run.device))
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
+    if config.train.embedding_backend == "torchrec":
+        from mtreclib.embeddings.backend import check_backend
+
+        check_backend(config.train.embedding_optimizer, getattr(config.model_config, "embed_dim", None), device)
     dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir)
     dataset = dataset.select_tasks(config.data.tasks, config.data.task_num)
     if dataset.valid is not None:

@@ -60,7 +60,7 @@ def _one_process(name: str = "mmoe") -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def _rank(rank: int, out: Path, ports: tuple[int, int]) -> None:
+def _rank(rank: int, out: Path, ports: tuple[int, ...]) -> None:
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(ports[0]))
     place = place_from_environment()
@@ -102,15 +102,21 @@ def _rank(rank: int, out: Path, ports: tuple[int, int]) -> None:
     # The command line as torchrun starts it.
     from mtreclib.cli import main
 
-    os.environ["MASTER_PORT"] = str(ports[1])
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        status = main(
-            ["train", "--model", "mmoe", "--dataset", "synthetic", "--epochs", "1", "--max-steps", "4", "--embed-dim", "8",
-             "--bottom-dims", "16,8", "--tower-dims", "8", "--expert-num", "2", "--embedding-backend", "torchrec",
-             "--sharding", "table_wise", "--save-dir", str(out / "ck"), "--results", str(out / "results.json"), "--no-progress"]
-        )  # fmt: skip
-    (out / f"cli{rank}.json").write_text(json.dumps({"status": status, "stdout": stdout.getvalue()}))
+    # Two epochs straight, and the same run stopped after one epoch and resumed (same processes).
+    common = ["--model", "mmoe", "--dataset", "synthetic", "--embed-dim", "8", "--bottom-dims", "16,8", "--tower-dims", "8",
+              "--expert-num", "2", "--batch-size", "4096", "--embedding-backend", "torchrec", "--sharding", "table_wise",
+              "--patience", "0", "--no-progress"]  # fmt: skip
+    runs = {
+        "whole": ["--epochs", "2", "--save-dir", str(out / "ck"), "--results", str(out / "results.json")],
+        "first": ["--epochs", "1", "--save-dir", str(out / "resumed")],
+        "resumed": ["--epochs", "2", "--save-dir", str(out / "resumed"), "--resume", "--results", str(out / "resumed.json")],
+    }
+    for (label, extra), port in zip(runs.items(), ports[1:]):
+        os.environ["MASTER_PORT"] = str(port)  # a fresh rendezvous for each command
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            status = main(["train", *common, *extra])
+        (out / f"cli-{label}{rank}.json").write_text(json.dumps({"status": status, "stdout": stdout.getvalue()}))
 
 
 class _Objective(torch.nn.Module):
@@ -136,7 +142,7 @@ def _table(rows: int, seed: int):
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sharded")
-    mp.spawn(_rank, args=(out, (free_port(), free_port())), nprocs=WORLD_SIZE)
+    mp.spawn(_rank, args=(out, tuple(free_port() for _ in range(4))), nprocs=WORLD_SIZE)
     return out
 
 
@@ -197,8 +203,8 @@ def test_sharded_evaluation_with_uneven_shards_equals_one_process(ranks):
 def test_torchrun_training_writes_a_checkpoint_that_mtrec_evaluate_reads_in_one_process(two_ranks):
     from mtreclib.cli import main
 
-    cli = [json.loads((two_ranks / f"cli{r}.json").read_text()) for r in range(WORLD_SIZE)]
-    assert [c["status"] for c in cli] == [0, 0]
+    cli = [json.loads((two_ranks / f"cli-whole{r}.json").read_text()) for r in range(WORLD_SIZE)]
+    assert [c["status"] for c in cli] == [0, 0] and "test results" in cli[0]["stdout"] and cli[1]["stdout"] == ""
     results = json.loads((two_ranks / "results.json").read_text())
     assert results["world_size"] == WORLD_SIZE and {entry["sharding"] for entry in results["sharding"]} == {"table_wise"}
     assert {shard["rank"] for entry in results["sharding"] for shard in entry["shards"]} == {0, 1}
@@ -207,3 +213,15 @@ def test_torchrun_training_writes_a_checkpoint_that_mtrec_evaluate_reads_in_one_
     again = json.loads(evaluated.read_text())
     for task, metrics in results["tasks"].items():
         assert again["tasks"][task]["auc"] == pytest.approx(metrics["auc"], abs=1e-6)
+
+
+def test_a_sharded_run_resumed_at_the_same_process_count_ends_as_the_uninterrupted_one(two_ranks):
+    for label in ("first", "resumed"):
+        assert [json.loads((two_ranks / f"cli-{label}{r}.json").read_text())["status"] for r in range(WORLD_SIZE)] == [0, 0]
+    whole = json.loads((two_ranks / "results.json").read_text())
+    resumed = json.loads((two_ranks / "resumed.json").read_text())
+    assert resumed["epochs_run"] == whole["epochs_run"] == 2 and resumed["steps"] == whole["steps"]
+    assert resumed["tasks"] == whole["tasks"]
+    a = torch.load(whole["checkpoint"], weights_only=False)["state_dict"]
+    b = torch.load(resumed["checkpoint"], weights_only=False)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)

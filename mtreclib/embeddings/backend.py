@@ -13,6 +13,15 @@ from mtreclib.layers import FieldEmbedding
 BACKENDS = ("dense", "torchrec")
 
 
+def check_backend(optimizer: str, embed_dim: int | None, device: torch.device) -> None:
+    """What ``use_torchrec`` would refuse, refused before any data is read: the packages, the
+    optimizer on this device, an embedding size fbgemm's kernels take."""
+    check_torchrec()
+    fused_optimizer(optimizer, device)
+    if embed_dim is not None and embed_dim % 4:
+        raise UserError(f"embed_dim (--embed-dim) must be a multiple of 4 on the torchrec backend (fbgemm's kernels), got {embed_dim}")
+
+
 def use_torchrec(model: nn.Module, *, optimizer: str, lr: float, device: torch.device, sharded: bool = False) -> nn.Module:
     """Hand every ``FieldEmbedding`` of ``model`` to TorchRec tables, in place; returns ``model``.
 
@@ -21,14 +30,12 @@ def use_torchrec(model: nn.Module, *, optimizer: str, lr: float, device: torch.d
     initialises its own (uniform within the Xavier bound of the dense table each field is part
     of). ``sharded``: leave the tables unsharded on the meta device for ``sharding.shard_tables``.
     """
-    check_torchrec()
+    modules = [m for m in model.modules() if isinstance(m, FieldEmbedding) and m.tables is None]
+    for module in modules:
+        check_backend(optimizer, module.embed_dim, device)
     from mtreclib.embeddings.tables import TorchRecTables, xavier_bound
 
     spec = fused_optimizer(optimizer, device)
-    modules = [m for m in model.modules() if isinstance(m, FieldEmbedding) and m.tables is None]
-    for module in modules:
-        if module.embed_dim % 4:
-            raise UserError(f"embed_dim (--embed-dim) must be a multiple of 4 on the torchrec backend (fbgemm's kernels), got {module.embed_dim}")
     for module in modules:
         names = [f"field_{i}" for i in range(len(module.field_dims))] + [f"bag_{k}" for k in range(len(module.bag_fields))]
         rows = [*module.field_dims, *(b.vocab_size for b in module.bag_fields)]
