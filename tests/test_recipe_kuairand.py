@@ -1,4 +1,5 @@
-"""The KuaiRandPure recipe: generator-made downloads to Parquet splits, checked value by value; the specs; bad input."""
+"""The KuaiRand recipes (Pure, 1K, 27K): generator-made downloads to Parquet splits, checked value by value; the
+specs; parts; bad input; a model trained on the result."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from generators.kuairand import (
+    PARTS_27K,
     RANDOM,
     STANDARD_EARLY,
     STANDARD_LATE,
@@ -22,12 +24,21 @@ from generators.kuairand import (
     VIDEOS_STATISTIC,
     KuaiRandConfig,
     csv_texts,
+    file_name,
     generate_download,
+    joined_files,
+    version_files,
     write_download,
 )
 
+from mtreclib.cli import main
+from mtreclib.data.datasets import load_dataset
 from mtreclib.errors import DataError, UserError
+from mtreclib.experiment import run_experiment
 from mtreclib.recipes import find_recipe, kuairand
+from mtreclib.recipes.kuairand_files import VERSIONS, find_download
+
+from conftest import small_experiment
 
 CONFIG = KuaiRandConfig(users=40, videos=30, early_rows=500, late_rows=400, random_rows=200, seed=5)
 SPLITS = ("train", "valid", "test")
@@ -104,9 +115,9 @@ def expected(texts) -> dict[str, list[dict]]:
     return expected_files(texts)
 
 
-def assert_no_output(data_dir: Path) -> None:
-    assert not (data_dir / "KuaiRandPure").exists()
-    assert not list(data_dir.glob(".KuaiRandPure.tmp*"))
+def assert_no_output(data_dir: Path, dataset: str = "KuaiRandPure") -> None:
+    assert not (data_dir / dataset).exists()
+    assert not list(data_dir.glob(f".{dataset}.tmp*"))  # the output's and the feature tables' scratch folders
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -141,8 +152,9 @@ def test_a_download_converts_to_exactly_the_expected_rows(tmp_path, texts, expec
     written = write_download(tmp_path / where, texts, packed=packed)
     if layout.startswith("unpacked data/"):  # the data/ folder alone, moved up: DATA_DIR/KuaiRandPure/data/
         written.rename(tmp_path / where / "data")
-    # In one layout, pieces far smaller than the files: rows cross piece and split boundaries.
-    chunks = {"chunk_bytes": 2048, "log_chunk_bytes": 8192} if layout == "archive in DATA_DIR" else {}
+    # In one layout, pieces far smaller than the files: rows cross piece and split boundaries, and
+    # the feature tables are written in many record batches.
+    chunks = {"chunk_bytes": 2048, "log_chunk_bytes": 8192, "batch_bytes": 1024} if layout == "archive in DATA_DIR" else {}
     result = kuairand.convert(tmp_path, progress=False, **chunks)
     folder = tmp_path / "KuaiRandPure"
     for file in FILES:
@@ -428,3 +440,225 @@ def test_an_unpacked_folder_missing_a_file_names_it(tmp_path, texts):
     with pytest.raises(UserError, match=f"video_features_statistic_pure.csv not found in {folder}"):
         kuairand.run(tmp_path, "KuaiRandPure", progress=False)
     assert_no_output(tmp_path)
+
+
+# -- the feature tables ------------------------------------------------------------------------
+
+
+def test_the_feature_tables_are_memory_mapped_not_held(tmp_path):
+    """27K's video tables are 23 GB of CSV: they go to files and are mapped, whatever their size."""
+    config = KuaiRandConfig(users=50, videos=1000, early_rows=20, late_rows=20, random_rows=20, seed=2)
+    texts = csv_texts(config)
+    write_download(tmp_path, texts, packed=False)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    before = pa.total_allocated_bytes()
+    tables = kuairand.read_tables(find_download(tmp_path, VERSIONS["KuaiRandPure"]), scratch, chunk_bytes=1 << 15, batch_bytes=1 << 15)
+    statistics = tables["video_features_statistic"]
+    size = sum(batch.nbytes for batch in statistics.batches)
+    assert size > 200_000 and len(statistics.batches) > 3
+    assert pa.total_allocated_bytes() - before < size / 10  # the batches' memory is the file's, not Arrow's
+    assert isinstance(statistics.ids, np.memmap) and isinstance(statistics.rows, np.memmap)
+    # Found by id, across batches, in the order asked; nulls for an unknown id.
+    rows = {int(r["video_id"]): r for r in rows_of(texts[VIDEOS_STATISTIC])}
+    asked = np.array([999, 5, 10_000, 0, 734, 5])
+    position, found = statistics.positions(asked)
+    assert found.tolist() == [True, True, False, True, True, True]
+    taken = statistics.take(position, found).column("stat_show_cnt").to_pylist()
+    assert taken == [f32(rows[int(i)]["show_cnt"]) if i in rows and rows[int(i)]["show_cnt"] else None for i in asked]
+
+
+# -- KuaiRand-1K and KuaiRand-27K ----------------------------------------------------------------
+
+VERSION_OF = {"KuaiRand1K": "1K", "KuaiRand27K": "27K"}
+URLS = {
+    "KuaiRandPure": "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz",
+    "KuaiRand1K": "https://zenodo.org/records/10439422/files/KuaiRand-1K.tar.gz",
+    "KuaiRand27K": "https://zenodo.org/records/10439422/files/KuaiRand-27K.tar.gz",
+}
+PARTS = {"KuaiRand1K": (), "KuaiRand27K": PARTS_27K}
+
+
+def version_texts(dataset: str, texts: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """The files of ``dataset``'s download made of Pure's ``texts`` (default: CONFIG's)."""
+    return version_files(texts or csv_texts(CONFIG), VERSION_OF[dataset], PARTS[dataset])
+
+
+def write_version(tmp_path: Path, dataset: str, files: dict[str, bytes], *, packed: bool = True) -> Path:
+    return write_download(tmp_path, files, packed=packed, version=VERSION_OF[dataset])
+
+
+def test_the_generator_names_and_cuts_the_files_as_the_publisher_does(texts):
+    files = version_texts("KuaiRand27K", texts)
+    assert sorted(files) == sorted(
+        ["log_random_4_22_to_5_08_27k.csv", "user_features_27k.csv", "video_features_basic_27k.csv"]
+        + [f"log_standard_4_08_to_4_21_27k_part{n}.csv" for n in (1, 2)]
+        + [f"log_standard_4_22_to_5_08_27k_part{n}.csv" for n in (1, 2)]
+        + [f"video_features_statistic_27k_part{n}.csv" for n in (1, 2, 3)]
+    )
+    header = texts[STANDARD_EARLY].split(b"\n", 1)[0]
+    assert all(files[f"log_standard_4_08_to_4_21_27k_part{n}.csv"].startswith(header + b"\n") for n in (1, 2))
+    assert joined_files(files, "27K") == texts  # the parts hold the whole file's rows, in order
+    assert sorted(version_texts("KuaiRand1K", texts)) == sorted(file_name(name, "1K") for name in texts)
+
+
+CONVERSIONS = [("KuaiRand1K", True), ("KuaiRand1K", False), ("KuaiRand27K", True), ("KuaiRand27K", False)]
+
+
+@pytest.mark.parametrize("dataset, packed", CONVERSIONS, ids=[f"{d}-{'archive' if p else 'unpacked'}" for d, p in CONVERSIONS])
+def test_1k_and_27k_convert_to_exactly_the_rows_of_the_same_data_as_pure(tmp_path, texts, expected, dataset, packed):
+    write_version(tmp_path, dataset, version_texts(dataset, texts), packed=packed)
+    # Small pieces and batches: rows cross piece, part and split boundaries.
+    result = kuairand.convert(tmp_path, dataset, progress=False, chunk_bytes=2048, log_chunk_bytes=8192, batch_bytes=1024)
+    folder = tmp_path / dataset
+    for file in FILES:
+        assert read_rows(folder / file) == expected[file], file  # every value, in log-file order (parts in part order)
+    assert result["standard"].rows == {s: len(expected[f"{s}.parquet"]) for s in SPLITS}
+    assert (result["users"], result["videos"]) == (CONFIG.users, CONFIG.videos)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*FILES, "dataset.yaml", "random.yaml"])
+    assert not list(tmp_path.glob(f".{dataset}.tmp*"))
+
+
+@pytest.mark.parametrize("dataset", ["KuaiRand1K", "KuaiRand27K"])
+def test_1k_and_27k_specs_name_their_version_and_take_user_and_video_ids_as_they_are(tmp_path, texts, dataset):
+    write_version(tmp_path, dataset, version_texts(dataset, texts))
+    kuairand.convert(tmp_path, dataset, progress=False)
+    archive = VERSION_OF[dataset]
+    pure_specs = tmp_path / "pure"
+    write_download(pure_specs, texts)
+    kuairand.convert(pure_specs, progress=False)
+    for spec_file, name in (("dataset.yaml", dataset), ("random.yaml", f"{dataset}-random")):
+        text = (tmp_path / dataset / spec_file).read_text()
+        assert text.startswith(f"# {dataset}: KuaiRand-{archive} (Gao et al.") and f"KuaiRand-{archive}.tar.gz" in text
+        spec = yaml.safe_load(text)
+        assert spec["name"] == name
+        vocabularies = {entry["name"]: entry.get("vocabulary") for entry in spec["categorical"]}
+        assert vocabularies["user_id"] == vocabularies["video_id"] == "identity"
+        assert {n for n, v in vocabularies.items() if v} == {"user_id", "video_id"}  # the others are built
+        # Apart from the name and the two vocabularies, the same spec as Pure's.
+        pure = yaml.safe_load((pure_specs / "KuaiRandPure" / spec_file).read_text())
+        for entry in spec["categorical"]:
+            entry.pop("vocabulary", None)
+        assert {**spec, "name": None} == {**pure, "name": None}
+    pure = yaml.safe_load((pure_specs / "KuaiRandPure" / "dataset.yaml").read_text())
+    assert all("vocabulary" not in entry for entry in pure["categorical"])  # Pure: built, as before
+
+
+@pytest.mark.parametrize("dataset", ["KuaiRandPure", "KuaiRand1K", "KuaiRand27K"])
+def test_each_version_is_registered_with_its_own_download(dataset):
+    recipe = find_recipe(dataset)
+    assert recipe.run is kuairand.run and recipe.names == (dataset,) and recipe.download == URLS[dataset]
+
+
+@pytest.mark.parametrize("dataset, packed", [("KuaiRand1K", False), ("KuaiRand27K", True)])
+def test_the_cli_converts_and_a_model_trains_on_the_result_with_identity_ids(tmp_path, texts, capsys, dataset, packed):
+    write_version(tmp_path, dataset, version_texts(dataset, texts), packed=packed)
+    assert main(["preprocess", "--dataset", dataset, "--data-dir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote train.parquet" in out and URLS[dataset] in out
+    data = load_dataset(dataset, tmp_path, progress=False)
+    schema = data.schema
+    assert list(schema.task_names) == LABELS and schema.bag_num == 1
+    # Identity ids: no list of values, only the largest training id; the vocabulary is that + 2
+    # (the last slot for larger ids).
+    train = pq.read_table(tmp_path / dataset / "train.parquet", columns=["user_id", "video_id"])
+    dims = dict(zip(schema.field_names, schema.field_dims))
+    encoders = {e["spec"]["name"]: e for e in data.encoding["categorical"]}
+    for name in ("user_id", "video_id"):
+        largest = max(train.column(name).to_pylist())
+        assert "values" not in encoders[name] and encoders[name]["max_id"] == largest and dims[name] == largest + 2
+    assert "values" in encoders["author_id"]  # the other fields' vocabularies are built
+    config = small_experiment("mmoe", dataset=dataset, data_dir=str(tmp_path), epochs=1, max_steps=2, batch_size=64, patience=0)
+    record = run_experiment(config, dataset=data, announce=False)
+    tasks = yaml.safe_load((tmp_path / dataset / "dataset.yaml").read_text())["tasks"]
+    assert record.steps == 2 and list(record.tasks) == tasks and all(0 <= m.auc <= 1 or m.auc != m.auc for m in record.tasks.values())
+
+
+def test_the_streamed_generator_cuts_the_same_parts(tmp_path):
+    config = KuaiRandConfig(**{**CONFIG.__dict__, "version": "27K", "parts": PARTS_27K})
+    data = generate_download(tmp_path, config, packed=False)
+    small = csv_texts(config)
+    assert sorted(p.name for p in data.iterdir()) == sorted(small)
+    for name, text in small.items():
+        assert (data / name).read_bytes() == text, name  # one block: the same draws
+    archive = generate_download(tmp_path / "packed", config)
+    assert archive.name == "KuaiRand-27K.tar.gz"
+    kuairand.convert(tmp_path / "packed", "KuaiRand27K", progress=False)
+    assert read_rows(tmp_path / "packed" / "KuaiRand27K" / "test.parquet") == expected_files(joined_files(small, "27K"))["test.parquet"]
+
+
+# -- parts: bad input --------------------------------------------------------------------------
+
+
+def _without(files: dict[str, bytes], name: str) -> dict[str, bytes]:
+    return {n: t for n, t in files.items() if n != name}
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["archive", "unpacked"])
+def test_a_missing_part_is_named(tmp_path, texts, packed):
+    files = _without(version_texts("KuaiRand27K", texts), "video_features_statistic_27k_part2.csv")
+    write_version(tmp_path, "KuaiRand27K", files, packed=packed)
+    error = DataError if packed else UserError
+    held = "holds video_features_statistic_27k_part1.csv, video_features_statistic_27k_part3.csv"
+    with pytest.raises(error, match=f"{held} but not video_features_statistic_27k_part2.csv"):
+        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+    assert_no_output(tmp_path, "KuaiRand27K")
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["archive", "unpacked"])
+def test_a_whole_file_beside_its_parts_is_refused(tmp_path, texts, packed):
+    files = version_texts("KuaiRand27K", texts)
+    files["log_standard_4_22_to_5_08_27k.csv"] = texts[STANDARD_LATE]
+    write_version(tmp_path, "KuaiRand27K", files, packed=packed)
+    with pytest.raises(UserError, match="holds both log_standard_4_22_to_5_08_27k.csv and log_standard_4_22_to_5_08_27k_part1.csv; keep either"):
+        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+    assert_no_output(tmp_path, "KuaiRand27K")
+
+
+def test_a_27k_archive_without_a_file_names_it(tmp_path, texts):
+    write_version(tmp_path, "KuaiRand27K", _without(version_texts("KuaiRand27K", texts), "user_features_27k.csv"))
+    message = r"KuaiRand-27K.tar.gz: holds no data/user_features_27k.csv \(it holds KuaiRand-27K, .*the KuaiRand-27K archive from "
+    with pytest.raises(DataError, match=message + URLS["KuaiRand27K"]):
+        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+    assert_no_output(tmp_path, "KuaiRand27K")
+
+
+def test_a_pure_download_is_not_taken_for_1k(tmp_path, texts):
+    write_download(tmp_path, texts)
+    with pytest.raises(UserError, match=r"KuaiRand-1K.tar.gz not found.*https://zenodo.org/records/10439422/files/KuaiRand-1K.tar.gz"):
+        kuairand.run(tmp_path, "KuaiRand1K", progress=False)
+    assert_no_output(tmp_path, "KuaiRand1K")
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["archive", "unpacked"])
+def test_a_bad_value_in_a_part_names_the_part_and_its_own_line(tmp_path, texts, packed):
+    files = version_texts("KuaiRand27K", texts)
+    part = "log_standard_4_22_to_5_08_27k_part2.csv"
+    files[part] = _edit(files[part], 3, "is_like", "x")
+    write_version(tmp_path, "KuaiRand27K", files, packed=packed)
+    with pytest.raises(DataError) as error:
+        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+    where = "KuaiRand-27K.tar.gz > KuaiRand-27K/data/" if packed else "KuaiRand-27K/data/"
+    assert f"{where}{part}, line 3, column is_like: expected an integer, found 'x'" in str(error.value)
+    assert_no_output(tmp_path, "KuaiRand27K")
+
+
+def test_a_part_without_its_header_is_named(tmp_path, texts):
+    files = version_texts("KuaiRand27K", texts)
+    part = "video_features_statistic_27k_part3.csv"
+    files[part] = files[part].split(b"\n", 1)[1]
+    write_version(tmp_path, "KuaiRand27K", files)
+    with pytest.raises(DataError, match=rf"{part}, line 1, column video_id: expected the column 'video_id' here, found '\d+'"):
+        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+    assert_no_output(tmp_path, "KuaiRand27K")
+
+
+def test_a_video_in_two_parts_names_both_files(tmp_path, texts):
+    files = version_texts("KuaiRand27K", texts)
+    first, second = "video_features_statistic_27k_part1.csv", "video_features_statistic_27k_part3.csv"
+    video = next(csv.reader([files[first].decode().splitlines()[2]]))[0]
+    files[second] = _edit(files[second], 4, "video_id", video)
+    write_version(tmp_path, "KuaiRand27K", files, packed=False)
+    with pytest.raises(DataError, match=rf"{second}, line 4, column video_id: video_id {video} has a second row \(the first is line 3 of .*{first}\)"):
+        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+    assert_no_output(tmp_path, "KuaiRand27K")

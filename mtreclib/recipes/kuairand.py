@@ -1,8 +1,11 @@
-"""KuaiRand-Pure (Gao et al., "KuaiRand: An Unbiased Sequential Recommendation Dataset with Randomly
+"""KuaiRand (Gao et al., "KuaiRand: An Unbiased Sequential Recommendation Dataset with Randomly
 Exposed Videos", CIKM 2022, https://kuairand.com/) to Parquet splits and a dataset spec.
 
-``mtrec preprocess --dataset KuaiRandPure --data-dir DIR`` reads ``KuaiRand-Pure.tar.gz`` (or its
-unpacked ``data/`` folder) in ``DIR`` or ``DIR/KuaiRandPure/`` and writes ``DIR/KuaiRandPure/``:
+One recipe for the publisher's three versions, which share their layout (kuairand_files.py):
+``KuaiRandPure`` (``KuaiRand-Pure.tar.gz``), ``KuaiRand1K`` (``KuaiRand-1K.tar.gz``) and
+``KuaiRand27K`` (``KuaiRand-27K.tar.gz``). ``mtrec preprocess --dataset KuaiRandPure --data-dir DIR``
+reads the archive (or its unpacked ``data/`` folder) in ``DIR`` or ``DIR/KuaiRandPure/`` and
+writes ``DIR/KuaiRandPure/``:
 
 - ``train.parquet``, ``valid.parquet``, ``test.parquet``: the two standard logs (what Kuaishou's
   recommender showed), split by date (kuairand_logs.py), each row joined to its user's and video's
@@ -13,9 +16,11 @@ unpacked ``data/`` folder) in ``DIR`` or ``DIR/KuaiRandPure/`` and writes ``DIR/
   split and validates and tests on it (the random log starts on 2022-04-22, so
   ``random_train.parquet`` has no rows on the real download).
 
-The feature tables are read first (one pass over the archive), then the logs (a second pass),
-in the order the archive stores them. Everything is written to ``DIR/.KuaiRandPure.tmp-<pid>/`` and
-moved into place when complete: a failure leaves no output and an earlier output untouched.
+The feature tables are read first (one pass over the archive) into memory-mapped files in a
+scratch folder (kuairand_tables.py), then the logs (a second pass), in the order the archive
+stores them. Everything is written to ``DIR/.KuaiRandPure.tmp-<pid>/`` (the scratch folder is
+``DIR/.KuaiRandPure.tmp-<pid>.tables/``) and moved into place when complete: a failure leaves no
+output and an earlier output untouched.
 """
 
 from __future__ import annotations
@@ -30,22 +35,37 @@ from mtreclib.data.csvchunks import CHUNK_BYTES
 from mtreclib.errors import DataError
 from mtreclib.recipes import register_recipe
 from mtreclib.recipes.kuairand_files import (
-    DOWNLOAD_URL,
+    PURE,
     RANDOM,
     STANDARD_EARLY,
     STANDARD_LATE,
     USERS,
+    VERSIONS,
     VIDEOS_BASIC,
     VIDEOS_STATISTIC,
+    Download,
     find_download,
 )
 from mtreclib.recipes.kuairand_logs import LABELS, LOG_CHUNK_BYTES, SPLITS, LogReport, SplitWriters, convert_log
 from mtreclib.recipes.kuairand_spec import write_specs
-from mtreclib.recipes.kuairand_tables import BASIC_LAYOUT, STATISTIC_LAYOUT, USER_LAYOUT, read_table
+from mtreclib.recipes.kuairand_tables import BASIC_LAYOUT, BATCH_BYTES, STATISTIC_LAYOUT, USER_LAYOUT, FeatureTable, TableBuilder
 
-DATASET = "KuaiRandPure"
-_LAYOUTS = {layout.csv: layout for layout in (USER_LAYOUT, BASIC_LAYOUT, STATISTIC_LAYOUT)}
+DATASET = PURE.dataset
+_LAYOUTS = (USER_LAYOUT, BASIC_LAYOUT, STATISTIC_LAYOUT)
 _SPLIT_DAYS = {"train": "2022-04-08..04-21", "valid": "04-22..04-28", "test": "04-29..05-08"}
+
+
+def read_tables(download: Download, folder: Path, *, chunk_bytes: int = CHUNK_BYTES, batch_bytes: int = BATCH_BYTES) -> dict[str, FeatureTable]:
+    """The three feature tables of ``download`` (all parts), by stem, their rows in files in ``folder``."""
+    with contextlib.ExitStack() as stack:
+        builders = {}
+        for layout in _LAYOUTS:
+            builders[layout.stem] = TableBuilder(layout, folder, chunk_bytes=chunk_bytes, batch_bytes=batch_bytes)
+            stack.callback(builders[layout.stem].close)
+        sources = stack.enter_context(contextlib.closing(download.open_csvs([USERS, VIDEOS_BASIC, VIDEOS_STATISTIC])))
+        for source in sources:
+            builders[source.stem].add(source)
+        return {stem: builder.finish() for stem, builder in builders.items()}
 
 
 def convert(
@@ -55,25 +75,27 @@ def convert(
     progress: bool = True,
     chunk_bytes: int = CHUNK_BYTES,
     log_chunk_bytes: int = LOG_CHUNK_BYTES,
+    batch_bytes: int = BATCH_BYTES,
 ) -> dict[str, LogReport | float | list[str]]:
-    """Convert the download under ``data_dir`` into ``data_dir/name/``; returns what it did.
+    """Convert the download of dataset ``name`` (a key of ``VERSIONS``) under ``data_dir`` into ``data_dir/name/``.
 
-    The result holds ``standard`` and ``random`` (``LogReport``s), ``seconds``, ``files`` (the
-    names written) and ``users``/``videos`` (rows of those tables).
+    Returns what it did: ``standard`` and ``random`` (``LogReport``s), ``seconds``, ``files``
+    (the names written) and ``users``/``videos`` (rows of those tables).
     """
     start = time.perf_counter()
+    version = VERSIONS[name]
     data_dir = Path(data_dir)
-    download = find_download(data_dir, name)
-    tables = {}
-    with contextlib.closing(download.open_csvs([USERS, VIDEOS_BASIC, VIDEOS_STATISTIC])) as sources:
-        for source in sources:
-            tables[source.csv] = read_table(source, _LAYOUTS[source.csv], chunk_bytes=chunk_bytes)
-
+    download = find_download(data_dir, version)
     target = data_dir / name
     temporary = data_dir / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
+    scratch = data_dir / f".{name}.tmp-{os.getpid()}.tables"
+    tables: dict[str, FeatureTable] = {}
+    for folder in (temporary, scratch):
+        shutil.rmtree(folder, ignore_errors=True)
     try:
+        scratch.mkdir()
+        tables = read_tables(download, scratch, chunk_bytes=chunk_bytes, batch_bytes=batch_bytes)
+        temporary.mkdir()
         reports = {"standard": LogReport(), "random": LogReport()}
         writers = {}
         with contextlib.ExitStack() as stack:  # closes the files whatever happens, the sources first
@@ -82,28 +104,25 @@ def convert(
                 stack.callback(writers[kind].close)
             sources = stack.enter_context(contextlib.closing(download.open_csvs([STANDARD_EARLY, STANDARD_LATE, RANDOM])))
             for source in sources:
-                kind = "random" if source.csv == RANDOM else "standard"
+                kind = "random" if source.stem == RANDOM else "standard"
                 convert_log(source, tables, writers[kind], reports[kind], chunk_bytes=log_chunk_bytes, progress=progress)
         standard = reports["standard"]
         for split in SPLITS:
             if standard.rows[split] == 0:
                 raise DataError(
                     download,
-                    f"{STANDARD_EARLY} and {STANDARD_LATE} have no rows dated in the {split} period "
-                    f"({_SPLIT_DAYS[split]}); is this the KuaiRand-Pure download?",
+                    f"{version.csv(STANDARD_EARLY)} and {version.csv(STANDARD_LATE)} have no rows dated in the {split} period "
+                    f"({_SPLIT_DAYS[split]}); is this the {version.folder} download?",
                 )
         files = [path.name for group in writers.values() for path in group.paths.values()]
-        files += write_specs(temporary, name, str(download))
+        files += write_specs(temporary, name, str(download), version)
         _move_into_place(temporary, target, files)
+        counts = {"users": len(tables[USERS].ids), "videos": len(tables[VIDEOS_BASIC].ids)}
     finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return {
-        **reports,
-        "seconds": time.perf_counter() - start,
-        "files": files,
-        "users": len(tables[USERS].ids),
-        "videos": len(tables[VIDEOS_BASIC].ids),
-    }
+        tables.clear()  # the maps of the scratch files
+        for folder in (temporary, scratch):
+            shutil.rmtree(folder, ignore_errors=True)
+    return {**reports, "seconds": time.perf_counter() - start, "files": files, **counts}
 
 
 def _move_into_place(temporary: Path, target: Path, files: list[str]) -> None:
@@ -148,8 +167,11 @@ def summary(result: dict, name: str) -> list[str]:
     return lines
 
 
-@register_recipe((DATASET,), DOWNLOAD_URL)
 def run(data_dir: Path, name: str, *, progress: bool = True) -> list[str]:
     """The recipe: convert, then summarise."""
     result = convert(data_dir, name, progress=progress)
     return summary(result, str(Path(data_dir) / name))
+
+
+for _version in VERSIONS.values():  # one recipe per version: each has its own download
+    register_recipe((_version.dataset,), _version.url)(run)

@@ -1,4 +1,4 @@
-"""KuaiRand-Pure's interaction logs, streamed: each row checked, joined to its user and video, routed to its split.
+"""KuaiRand's interaction logs, streamed: each row checked, joined to its user and video, routed to its split.
 
 A log row is one video shown to one user (19 integer columns, all present). It becomes one output
 row: the log's own columns, the user's features, the video's basic features and statistics, and
@@ -8,7 +8,10 @@ row: the log's own columns, the user's features, the video's basic features and 
 Splits go by the row's ``date`` (Beijing time, as the log gives it), aligned with the publisher's
 two standard files and with the KuaiRand starter kit: train up to 2022-04-21 (all of
 ``log_standard_4_08_to_4_21``), valid 2022-04-22 .. 04-28, test 2022-04-29 .. 05-08. Rows keep
-the file's order within a split (by user, then time).
+the files' order within a split (in Pure's logs, by user then time).
+
+A log may come in parts (27K's standard logs: kuairand_files.py); each part is a CSV of its own
+(header, line numbers) and is converted like a whole file, in the order handed out.
 
 Memory: the log goes through in pieces of ``LOG_CHUNK_BYTES`` of text (about 100,000 rows; joined,
 about 100 columns), so it does not grow with the log's length.
@@ -150,7 +153,7 @@ def joined_rows(source: OpenCsv, log: pa.Table, first_line: int, tables: dict[st
     """The output rows of a parsed log piece, and the (n,) split index (0 train, 1 valid, 2 test) of each."""
     columns = _check(source, log, first_line)
     days = _days(source, columns["date"], first_line)
-    users, basic, statistics = (tables[layout.csv] for layout in (USER_LAYOUT, BASIC_LAYOUT, STATISTIC_LAYOUT))
+    users, basic, statistics = (tables[layout.stem] for layout in (USER_LAYOUT, BASIC_LAYOUT, STATISTIC_LAYOUT))
     user_rows, user_found = users.positions(columns["user_id"])
     video_rows, video_found = basic.positions(columns["video_id"])
     statistic_rows, statistic_found = statistics.positions(columns["video_id"])

@@ -1,8 +1,13 @@
-"""The three small tables of KuaiRand-Pure (users, videos, video statistics), held whole for the join.
+"""The three feature tables of KuaiRand (users, videos, video statistics), for the join with the logs.
 
-They are small by nature: 27,285 users and about 7,600 videos in Pure, about 10 MB of CSV in all
-and a few MB as Arrow columns. Each is read, checked, converted to its output columns and sorted
-by id; a log row then finds its user's or video's row by binary search.
+Their size is the version's: Pure has 27,285 users and 7,583 videos (10 MB of CSV), 1K 1,000
+users and 4.4M videos (3.5 GB), 27K 27,285 users and 32M videos (23 GB, the statistics in three
+parts). So they are not held in memory: each is read piece by piece, checked and converted to its
+output columns, and written to a file of Arrow record batches in a scratch folder, which is then
+memory-mapped (the operating system keeps in memory what the join touches, and can drop it).
+Per row, the ids (sorted), the position of each and the videos' upload days go to files there
+too, memory-mapped as well; only sorting the ids holds about 24 bytes per row for a moment. A
+log row finds its user's or video's row by binary search in the sorted ids.
 
 The columns are the publisher's (https://github.com/chongminggao/KuaiRand, "Data Descriptions"),
 with the missing values as pandas writes them: an empty field. Pandas also writes an integer
@@ -16,6 +21,7 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
@@ -24,9 +30,10 @@ import pyarrow.compute as pc
 
 from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece
 from mtreclib.errors import DataError
-from mtreclib.recipes.kuairand_files import OpenCsv, read_header
+from mtreclib.recipes.kuairand_files import USERS, VIDEOS_BASIC, VIDEOS_STATISTIC, OpenCsv, read_header
 
 KINDS = ("text", "code", "count", "ratio", "tags", "date")
+BATCH_BYTES = 64 << 20  # converted rows gathered before a record batch is written
 
 
 @dataclass(frozen=True)
@@ -65,9 +72,10 @@ class Feature:
 
 @dataclass(frozen=True)
 class TableLayout:
-    """One feature CSV: its header, its id column, and its other columns as features."""
+    """One feature CSV (``stem``: which of the six files, kuairand_files.py): its header, its id
+    column, and its other columns as features."""
 
-    csv: str
+    stem: str
     id_column: str
     features: tuple[Feature, ...]
 
@@ -80,11 +88,21 @@ class TableLayout:
         """The features that become output columns (all but the dates)."""
         return tuple(f for f in self.features if f.output_type is not None)
 
+    @property
+    def schema(self) -> pa.Schema:
+        """The output columns."""
+        return pa.schema([pa.field(f.name, f.output_type) for f in self.outputs])
+
+    @property
+    def date(self) -> Feature | None:
+        """The date column, if the table has one."""
+        return next((f for f in self.features if f.kind == "date"), None)
+
 
 _ONEHOT = tuple(f"onehot_feat{i}" for i in range(18))
 
 USER_LAYOUT = TableLayout(
-    "user_features_pure.csv",
+    USERS,
     "user_id",
     (
         Feature("user_active_degree", "text", "user"),
@@ -104,7 +122,7 @@ USER_LAYOUT = TableLayout(
 )
 
 BASIC_LAYOUT = TableLayout(
-    "video_features_basic_pure.csv",
+    VIDEOS_BASIC,
     "video_id",
     (
         Feature("author_id", "code", "author"),
@@ -136,44 +154,63 @@ _STATISTICS = (
 # Prefixed: the statistics' follow_user_num would otherwise collide with the user's, and the prefix
 # marks what they are (daily averages over the whole month, test days included).
 STATISTIC_LAYOUT = TableLayout(
-    "video_features_statistic_pure.csv",
+    VIDEOS_STATISTIC,
     "video_id",
     tuple(Feature(name, "ratio" if name == "play_progress" else "count", name=f"stat_{name}") for name in _STATISTICS),
 )
 
 _READ_TYPES = {"text": pa.string(), "date": pa.string(), "tags": pa.string(), "code": pa.float64(), "count": pa.float64(), "ratio": pa.float64()}
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-_TAG = re.compile(r"\d+")
 EPOCH = datetime.date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True)
 class FeatureTable:
-    """A feature table's rows, in ascending id order.
+    """A feature table's rows, memory-mapped, in the order they were read; found by id.
 
     Attributes:
-        source: how messages name its file.
+        source: how messages name its file (its first part).
         ids: (N,) int64, ascending, distinct.
-        columns: N rows of the output columns (``TableLayout.outputs``).
-        days: (N,) float64 days since 1970-01-01 of the table's date column (NaN where missing);
-            None for tables without one.
+        rows: (N,) int64, the row (in reading order) of each of ``ids``.
+        batches: the rows, in reading order, as record batches of the output columns (``TableLayout.outputs``).
+        starts: (B,) int64, the first row of each batch.
+        schema: the output columns.
+        days: (N,) float64 days since 1970-01-01 of the table's date column, in reading order (NaN
+            where missing); None for tables without one.
     """
 
     source: str
     ids: np.ndarray
-    columns: pa.Table
+    rows: np.ndarray
+    batches: tuple[pa.RecordBatch, ...]
+    starts: np.ndarray
+    schema: pa.Schema
     days: np.ndarray | None = None
 
     def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(positions, found) of ``ids`` (n,): the row of each id, and whether it has one (n,) bool."""
-        if len(self.ids) == 0:
-            return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+        """(rows, found) of ``ids`` (n,): the row of each id, and whether it has one (n,) bool."""
         position = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
-        return position, self.ids[position] == ids
+        return np.asarray(self.rows[position]), np.asarray(self.ids[position] == ids)
 
-    def take(self, position: np.ndarray, found: np.ndarray) -> pa.Table:
-        """The rows at ``position`` (n,); all-null rows where not ``found``."""
-        return self.columns.take(pa.array(position, mask=~found))
+    def take(self, rows: np.ndarray, found: np.ndarray) -> pa.Table:
+        """The rows ``rows`` (n,); all-null rows where not ``found``.
+
+        Gathered batch by batch (a take on the whole chunked table may concatenate each column
+        into memory first, depending on PyArrow's version), then put in the order asked.
+        """
+        wanted = np.flatnonzero(found)
+        chosen = rows[wanted]
+        batch = np.searchsorted(self.starts, chosen, side="right") - 1
+        order = np.argsort(batch, kind="stable")
+        parts = []
+        if len(order):
+            for group in np.split(order, np.flatnonzero(np.diff(batch[order])) + 1):
+                b = int(batch[group[0]])
+                parts.append(self.batches[b].take(pa.array(chosen[group] - self.starts[b])))
+        gathered = pa.Table.from_batches(parts, schema=self.schema)
+        index = np.zeros(len(rows), dtype=np.int64)
+        index[wanted[order]] = np.arange(len(order))
+        return gathered.take(pa.array(index, mask=~found))
 
 
 def _fail(source: OpenCsv, message: str, line: int, column: str) -> NoReturn:
@@ -205,14 +242,15 @@ def _numbers(source: OpenCsv, feature: Feature, values: pa.ChunkedArray, first_l
 
 def _tags(source: OpenCsv, feature: Feature, values: pa.ChunkedArray, first_line: int) -> pa.Array:
     """``"12,65"`` -> [12, 65]; a missing field -> []."""
-    lists = []
-    for row, text in enumerate(values.to_pylist()):
-        parts = text.split(",") if text else []
-        for part in parts:
-            if not _TAG.fullmatch(part):
-                _fail(source, f"expected comma-separated integer tag ids, found {text!r}", first_line + row, feature.raw)
-        lists.append([int(part) for part in parts])
-    return pa.array(lists, type=pa.list_(pa.int64()))
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    lists = pc.split_pattern(array, ",")  # a missing field stays null: an empty list below
+    flat = pc.list_flatten(lists)
+    # Ids of at most 18 digits fit int64; more is reported as not an id.
+    good = pc.and_(pc.match_substring_regex(flat, r"^[0-9]+$"), pc.less_equal(pc.utf8_length(flat), 18))
+    if not pc.all(good).as_py() and len(flat):
+        row = int(pc.list_parent_indices(lists)[_first(~good.to_numpy(zero_copy_only=False))].as_py())
+        _fail(source, f"expected comma-separated integer tag ids, found {array[row].as_py()!r}", first_line + row, feature.raw)
+    return pa.ListArray.from_arrays(lists.offsets, pc.cast(flat, pa.int64()))
 
 
 def parse_day(text: str) -> int | None:
@@ -227,58 +265,130 @@ def parse_day(text: str) -> int | None:
 
 
 def _days(source: OpenCsv, feature: Feature, values: pa.ChunkedArray, first_line: int) -> np.ndarray:
-    days = np.full(len(values), np.nan)
-    for row, text in enumerate(values.to_pylist()):
-        if text is None:
-            continue
-        day = parse_day(text)
-        if day is None:
-            _fail(source, f"expected a date YYYY-MM-DD, found {text!r}", first_line + row, feature.raw)
-        days[row] = day
-    return days
+    """(n,) float64 days since 1970-01-01 (NaN where missing); each distinct date parsed once."""
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    distinct = pc.unique(array.drop_null())
+    days = np.array([np.nan if (day := parse_day(text)) is None else day for text in distinct.to_pylist()], dtype=np.float64)
+    if np.isnan(days).any():
+        bad = pc.is_in(array, value_set=distinct.filter(pa.array(np.isnan(days)))).to_numpy(zero_copy_only=False)
+        row = _first(bad)
+        _fail(source, f"expected a date YYYY-MM-DD, found {array[row].as_py()!r}", first_line + row, feature.raw)
+    index = pc.index_in(array, value_set=distinct)
+    present = ~np.asarray(index.is_null().to_numpy(zero_copy_only=False))
+    out = np.full(len(array), np.nan)
+    out[present] = days[index.drop_null().to_numpy()]
+    return out
 
 
-def read_table(source: OpenCsv, layout: TableLayout, *, chunk_bytes: int = CHUNK_BYTES) -> FeatureTable:
-    """``source`` (a CSV of ``layout``), checked and converted, sorted by id.
+def _mapped(path: Path, array: np.ndarray) -> np.ndarray:
+    """``array`` saved to ``path`` and memory-mapped back, read-only."""
+    np.save(path, array)
+    return np.load(path, mmap_mode="r")
 
-    Raises ``DataError`` naming the line and column of the first bad value, of a second row for
-    an id, or for a file without rows.
+
+class TableBuilder:
+    """One feature table read part by part (``add``) into ``folder``, then found by id (``finish``).
+
+    Each piece of CSV is parsed, checked and converted on its own; converted rows go to
+    ``folder/<stem>.arrow`` in record batches of about ``batch_bytes``, the ids and upload days
+    to raw files beside it. While reading, memory holds one piece and one batch, whatever the
+    table's size; ``finish`` sorts the ids, holding about 24 bytes per row for a moment, and maps
+    everything back.
     """
-    read_header(source, layout.columns)
-    types = {layout.id_column: pa.int64(), **{f.raw: _READ_TYPES[f.kind] for f in layout.features}}
-    nullable = tuple(f.raw for f in layout.features)
-    pieces = []
-    for piece in line_pieces(source.stream, first_line=2, chunk_bytes=chunk_bytes):
-        pieces.append(parse_piece(source.name, piece, layout.columns, types, nullable=nullable))
-    if not pieces or sum(len(p) for p in pieces) == 0:
-        raise DataError(source.name, f"the file has a header but no rows; expected rows of {len(layout.columns)} values")
-    table = pa.concat_tables(pieces)
-    del pieces
-    # Rows are whole lines from line 2 on (parse_piece refuses empty lines), so row r is line r + 2.
-    ids = table.column(layout.id_column).to_numpy()
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    if (repeated := np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])).size:
-        first, second = sorted(int(order[i]) + 2 for i in (repeated[0], repeated[0] + 1))
-        raise DataError(
-            source.name,
-            f"{layout.id_column} {sorted_ids[repeated[0]]} has a second row (the first is line {first}); one row per id is expected",
-            line=second,
-            column=layout.id_column,
-        )
-    arrays, names, days = [], [], None
-    for feature in layout.features:
-        values = table.column(feature.raw)
-        if feature.kind == "date":
-            days = _days(source, feature, values, 2)[order]
-            continue
-        if feature.kind == "text":
-            array = values.combine_chunks()
-        elif feature.kind == "tags":
-            array = _tags(source, feature, values, 2)
-        else:
-            array = _numbers(source, feature, values, 2)
-        arrays.append(array.take(pa.array(order)))
-        names.append(feature.name)
-    return FeatureTable(source.name, sorted_ids, pa.Table.from_arrays(arrays, names=names), days)
 
+    def __init__(self, layout: TableLayout, folder: Path, *, chunk_bytes: int = CHUNK_BYTES, batch_bytes: int = BATCH_BYTES):
+        self.layout = layout
+        self.folder = folder
+        self.chunk_bytes = chunk_bytes
+        self.batch_bytes = batch_bytes
+        self.rows = 0
+        self._path = folder / f"{layout.stem}.arrow"
+        self._sink = pa.OSFile(str(self._path), "wb")
+        self._writer = pa.ipc.new_file(self._sink, layout.schema)
+        self._pending: list[pa.Table] = []
+        self._pending_bytes = 0
+        self._ids = open(folder / f"{layout.stem}.ids", "wb")  # int64, reading order
+        self._days = open(folder / f"{layout.stem}.days", "wb") if layout.date is not None else None  # float64
+        self._parts: list[tuple[int, str]] = []  # (first row, source name) of each part read
+
+    def add(self, source: OpenCsv) -> None:
+        """Read ``source``, a CSV (or one part of it) of the layout.
+
+        Raises ``DataError`` naming the line and column of the first bad value, or for a file
+        without rows.
+        """
+        layout = self.layout
+        read_header(source, layout.columns)
+        types = {layout.id_column: pa.int64(), **{f.raw: _READ_TYPES[f.kind] for f in layout.features}}
+        nullable = tuple(f.raw for f in layout.features)
+        first = self.rows
+        self._parts.append((first, source.name))
+        for piece in line_pieces(source.stream, first_line=2, chunk_bytes=self.chunk_bytes):
+            # Rows are whole lines (parse_piece refuses empty lines), so row r is line first_line + r.
+            table = parse_piece(source.name, piece, layout.columns, types, nullable=nullable)
+            self._ids.write(table.column(layout.id_column).to_numpy().astype(np.int64).tobytes())
+            arrays = []
+            for feature in layout.features:
+                values = table.column(feature.raw)
+                if feature.kind == "date":
+                    self._days.write(_days(source, feature, values, piece.first_line).tobytes())
+                elif feature.kind == "text":
+                    arrays.append(values.combine_chunks())
+                elif feature.kind == "tags":
+                    arrays.append(_tags(source, feature, values, piece.first_line))
+                else:
+                    arrays.append(_numbers(source, feature, values, piece.first_line))
+            converted = pa.Table.from_arrays(arrays, schema=layout.schema)
+            self._pending.append(converted)
+            self._pending_bytes += converted.nbytes
+            self.rows += len(table)
+            if self._pending_bytes >= self.batch_bytes:
+                self._flush()
+        if self.rows == first:
+            raise DataError(source.name, f"the file has a header but no rows; expected rows of {len(layout.columns)} values")
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending).combine_chunks())
+        self._pending, self._pending_bytes = [], 0
+
+    def close(self) -> None:
+        """Close the files (also after an error: the caller removes the folder)."""
+        for handle in (self._ids, self._days):
+            if handle is not None:
+                handle.close()
+        if not self._sink.closed:
+            try:
+                self._writer.close()
+            finally:
+                self._sink.close()
+
+    def _where(self, row: int) -> tuple[str, int]:
+        """(source name, line) of row ``row`` (in reading order)."""
+        first, name = max(part for part in self._parts if part[0] <= row)
+        return name, row - first + 2
+
+    def finish(self) -> FeatureTable:
+        """The table, found by id. Raises ``DataError`` for an id with two rows."""
+        self._flush()
+        self.close()
+        layout = self.layout
+        ids = np.fromfile(self._ids.name, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        if (repeated := np.flatnonzero(ids[1:] == ids[:-1])).size:
+            (first_name, first_line), (second_name, second_line) = (self._where(int(order[i])) for i in (repeated[0], repeated[0] + 1))
+            first = f"line {first_line}" if first_name == second_name else f"line {first_line} of {first_name}"
+            raise DataError(
+                second_name,
+                f"{layout.id_column} {ids[repeated[0]]} has a second row (the first is {first}); one row per id is expected",
+                line=second_line,
+                column=layout.id_column,
+            )
+        stem = self.folder / layout.stem
+        ids, order = _mapped(stem.with_suffix(".ids.npy"), ids), _mapped(stem.with_suffix(".rows.npy"), order)
+        days = None if self._days is None else np.memmap(self._days.name, dtype=np.float64, mode="r")
+        reader = pa.ipc.open_file(pa.memory_map(str(self._path)))
+        batches = tuple(reader.get_batch(i) for i in range(reader.num_record_batches))
+        starts = np.cumsum([0] + [len(b) for b in batches[:-1]]).astype(np.int64)
+        return FeatureTable(self._parts[0][1], ids, order, batches, starts, layout.schema, days)

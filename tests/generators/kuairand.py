@@ -1,4 +1,5 @@
-"""Files in the layout of the KuaiRand-Pure download (Zenodo's KuaiRand-Pure.tar.gz), for tests and benchmarks.
+"""Files in the layout of the KuaiRand downloads (Zenodo's KuaiRand-Pure.tar.gz, KuaiRand-1K.tar.gz,
+KuaiRand-27K.tar.gz), for tests and benchmarks.
 
 The values are random, not a model of the real data; what matches the download is the layout,
 as the publisher documents it (https://github.com/chongminggao/KuaiRand, "Data Descriptions") and
@@ -10,6 +11,12 @@ integer log columns; user features with text categories (``UNKNOWN``, ranges suc
 missing values as empty fields; logs ordered by user, then time, with ``date`` and ``hourmin``
 (``HH00``) the Beijing time of ``time_ms``. The archive holds ``KuaiRand-Pure/`` with the files
 in the order of the real one. User and video rows are shuffled, so a join must not rely on order.
+
+The three versions differ in names only: ``KuaiRand-1K/`` with the files suffixed ``_1k``,
+``KuaiRand-27K/`` with ``_27k``, and ``KuaiRandConfig.parts`` cuts files into parts
+``_part1`` .. ``_partN`` (each with the header line) as the real 27K download cuts its standard
+logs (2 parts each) and its video statistics (3; ``PARTS_27K``). The data is the same for the
+same config whatever the version: ``csv_texts`` makes Pure's files, then names (and cuts) them.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import itertools
+import re
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -35,6 +44,9 @@ VIDEOS_BASIC = "video_features_basic_pure.csv"
 VIDEOS_STATISTIC = "video_features_statistic_pure.csv"
 # The real archive's member order (logs first, the basic video features last).
 ARCHIVE_ORDER = (STANDARD_EARLY, RANDOM, USERS, STANDARD_LATE, VIDEOS_STATISTIC, VIDEOS_BASIC)
+VERSIONS = {"Pure": "pure", "1K": "1k", "27K": "27k"}  # the archive's KuaiRand-<version>/, the files' suffix
+# The real 27K download's parts, by file (as Pure names it).
+PARTS_27K = ((STANDARD_EARLY, 2), (STANDARD_LATE, 2), (VIDEOS_STATISTIC, 3))
 
 LOG_HEADER = (
     "user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,is_forward,is_hate,long_view,"
@@ -81,6 +93,8 @@ class KuaiRandConfig:
         early_rows, late_rows, random_rows: rows of the two standard logs and of the random log.
         seed: the data's seed.
         block_rows: log rows generated at a time (memory of the generator).
+        version: ``Pure``, ``1K`` or ``27K``: the names of the archive, its folder and the files.
+        parts: (file as Pure names it, number of parts) of the files cut into parts.
     """
 
     users: int = 40
@@ -90,6 +104,49 @@ class KuaiRandConfig:
     random_rows: int = 200
     seed: int = 0
     block_rows: int = 200_000
+    version: str = "Pure"
+    parts: tuple[tuple[str, int], ...] = ()
+
+
+def file_name(pure_name: str, version: str = "Pure", part: int | None = None) -> str:
+    """The name in ``version`` of the file Pure names ``pure_name`` (of its part ``part``)."""
+    return pure_name.replace("_pure.csv", f"_{VERSIONS[version]}" + ("" if part is None else f"_part{part}") + ".csv")
+
+
+def _pure_name(name: str, version: str) -> tuple[str, int]:
+    """(Pure's name, part or 0) of the file ``name`` of ``version``."""
+    match = re.fullmatch(rf"(.+)_{VERSIONS[version]}(?:_part(\d+))?\.csv", name)
+    return f"{match.group(1)}_pure.csv", int(match.group(2) or 0)
+
+
+def _cut(text: bytes, parts: int) -> list[bytes]:
+    """``text`` (a header line, rows) as ``parts`` files of about as many rows each, each with the header."""
+    header, rows = text.split(b"\n", 1)
+    lines = rows.splitlines(keepends=True)
+    bounds = [round(i * len(lines) / parts) for i in range(parts + 1)]
+    return [header + b"\n" + b"".join(lines[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
+def version_files(texts: dict[str, bytes], version: str = "Pure", parts: tuple[tuple[str, int], ...] = ()) -> dict[str, bytes]:
+    """Pure's files ``texts`` as ``version`` names them, those in ``parts`` cut into parts."""
+    cut = dict(parts)
+    out = {}
+    for name, text in texts.items():
+        if name in cut:
+            for number, part in enumerate(_cut(text, cut[name]), start=1):
+                out[file_name(name, version, number)] = part
+        else:
+            out[file_name(name, version)] = text
+    return out
+
+
+def joined_files(files: dict[str, bytes], version: str = "Pure") -> dict[str, bytes]:
+    """``version_files`` undone: the parts of each file joined in part order (headers once), named as Pure names them."""
+    out: dict[str, bytes] = {}
+    for name in sorted(files, key=lambda n: _pure_name(n, version)[1]):
+        pure, _ = _pure_name(name, version)
+        out[pure] = out[pure] + files[name].split(b"\n", 1)[1] if pure in out else files[name]
+    return out
 
 
 def _csv_text(header: str, rows: list[list[str]]) -> bytes:
@@ -230,7 +287,8 @@ def _log_bytes(table: pa.Table) -> bytes:
 
 
 def csv_texts(config: KuaiRandConfig = KuaiRandConfig()) -> dict[str, bytes]:
-    """The six CSVs' bytes, by file name (for small configs; ``generate_download`` streams)."""
+    """The six CSVs' bytes (cut into ``config.parts``), by file name in ``config.version`` (for small
+    configs; ``generate_download`` streams)."""
     texts = {
         USERS: _csv_text(USER_HEADER, user_rows(config)),
         VIDEOS_BASIC: _csv_text(BASIC_HEADER, basic_rows(config)),
@@ -238,14 +296,18 @@ def csv_texts(config: KuaiRandConfig = KuaiRandConfig()) -> dict[str, bytes]:
     }
     for name in (STANDARD_EARLY, STANDARD_LATE, RANDOM):
         texts[name] = (LOG_HEADER + "\n").encode() + b"".join(_log_bytes(block) for block in log_blocks(config, name))
-    return texts
+    return version_files(texts, config.version, config.parts)
 
 
-_EXTRAS = {"LICENSE": b"Attribution-ShareAlike 4.0 International (placeholder)\n", "load_data_pure.py": b"import pandas as pd\n"}
+def _extras(version: str) -> dict[str, bytes]:
+    return {"LICENSE": b"Attribution-ShareAlike 4.0 International (placeholder)\n", f"load_data_{VERSIONS[version]}.py": b"import pandas as pd\n"}
 
 
-def _tar(archive: Path, files: dict[str, Path | bytes], compresslevel: int) -> None:
-    """``archive`` with ``KuaiRand-Pure/`` holding ``files`` (data/ CSVs by name), in the real member order."""
+def _tar(archive: Path, files: dict[str, Path | bytes], compresslevel: int, version: str = "Pure") -> None:
+    """``archive`` with ``KuaiRand-<version>/`` holding ``files`` (data/ CSVs by name), in the real
+    member order (the parts of a file in part order where the whole file would be)."""
+    top = f"KuaiRand-{version}"
+    extras = _extras(version)
     with tarfile.open(archive, "w:gz", compresslevel=compresslevel) as tar:
 
         def add_dir(name: str) -> None:
@@ -261,40 +323,58 @@ def _tar(archive: Path, files: dict[str, Path | bytes], compresslevel: int) -> N
             info.size, info.mode = len(content), 0o644
             tar.addfile(info, io.BytesIO(content))
 
-        add_dir("KuaiRand-Pure")
-        add("KuaiRand-Pure/LICENSE", _EXTRAS["LICENSE"])
-        add_dir("KuaiRand-Pure/data")
-        add("KuaiRand-Pure/load_data_pure.py", _EXTRAS["load_data_pure.py"])
-        for name in ARCHIVE_ORDER:
-            if name in files:
-                add(f"KuaiRand-Pure/data/{name}", files[name])
+        add_dir(top)
+        add(f"{top}/LICENSE", extras["LICENSE"])
+        add_dir(f"{top}/data")
+        loader = next(name for name in extras if name.endswith(".py"))
+        add(f"{top}/{loader}", extras[loader])
+        for pure in ARCHIVE_ORDER:
+            for name in sorted((n for n in files if _pure_name(n, version)[0] == pure), key=lambda n: _pure_name(n, version)[1]):
+                add(f"{top}/data/{name}", files[name])
 
 
-def write_download(directory: str | Path, texts: dict[str, bytes], *, packed: bool = True, compresslevel: int = 6) -> Path:
-    """Write ``texts`` as the download: ``directory/KuaiRand-Pure.tar.gz``, or unpacked as
-    ``directory/KuaiRand-Pure/{LICENSE, load_data_pure.py, data/*.csv}`` (what ``tar xzf`` makes).
+def write_download(directory: str | Path, texts: dict[str, bytes], *, packed: bool = True, compresslevel: int = 6, version: str = "Pure") -> Path:
+    """Write ``texts`` (files named as ``version`` names them) as the download: ``directory/KuaiRand-Pure.tar.gz``,
+    or unpacked as ``directory/KuaiRand-Pure/{LICENSE, load_data_pure.py, data/*.csv}`` (what ``tar xzf``
+    makes); for 1K and 27K, ``KuaiRand-1K`` and ``load_data_1k.py`` and so on.
 
     Files missing from ``texts`` are left out. Returns the archive or the data folder.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if packed:
-        archive = directory / "KuaiRand-Pure.tar.gz"
-        _tar(archive, texts, compresslevel)
+        archive = directory / f"KuaiRand-{version}.tar.gz"
+        _tar(archive, texts, compresslevel, version)
         return archive
-    data = directory / "KuaiRand-Pure" / "data"
+    data = directory / f"KuaiRand-{version}" / "data"
     data.mkdir(parents=True, exist_ok=True)
-    for name, content in _EXTRAS.items():
+    for name, content in _extras(version).items():
         (data.parent / name).write_bytes(content)
     for name, text in texts.items():
         (data / name).write_bytes(text)
     return data
 
 
+def _cut_file(path: Path, parts: int, names: list[Path]) -> None:
+    """The file ``path`` (a header line, rows) cut into ``parts`` files ``names`` as ``_cut`` cuts text, streamed."""
+    with open(path, "rb") as source:
+        header = source.readline()
+        rows = sum(1 for _ in source)
+    bounds = [round(i * rows / parts) for i in range(parts + 1)]
+    with open(path, "rb") as source:
+        source.readline()
+        for name, (a, b) in zip(names, itertools.pairwise(bounds)):
+            with open(name, "wb") as out:
+                out.write(header)
+                out.writelines(source.readline() for _ in range(b - a))
+    path.unlink()
+
+
 def generate_download(directory: str | Path, config: KuaiRandConfig, *, packed: bool = True, compresslevel: int = 1) -> Path:
     """Like ``write_download`` for a large ``config``: the logs are written a block at a time."""
     directory = Path(directory)
-    staging = directory / ("KuaiRand-Pure.staging" if packed else "KuaiRand-Pure") / "data"
+    top = f"KuaiRand-{config.version}"
+    staging = directory / (f"{top}.staging" if packed else top) / "data"
     staging.mkdir(parents=True, exist_ok=True)
     small = {
         USERS: _csv_text(USER_HEADER, user_rows(config)),
@@ -308,11 +388,17 @@ def generate_download(directory: str | Path, config: KuaiRandConfig, *, packed: 
             out.write((LOG_HEADER + "\n").encode())
             for block in log_blocks(config, name):
                 out.write(_log_bytes(block))
+    cut = dict(config.parts)
+    for pure in ARCHIVE_ORDER:  # Pure's names to the version's, files cut into parts
+        if pure in cut:
+            _cut_file(staging / pure, cut[pure], [staging / file_name(pure, config.version, n) for n in range(1, cut[pure] + 1)])
+        elif file_name(pure, config.version) != pure:
+            (staging / pure).rename(staging / file_name(pure, config.version))
     if not packed:
-        for name, content in _EXTRAS.items():
+        for name, content in _extras(config.version).items():
             (staging.parent / name).write_bytes(content)
         return staging
-    archive = directory / "KuaiRand-Pure.tar.gz"
-    _tar(archive, {name: staging / name for name in ARCHIVE_ORDER}, compresslevel)
+    archive = directory / f"{top}.tar.gz"
+    _tar(archive, {path.name: path for path in staging.iterdir()}, compresslevel, config.version)
     shutil.rmtree(staging.parent)
     return archive
