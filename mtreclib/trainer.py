@@ -220,6 +220,8 @@ class Trainer:
         result, best_state = FitResult(), None
         if resume is not None:
             result, best_state = self._restore(resume)
+            if config.patience == 0:
+                best_state = None  # the last weights are kept
         for epoch in range(result.epochs_run, config.epochs):
             if result.waited >= config.patience > 0 or (config.max_steps is not None and result.steps >= config.max_steps):
                 break  # a resumed run that had already stopped
@@ -235,9 +237,14 @@ class Trainer:
             if config.patience == 0 or record["valid_score"] > result.best_score:
                 result.best_score = record.get("valid_score", result.best_score)
                 result.waited, result.best_epoch = 0, epoch + 1
-                best_state = copy.deepcopy(self.model.state_dict())
+                # With patience 0 the last weights are the ones kept: no copy (a copy of tables of
+                # 10^8 rows is gigabytes). Otherwise the previous copy goes before the new one is made.
+                best_state = None
+                current = self.model.state_dict()
+                if config.patience > 0:
+                    best_state = current = copy.deepcopy(current)
                 if self._saves:
-                    whole = distributed.gather_state(best_state)  # collective: sharded tables assembled on rank 0
+                    whole = distributed.gather_state(current)  # collective: sharded tables assembled on rank 0
                     if self.checkpoints is not None:
                         self.checkpoints.save_best(whole, epoch + 1, record.get("valid"))
             else:
