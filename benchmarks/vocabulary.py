@@ -79,18 +79,27 @@ def one(args: argparse.Namespace) -> None:
 
 
 def builtin(args: argparse.Namespace) -> None:
-    """The child for ``--builtin``: ``--steps`` steps of one model on the built-in dataset."""
+    """The child for ``--builtin``: two epochs of ``--steps`` steps over the built-in dataset's first
+    rows, the original's configuration (embed 128, batch 2048), the second epoch timed."""
     import torch
 
-    from mtreclib.experiment import experiment, run_experiment
+    from mtreclib.config.experiment import ExperimentConfig
+    from mtreclib.data.datasets import load_dataset
+    from mtreclib.distributed import ProcessPlace
+    from mtreclib.experiment import build_training_model
+    from mtreclib.trainer import Trainer
 
     torch.set_num_threads(args.threads)
-    config = experiment(model=args.model, epochs=2, max_steps=2 * args.steps, patience=0, save=False, progress=False,
-                        device="cpu", embedding_backend=args.one_backend, seed=0)
-    record = run_experiment(config, announce=False)
-    second = record.history[-1]
-    print(json.dumps({"backend": args.one_backend, "model": args.model, "samples_per_second": second.steps and (
-        (second.steps - record.history[0].steps) * config.train.batch_size / second.train_seconds)}))
+    device = torch.device("cpu")
+    dataset = load_dataset("synthetic", "data")
+    config = ExperimentConfig().replace(model=args.model, epochs=2, patience=0, embedding_backend=args.one_backend, save=False, progress=False)
+    torch.manual_seed(0)
+    model, _ = build_training_model(config, dataset.schema, device, ProcessPlace())
+    rows = config.train.batch_size * args.steps
+    table = dataset.train.select(slice(0, rows))
+    fit = Trainer(model, config.train, device, progress=False).fit(table, dataset.train.select(slice(0, 0)))
+    print(json.dumps({"backend": args.one_backend, "model": args.model, "split": args.one_split,
+                      "samples_per_second": rows / fit.history[-1]["train_seconds"]}))
 
 
 def fits(ids: int, args: argparse.Namespace) -> bool:
@@ -111,10 +120,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-limit", type=float, default=20.0, help="GiB a dense run may need before it is skipped")
     parser.add_argument("--builtin", action="store_true", help="the built-in dataset, MMoE and PLE, each backend")
+    parser.add_argument("--no-split", action="store_true", help="also measure each run with the split first products off")
     parser.add_argument("--out", help="write the records as JSON")
     parser.add_argument("--one-backend", help=argparse.SUPPRESS)
     parser.add_argument("--one-ids", help=argparse.SUPPRESS)
+    parser.add_argument("--one-split", default="on", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_split == "off":
+        from mtreclib.layers import FieldEmbedding
+
+        FieldEmbedding.split_products = False
     if args.one_backend and args.builtin:
         return builtin(args)
     if args.one_backend:
@@ -123,12 +138,15 @@ def main() -> None:
               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--threads", str(args.threads)]
     records = []
     if args.builtin:
+        print("| model | backend | split products | samples/s | peak RSS (MB) |\n|---|---|---|--:|--:|", flush=True)
         for model in ("mmoe", "ple"):
             for backend in args.backends:
-                run = measure([sys.executable, __file__, "--builtin", "--model", model, "--one-backend", backend, *common])
-                record = {**json.loads(run.stdout.strip().splitlines()[-1]), "peak_rss_mb": run.peak_rss_mb}
-                records.append(record)
-                print(f"| {model} | {backend} | {record['samples_per_second']:,.0f} | {run.peak_rss_mb:,.0f} |", flush=True)
+                for split in ("on", "off") if args.no_split else ("on",):
+                    command = [sys.executable, __file__, "--builtin", "--model", model, "--one-backend", backend, "--one-split", split, *common]
+                    run = measure(command)
+                    record = {**json.loads(run.stdout.strip().splitlines()[-1]), "peak_rss_mb": run.peak_rss_mb}
+                    records.append(record)
+                    print(f"| {model} | {backend} | {split} | {record['samples_per_second']:,.0f} | {run.peak_rss_mb:,.0f} |", flush=True)
     else:
         print("| ids | backend | parameters | samples/s | step (s) | peak RSS (MB) | build (s) |\n|--:|---|--:|--:|--:|--:|--:|", flush=True)
         for ids in args.ids:

@@ -82,7 +82,7 @@ class TrainConfig(Settings):
         "torchrec backend: the tables' fused optimizer (adam only on CUDA)",
         choices=EMBEDDING_OPTIMIZERS,
     )
-    embedding_lr: float = setting(0.05, "torchrec backend: the tables' learning rate", above=0)
+    embedding_lr: float = setting(0.01, "torchrec backend: the tables' learning rate", above=0)
     sharding: str = setting(
         "auto",
         "torchrec backend under torchrun: how tables are split across processes (auto: TorchRec's planner chooses "

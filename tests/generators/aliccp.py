@@ -99,11 +99,21 @@ class AliCCPConfig:
     conversion_rate: float = 0.25
     seed: int = 0
     block_samples: int = 200_000
+    vocabulary: tuple[tuple[str, int], ...] = ()  # (field, ids) overriding the small defaults (scale benchmarks)
 
 
-def _field_base(field: str) -> int:
+def _field_base(field: str, stride: int = 100_000) -> int:
     """The first global feature id of ``field`` (ids of different fields never collide)."""
-    return 1_000_000 + 100_000 * FIELDS.index(field)
+    return 1_000_000 + stride * FIELDS.index(field)
+
+
+def _vocabularies(config: AliCCPConfig) -> tuple[dict[str, int], int]:
+    """Each field's number of ids, and the distance between fields' first ids (at least the largest)."""
+    vocab = {**_VOCAB, **dict(config.vocabulary)}
+    stride = 100_000
+    while stride < 1.1 * max(vocab.values()) + 1:
+        stride *= 10
+    return vocab, stride
 
 
 def _log_values(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -121,7 +131,9 @@ def _value_text(units: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(whole, fraction, ".")
 
 
-def _feature_lists(rng: np.random.Generator, counts: dict[str, np.ndarray], scale: float) -> tuple[pa.Array, np.ndarray]:
+def _feature_lists(
+    rng: np.random.Generator, counts: dict[str, np.ndarray], scale: float, vocab: tuple[dict[str, int], int] = (_VOCAB, 100_000)
+) -> tuple[pa.Array, np.ndarray]:
     """Feature-list texts of ``n`` lines, and their (n,) feature counts.
 
     ``counts[field]`` is the (n,) number of features of ``field`` on each line. Each line lists
@@ -135,7 +147,7 @@ def _feature_lists(rng: np.random.Generator, counts: dict[str, np.ndarray], scal
         row = np.repeat(np.arange(n), per_row)
         rows.append(row)
         codes.append(np.full(total, FIELDS.index(field), dtype=np.int64))
-        ids.append(_field_base(field) + rng.integers(0, max(1, int(_VOCAB[field] * scale)), total))
+        ids.append(_field_base(field, vocab[1]) + rng.integers(0, max(1, int(vocab[0][field] * scale)), total))
         units.append(_log_values(rng, total) if field in _LOG_VALUED else np.full(total, 100_000, dtype=np.int64))
         keys.append(row * 64 + place[row, slot])
     order = np.argsort(np.concatenate(keys), kind="stable")  # by line, then field; features as drawn
@@ -188,7 +200,7 @@ def common_blocks(config: AliCCPConfig, split: str, keys: pa.Array, block_rows: 
         counts = {"101": np.ones(k, dtype=np.int64)}
         counts.update({field: _present(rng, field, k) for field in USER_SINGLE[1:]})
         counts.update({field: rng.poisson(config.history_mean, k) for field in USER_MULTI})
-        lists, per_line = _feature_lists(rng, counts, scale)
+        lists, per_line = _feature_lists(rng, counts, scale, _vocabularies(config))
         yield _csv(pa.table({"key": keys.slice(start, k), "count": pa.array(per_line), "features": lists}))
 
 
@@ -209,7 +221,7 @@ def skeleton_blocks(config: AliCCPConfig, split: str, keys: pa.Array) -> Iterato
         counts = {field: _present(rng, field, n) for field in ITEM_SINGLE}
         counts["210"] = 1 + rng.poisson(0.8, n)
         counts.update({field: rng.binomial(2, 0.3, n) for field in ("508", "509", "702", "853")})
-        lists, per_line = _feature_lists(rng, counts, scale)
+        lists, per_line = _feature_lists(rng, counts, scale, _vocabularies(config))
         table = pa.table(
             {
                 "sample_id": pa.array(np.arange(done + 1, done + n + 1)),
