@@ -219,7 +219,7 @@ def all_gather_object(value: T) -> list[T]:
     return gathered
 
 
-def _is_sharded(value: object) -> bool:
+def is_sharded(value: object) -> bool:
     """A ``ShardedTensor`` (TorchRec's sharded tables and their optimizer state)."""
     return hasattr(value, "local_shards") and hasattr(value, "gather")
 
@@ -231,16 +231,18 @@ def gather_state(state: T) -> T:
     holds every table's ``ShardedTensor``, shards or not). Other ranks get None in place of each
     sharded tensor (they write no checkpoint). Without sharded tensors ``state`` itself.
     """
-    if not active() or not _holds_sharded(state):
-        return state
+    return _gathered(state) if active() and _holds_sharded(state) else state
+
+
+def _gathered(state: object) -> object:  # gather_state's walk, once it is known to hold sharded tensors
     if isinstance(state, dict):
-        return {key: gather_state(value) for key, value in state.items()}  # type: ignore[return-value]
+        return {key: _gathered(value) for key, value in state.items()}
     if isinstance(state, (list, tuple)):
-        return type(state)(gather_state(value) for value in state)  # type: ignore[return-value]
-    if _is_sharded(state):
+        return type(state)(_gathered(value) for value in state)
+    if is_sharded(state):
         whole = torch.empty(state.size(), dtype=state.dtype) if dist.get_rank() == 0 else None
         state.gather(dst=0, out=whole)
-        return whole  # type: ignore[return-value]
+        return whole
     return state
 
 
@@ -249,16 +251,16 @@ def _holds_sharded(state: object) -> bool:
         return any(_holds_sharded(value) for value in state.values())
     if isinstance(state, (list, tuple)):
         return any(_holds_sharded(value) for value in state)
-    return _is_sharded(state)
+    return is_sharded(state)
 
 
 def load_state(target: object, whole: object) -> None:
     """Copy ``whole`` into ``target`` in place: a whole tensor into a sharded one's local shards
     (each its rows and columns), a sharded tensor of the same sharding shard by shard."""
-    if _is_sharded(target) and _is_sharded(whole):
+    if is_sharded(target) and is_sharded(whole):
         for shard, source in zip(target.local_shards(), whole.local_shards()):
             shard.tensor.copy_(source.tensor)
-    elif _is_sharded(target):
+    elif is_sharded(target):
         for shard in target.local_shards():
             offsets, sizes = shard.metadata.shard_offsets, shard.metadata.shard_sizes
             index = tuple(slice(o, o + s) for o, s in zip(offsets, sizes))

@@ -98,7 +98,7 @@ def build_training_model(
 
 def parameter_count(model: MultiTaskModel) -> int:
     """Every weight of the model: its parameters and the sparse tables' (which are none of them)."""
-    return sum(p.numel() for p in model.parameters()) + sum(getattr(t, "element_count", 0) for t in sparse_tables(model))
+    return sum(p.numel() for p in model.parameters()) + sum(t.element_count for t in sparse_tables(model))
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -108,6 +108,10 @@ class FieldEmbedding(nn.Module):
             del self.bag_embedding
         self.tables = tables
 
+    def table_names(self) -> list[str]:
+        """The per-field tables' names, in field order: ``field_0 ..`` then ``bag_0 ..``."""
+        return [f"field_{i}" for i in range(len(self.field_dims))] + [f"bag_{k}" for k in range(len(self.bag_fields))]
+
     def split_dense(self, dense: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The per-field tables of the dense layout's two weights: F single-valued, then K bags."""
         parts = list(dense["embedding.weight"][: sum(self.field_dims)].split(self.field_dims)) if self.field_dims else []
@@ -145,9 +149,8 @@ class FieldEmbedding(nn.Module):
             else:
                 values.append(ids)
                 lengths.append((torch.arange(batch_size, device=ids.device) < len(ids)).long())
-        counts = [bag.offsets[1:] - bag.offsets[:-1] for bag in bags]  # (B,) values per row
         values += [bag.values for bag in bags]
-        lengths += counts
+        lengths += [bag.offsets[1:] - bag.offsets[:-1] for bag in bags]  # (B,) values per row
         weights = None
         if any(spec.weighted for spec in self.bag_fields):
             weights = [v.new_ones(v.shape, dtype=torch.float32) for v in values[: len(self.field_dims)]]
@@ -157,16 +160,10 @@ class FieldEmbedding(nn.Module):
             return out
         # The tables sum each bag; a mean divides by the row's count (or weight sum), as pool_bags.
         field_num = len(self.field_dims)
-        pooled = []
-        for k, (spec, bag, count) in enumerate(zip(self.bag_fields, bags, counts)):
-            summed = out[:, field_num + k]  # (B, D)
-            if spec.pooling == "mean":
-                total = count.to(summed.dtype)
-                if spec.weighted:
-                    rows = torch.repeat_interleave(torch.arange(batch_size, device=count.device), count)
-                    total = summed.new_zeros(batch_size).index_add_(0, rows, bag.weights.to(summed.dtype))
-                summed = summed / total.clamp_min(torch.finfo(summed.dtype).tiny).unsqueeze(1)  # an empty row stays 0
-            pooled.append(summed)
+        pooled = [
+            _bag_mean(out[:, field_num + k], bag, bag.weights if spec.weighted else None) if spec.pooling == "mean" else out[:, field_num + k]
+            for k, (spec, bag) in enumerate(zip(self.bag_fields, bags))
+        ]  # K x (B, D)
         return torch.cat([out[:, :field_num], torch.stack(pooled, dim=1)], dim=1)
 
     @classmethod
@@ -186,18 +183,7 @@ class FieldEmbedding(nn.Module):
             starts = bag.offsets[:-1]
             weights = bag.weights if spec.weighted else None
             summed = F.embedding_bag(values, self.bag_embedding.weight, starts, mode="sum", per_sample_weights=weights)  # (B, D)
-            if spec.pooling == "mean":
-                if weights is None:
-                    total = (bag.offsets[1:] - starts).to(summed.dtype)  # (B,) values per row
-                else:
-                    # Each row's weight sum, as the same bag sum over a one-entry table of ones: no
-                    # shape that depends on the offsets' values, so the model exports with a
-                    # symbolic batch size (ONNX, torch.export).
-                    ones = summed.new_ones(1, 1)
-                    weights = weights.to(summed.dtype)
-                    total = F.embedding_bag(torch.zeros_like(values), ones, starts, mode="sum", per_sample_weights=weights)[:, 0]  # (B,)
-                summed = summed / total.clamp_min(torch.finfo(summed.dtype).tiny).unsqueeze(1)  # an empty row stays 0
-            pooled.append(summed)
+            pooled.append(_bag_mean(summed, bag, weights) if spec.pooling == "mean" else summed)
         return torch.stack(pooled, dim=1)
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
@@ -220,6 +206,21 @@ class FieldEmbedding(nn.Module):
         return FlatFields(self, categorical, numerical, tuple(bags))
 
 
+def _bag_mean(summed: torch.Tensor, bag: Bag, weights: torch.Tensor | None) -> torch.Tensor:
+    """(B, D) bag sums divided by each row's number of values, or its weight sum when weighted;
+    an empty row stays 0."""
+    starts = bag.offsets[:-1]
+    if weights is None:
+        total = (bag.offsets[1:] - starts).to(summed.dtype)  # (B,) values per row
+    else:
+        # Each row's weight sum, as the same bag sum over a one-entry table of ones: no shape that
+        # depends on the offsets' values, so the model exports with a symbolic batch size (ONNX,
+        # torch.export).
+        ones = summed.new_ones(1, 1)
+        total = F.embedding_bag(torch.zeros_like(bag.values), ones, starts, mode="sum", per_sample_weights=weights.to(summed.dtype))[:, 0]  # (B,)
+    return summed / total.clamp_min(torch.finfo(summed.dtype).tiny).unsqueeze(1)
+
+
 class SparseTables(nn.Module):
     """What ``FieldEmbedding.attach_tables`` takes: one table per field, looked up as bags.
 
@@ -228,6 +229,11 @@ class SparseTables(nn.Module):
     (B, (F + K) * D), each field's row the sum of its values' (weighted) embeddings.
     ``load_field_weights`` copies per-field weights in; ``field_weights`` gives them (gathered whole).
     """
+
+    @property
+    def element_count(self) -> int:
+        """Weights in all the tables, whole (over every process when sharded)."""
+        raise NotImplementedError
 
     def load_field_weights(self, tables: Sequence[torch.Tensor]) -> None:
         raise NotImplementedError
@@ -269,8 +275,7 @@ def _convert_table_layout(module: FieldEmbedding, state_dict: dict, prefix: str,
         table_keys = [key for key in state_dict if key.startswith(prefix + "tables.") and key.endswith(".weight") and "embedding_bags" in key]
         if dense_keys[0] in state_dict or not table_keys:
             return
-        names = _table_names(module)
-        tables = [state_dict.pop(_key_of(table_keys, prefix, name)) for name in names]
+        tables = [state_dict.pop(_key_of(table_keys, prefix, name)) for name in module.table_names()]
         for key in [k for k in state_dict if k.startswith(prefix + "tables.")]:
             state_dict.pop(key)
         for key, value in module.join_fields(tables).items():
@@ -281,10 +286,6 @@ def _convert_table_layout(module: FieldEmbedding, state_dict: dict, prefix: str,
     dense = {key[len(prefix) :]: state_dict.pop(key) for key in dense_keys}
     for key, table in zip(module.tables.table_keys(prefix + "tables."), module.split_dense(dense)):
         state_dict[key] = table
-
-
-def _table_names(module: FieldEmbedding) -> list[str]:
-    return [f"field_{i}" for i in range(len(module.field_dims))] + [f"bag_{k}" for k in range(len(module.bag_fields))]
 
 
 def _key_of(keys: list[str], prefix: str, name: str) -> str:

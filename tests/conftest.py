@@ -89,6 +89,15 @@ def randomise_batchnorm(model: torch.nn.Module) -> None:
                 module.running_var.uniform_(0.5, 2.0)
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny models: a second thread only adds synchronisation (and contention on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def free_port() -> int:
     """A TCP port free on this machine now, for a process group's rendezvous."""
     with socket.socket() as s:

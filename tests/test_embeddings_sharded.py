@@ -74,7 +74,7 @@ def _rank(rank: int, out: Path, ports: tuple[int, ...]) -> None:
             model.load_state_dict(_initial())  # whole tables: each process copies in its shards
             saved[f"{sharding}/plan"] = plan
             saved[f"{sharding}/local_elements"] = sum(
-                shard.tensor.numel() for value in model.state_dict().values() if hasattr(value, "local_shards") for shard in value.local_shards()
+                shard.tensor.numel() for value in model.state_dict().values() if distributed.is_sharded(value) for shard in value.local_shards()
             )
             objective = distributed.wrap(_Objective(model), CPU)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

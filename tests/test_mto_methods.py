@@ -24,13 +24,8 @@ from mtreclib.mto import StepContext, create_strategy, solvers
 from mtreclib.schema import Batch, FeatureSchema
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds synchronisation (and contention on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one thread each (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Toy(MultiTaskModel):

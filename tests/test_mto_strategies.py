@@ -35,13 +35,8 @@ VARIANTS = [(name, {"task_weights": (1.0, 0.5)} if name == "fixed" else {}) for 
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds synchronisation (and contention on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one thread each (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def table(rows: int, seed: int) -> MultiTaskTable:

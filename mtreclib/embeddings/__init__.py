@@ -6,7 +6,7 @@ Nothing here is imported unless the torchrec backend is asked for: TorchRec and 
 optional install (``available.INSTALL_HINT``).
 """
 
-from mtreclib.embeddings.backend import BACKENDS, use_torchrec
+from mtreclib.embeddings.backend import use_torchrec
 from mtreclib.embeddings.optimizers import OPTIMIZERS, fused_optimizer
 
-__all__ = ["BACKENDS", "OPTIMIZERS", "fused_optimizer", "use_torchrec"]
+__all__ = ["OPTIMIZERS", "fused_optimizer", "use_torchrec"]

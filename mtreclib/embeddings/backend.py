@@ -10,9 +10,6 @@ from mtreclib.embeddings.optimizers import fused_optimizer
 from mtreclib.errors import UserError
 from mtreclib.layers import FieldEmbedding
 
-BACKENDS = ("dense", "torchrec")
-
-
 def check_backend(optimizer: str, embed_dim: int | None, device: torch.device) -> None:
     """What ``use_torchrec`` would refuse, refused before any data is read: the packages, the
     optimizer on this device, an embedding size fbgemm's kernels take."""
@@ -37,12 +34,11 @@ def use_torchrec(model: nn.Module, *, optimizer: str, lr: float, device: torch.d
 
     spec = fused_optimizer(optimizer, device)
     for module in modules:
-        names = [f"field_{i}" for i in range(len(module.field_dims))] + [f"bag_{k}" for k in range(len(module.bag_fields))]
         rows = [*module.field_dims, *(b.vocab_size for b in module.bag_fields)]
         single = xavier_bound(module.embedding.weight.shape[0], module.embed_dim)
         bags = xavier_bound(module.bag_embedding.weight.shape[0], module.embed_dim) if module.bag_fields else 0.0
         bounds = [single] * len(module.field_dims) + [bags] * len(module.bag_fields)
         weighted = any(b.weighted for b in module.bag_fields)
-        tables = TorchRecTables(names, rows, module.embed_dim, bounds, weighted=weighted, optimizer=spec, lr=lr, device=device, sharded=sharded)
+        tables = TorchRecTables(module.table_names(), rows, module.embed_dim, bounds, weighted=weighted, optimizer=spec, lr=lr, device=device, sharded=sharded)
         module.attach_tables(tables)
     return model

@@ -24,11 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mtreclib.config.experiment import TrainConfig
+from mtreclib.config.experiment import SHARDINGS, TrainConfig
 from mtreclib.embeddings.tables import TorchRecTables
-
-# Sharding types this backend trains with fused optimizers; ``auto`` lets the planner choose among them.
-SHARDING_TYPES = {"table_wise": "table_wise", "row_wise": "row_wise", "column_wise": "column_wise"}
 
 
 def shard_tables(model: nn.Module, train: TrainConfig, device: torch.device) -> list[dict[str, Any]]:
@@ -39,7 +36,6 @@ def shard_tables(model: nn.Module, train: TrainConfig, device: torch.device) -> 
     rows, columns and bytes), the same on every rank.
     """
     from fbgemm_gpu.split_embedding_configs import EmbOptimType
-    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
     from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
     from torchrec.distributed.shard import shard_modules
     from torchrec.distributed.types import ShardingEnv
@@ -49,7 +45,8 @@ def shard_tables(model: nn.Module, train: TrainConfig, device: torch.device) -> 
         return []
     first = tables[0][1]
     sharder = _sharder_class()(fused_params={"optimizer": getattr(EmbOptimType, first.optimizer.fbgemm), "learning_rate": first.lr})
-    allowed = list(SHARDING_TYPES.values()) if train.sharding == "auto" else [SHARDING_TYPES[train.sharding]]
+    # The settings' names are TorchRec's sharding types; ``auto`` lets the planner choose among them.
+    allowed = [s for s in SHARDINGS if s != "auto"] if train.sharding == "auto" else [train.sharding]
     constraints = {config.name: ParameterConstraints(sharding_types=allowed) for _, module in tables for config in module.configs}
     world_size = dist.get_world_size()
     topology = Topology(world_size=world_size, local_world_size=world_size, compute_device=device.type)

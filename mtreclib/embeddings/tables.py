@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mtreclib.distributed import load_state
+from mtreclib.distributed import is_sharded, load_state
 from mtreclib.embeddings.optimizers import FusedOptimizer
 from mtreclib.layers import SparseTables
 
@@ -182,7 +182,7 @@ class TorchRecTables(SparseTables):
             for name, target in entry.items():
                 source = state[key][name]
                 with torch.no_grad():
-                    if hasattr(target, "local_shards"):
+                    if is_sharded(target):
                         for shard, part in zip(target.local_shards(), source):
                             shard.tensor.copy_(part)
                     else:
@@ -191,7 +191,7 @@ class TorchRecTables(SparseTables):
 
 def _local(value: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
     """A copy of a plain tensor, or of a sharded tensor's local shards."""
-    if hasattr(value, "local_shards"):
+    if is_sharded(value):
         return [shard.tensor.detach().clone() for shard in value.local_shards()]
     return value.detach().clone()
 
