@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtreclib.errors import UserError
 from mtreclib.config.experiment import ExperimentConfig
-from mtreclib.experiment import format_results, run_experiment
+from mtreclib.config.resolve import with_changes
+from mtreclib.core.errors import UserError
 from mtreclib.models import list_models
+from mtreclib.training.experiment import format_results, run_experiment
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,8 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        # replace() applies expert_num only to the models that take it, as the original's models each took what they knew.
-        config = ExperimentConfig().replace(
+        # with_changes applies expert_num only to the models that take it, as the original's models each took what they knew.
+        config = with_changes(
+            ExperimentConfig(),
             model=args.model_name,
             dataset=args.dataset_name,
             data_dir=args.dataset_path,

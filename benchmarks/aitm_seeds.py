@@ -24,7 +24,7 @@ With the trainer's defaults both epochs always run (patience 2), so the selectio
 does not change training: every run records the validation and test AUCs of every epoch, and
 the report shows the test AUC of the epoch chosen on validation (``mtrec``) and of the epoch
 chosen on test (the original's ``EarlyStopper``). The loop with the ``ours`` variant computes what
-``mtreclib.trainer.Trainer`` computes (``--check-trainer`` shows it on a few steps).
+``mtreclib.training.trainer.Trainer`` computes (``--check-trainer`` shows it on a few steps).
 
 Data: ``mtreclib``'s synthetic generator, 200k training rows, 50k test rows, click rate 0.2,
 click-and-convert rate 0.017, data seed 0 (fixed once, never tuned on). The original's settings:
@@ -58,12 +58,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline_original  # noqa: E402
 
-from mtreclib import layers  # noqa: E402
 from mtreclib.data.datasets import from_tables  # noqa: E402
 from mtreclib.data.synthetic import SyntheticConfig, generate  # noqa: E402
 from mtreclib.data.table import split_validation  # noqa: E402
-from mtreclib.dropout import relu_dropout  # noqa: E402
 from mtreclib.models.registry import create_model  # noqa: E402
+from mtreclib.nn import layers  # noqa: E402
+from mtreclib.nn.dropout import relu_dropout  # noqa: E402
 
 DATA = SyntheticConfig(train_rows=200_000, test_rows=50_000, ctr=0.2, ctcvr=0.017, seed=0)
 BATCH, EPOCHS, LR, WEIGHT_DECAY, VALID_FRACTION = 2048, 2, 1e-3, 1e-6, 0.1
@@ -206,7 +206,7 @@ def aucs(model: nn.Module, variant: Variant, split: Split) -> list[float]:
 def adam(model: nn.Module, variant: Variant) -> torch.optim.Optimizer:
     if variant.model == "original":
         return torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    return torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, fused=True)  # as mtreclib.trainer
+    return torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, fused=True)  # as mtreclib.training.trainer
 
 
 def train_one(variant: Variant, seed: int, dataset, max_steps: int | None = None) -> dict:
@@ -335,9 +335,9 @@ def summary(by_variant: dict[str, dict[int, dict]], task: int, reference: str) -
 
 
 def command_check_trainer(args: argparse.Namespace) -> None:
-    """The loop's ``ours`` variant against ``mtreclib.trainer.Trainer``, ``args.steps`` steps, same seed."""
+    """The loop's ``ours`` variant against ``mtreclib.training.trainer.Trainer``, ``args.steps`` steps, same seed."""
     from mtreclib.config.experiment import TrainConfig
-    from mtreclib.trainer import Trainer
+    from mtreclib.training.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     dataset = load_data()

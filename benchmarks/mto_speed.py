@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from mtreclib.atomic import write_json
+from mtreclib.core.atomic import write_json
 
 # (label, strategy, settings): every registered strategy at its defaults, then the options that
 # change what a step costs.
@@ -52,7 +52,7 @@ def measure(args: argparse.Namespace) -> dict:
     from mtreclib.data.datasets import from_tables
     from mtreclib.models import create_model
     from mtreclib.mto import create_strategy
-    from mtreclib.trainer import Trainer
+    from mtreclib.training.trainer import Trainer
 
     device = torch.device(args.device)
     rows = args.batch_size * (args.warmup + args.steps)

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from _measure import ROOT, measure, python, save
 
 FIELD_DIMS = (4, 3, 7, 3, 21, 10, 54, 8, 8, 3, 12, 40, 6, 150, 900, 3000)  # the built-in dataset's
@@ -50,8 +49,8 @@ implies: {{conversion: click}}
 
 CHILD_PREDICT = r"""
 import json, sys, time
-from mtreclib.inference import load_checkpoint
-from mtreclib.streaming import predict_file
+from mtreclib.serving.inference import load_checkpoint
+from mtreclib.serving.streaming import predict_file
 checkpoint, source, output = sys.argv[1:4]
 inference = load_checkpoint(checkpoint)
 summary = predict_file(inference, source, output, id_columns=["row_id"])
@@ -61,8 +60,8 @@ print(json.dumps({"rows": summary.rows, "seconds": summary.seconds}))
 CHILD_EVALUATE = r"""
 import json, sys, time
 from mtreclib.data.datasets import load_dataset
-from mtreclib.inference import load_checkpoint
-from mtreclib.trainer import Trainer
+from mtreclib.serving.inference import load_checkpoint
+from mtreclib.training.trainer import Trainer
 checkpoint, spec = sys.argv[1:3]
 inference = load_checkpoint(checkpoint)
 test = load_dataset(spec, progress=False).select_tasks(inference.tasks).test

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mtreclib.atomic import write_json
+from mtreclib.core.atomic import write_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -73,7 +73,7 @@ def count_flops(fn) -> int:
 
 def model_flops(model: torch.nn.Module, batch, *, split: bool) -> tuple[float, float]:
     """(training, evaluation) FLOPs per sample of ``model`` on ``batch``, fast path or straightforward."""
-    from mtreclib.layers import set_split_products
+    from mtreclib.nn.layers import set_split_products
 
     model = copy.deepcopy(model)
     set_split_products(model, split)
@@ -88,14 +88,14 @@ def model_flops(model: torch.nn.Module, batch, *, split: bool) -> tuple[float, f
 
 def measure(args: argparse.Namespace) -> dict:
     """One model at one precision: the worker behind every row of the table."""
-    from mtreclib.data.datasets import load_dataset
-    from mtreclib.data.loader import BatchLoader
-    from mtreclib.layers import set_split_products
     from dataclasses import replace
 
     from mtreclib.config.experiment import TrainConfig
+    from mtreclib.data.datasets import load_dataset
+    from mtreclib.data.loader import BatchLoader
     from mtreclib.models import create_model, model_kwargs
-    from mtreclib.trainer import Trainer
+    from mtreclib.nn.layers import set_split_products
+    from mtreclib.training.trainer import Trainer
 
     device = torch.device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
@@ -155,10 +155,10 @@ def auc_check(args: argparse.Namespace) -> list[dict]:
     """
     from dataclasses import replace
 
+    from mtreclib.config.experiment import ExperimentConfig
     from mtreclib.data import synthetic
     from mtreclib.data.datasets import from_tables
-    from mtreclib.config.experiment import ExperimentConfig
-    from mtreclib.experiment import run_experiment
+    from mtreclib.training.experiment import run_experiment
 
     preset = synthetic.PRESETS[args.dataset]
     data = synthetic.generate(replace(preset, train_rows=args.auc_train_rows, test_rows=args.auc_test_rows))

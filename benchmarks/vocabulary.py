@@ -35,18 +35,20 @@ def one(args: argparse.Namespace) -> None:
     import torch
 
     from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.config.resolve import with_changes
+    from mtreclib.core.distributed import ProcessPlace
+    from mtreclib.core.schema import FeatureSchema
     from mtreclib.data.table import MultiTaskTable
-    from mtreclib.distributed import ProcessPlace
-    from mtreclib.experiment import build_training_model, parameter_count
-    from mtreclib.schema import FeatureSchema
-    from mtreclib.trainer import Trainer
+    from mtreclib.training.experiment import build_training_model, parameter_count
+    from mtreclib.training.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     ids = int(float(args.one_ids))
     per_field = max(ids // args.fields, 1)
     schema = FeatureSchema(field_dims=(per_field,) * args.fields, numerical_num=args.numerical)
-    config = ExperimentConfig().replace(
+    config = with_changes(
+        ExperimentConfig(),
         model=args.model,
         embed_dim=args.embed_dim,
         batch_size=args.batch_size,
@@ -84,15 +86,15 @@ def builtin(args: argparse.Namespace) -> None:
     import torch
 
     from mtreclib.config.experiment import ExperimentConfig
+    from mtreclib.core.distributed import ProcessPlace
     from mtreclib.data.datasets import load_dataset
-    from mtreclib.distributed import ProcessPlace
-    from mtreclib.experiment import build_training_model
-    from mtreclib.trainer import Trainer
+    from mtreclib.training.experiment import build_training_model
+    from mtreclib.training.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     dataset = load_dataset("synthetic", "data")
-    config = ExperimentConfig().replace(model=args.model, epochs=2, patience=0, embedding_backend=args.one_backend, save=False, progress=False)
+    config = with_changes(ExperimentConfig(), model=args.model, epochs=2, patience=0, embedding_backend=args.one_backend, save=False, progress=False)
     torch.manual_seed(0)
     model, _ = build_training_model(config, dataset.schema, device, ProcessPlace())
     rows = config.train.batch_size * args.steps
@@ -127,7 +129,7 @@ def main() -> None:
     parser.add_argument("--one-split", default="on", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_split == "off":
-        from mtreclib.layers import FieldEmbedding
+        from mtreclib.nn.layers import FieldEmbedding
 
         FieldEmbedding.split_products = False
     if args.one_backend and args.builtin:

@@ -3,8 +3,8 @@
 import importlib.metadata
 
 from mtreclib.api import Model, load
+from mtreclib.core.schema import Batch, FeatureSchema
 from mtreclib.models import create_model, list_models, register_model
-from mtreclib.schema import Batch, FeatureSchema
 
 __all__ = ["Batch", "FeatureSchema", "Model", "create_model", "list_models", "load", "register_model"]
 try:

@@ -24,12 +24,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from mtreclib.core.schema import FeatureSchema
 from mtreclib.data.encoders import Encoded, EncodedBag
-from mtreclib.export import FORMATS, SUFFIXES, ExportReport, export_model
-from mtreclib.inference import Inference, load_checkpoint
-from mtreclib.record import RunRecord
-from mtreclib.schema import FeatureSchema
-from mtreclib.streaming import PredictionSummary, predict_file
+from mtreclib.runs.record import RunRecord
+from mtreclib.serving.evaluation import evaluate_checkpoint
+from mtreclib.serving.export import FORMATS, SUFFIXES, ExportReport, export_model
+from mtreclib.serving.inference import Inference, load_checkpoint
+from mtreclib.serving.streaming import PredictionSummary, predict_file
 
 
 def _as_table(rows: Any) -> pa.Table:
@@ -137,7 +138,7 @@ class Model:
         """``mtrec predict``: score a Parquet or CSV file into another, in bounded memory.
 
         ``options``: ``delimiter``, ``header`` (CSV input), ``progress``, ``chunk_bytes``
-        (see ``mtreclib.streaming.predict_file``).
+        (see ``mtreclib.serving.streaming.predict_file``).
         """
         return predict_file(self.inference, input_path, output, id_columns=id_columns, **options)
 
@@ -147,7 +148,6 @@ class Model:
         The record's ``tasks[name].auc`` and ``.logloss`` hold the figures; ``record.write(path)``
         writes the JSON of ``mtrec train --results``.
         """
-        from mtreclib.evaluation import evaluate_checkpoint
 
         return evaluate_checkpoint(self.inference, dataset, data_dir=None if data_dir is None else str(data_dir), split=split, progress=False)
 

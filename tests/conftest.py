@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.core.schema import Bag, BagField, Batch, FeatureSchema
 from mtreclib.data import synthetic
 from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.models import create_model, model_kwargs
-from mtreclib.schema import Bag, BagField, Batch, FeatureSchema
 
 # Real AliExpress rows (see tests/data/README.md), kept in the repository.
 ALIEXPRESS_SAMPLE = Path(__file__).resolve().parent / "data" / "aliexpress"

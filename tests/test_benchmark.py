@@ -14,10 +14,10 @@ import pytest
 from matplotlib.image import imread
 
 from mtreclib.cli import main
-from mtreclib.experiment import run_experiment
 from mtreclib.comparison import runner
 from mtreclib.comparison.runner import RunSpec, plan_runs
-from mtreclib.record import RunRecord
+from mtreclib.runs.record import RunRecord
+from mtreclib.training.experiment import run_experiment
 
 # Tiny settings: a few optimizer steps of small models on a small generated dataset.
 FAST = ["--epochs", "1", "--max-steps", "2", "--embed-dim", "4", "--expert-num", "2", "--batch-size", "128", "--no-progress"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mtreclib.core.errors import DataError
 from mtreclib.data import cache
 from mtreclib.data.builtin import aliexpress_spec
 from mtreclib.data.cache import NpyWriter, cache_folder, open_cache, read_splits
@@ -16,7 +17,6 @@ from mtreclib.data.datasets import load_dataset
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.processed import COLUMNS
 from mtreclib.data.table import split_validation
-from mtreclib.errors import DataError
 
 
 def _is_mapped(array: np.ndarray) -> bool:

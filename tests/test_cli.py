@@ -131,7 +131,7 @@ TINY = ["--epochs", "1", "--max-steps", "2", "--embed-dim", "4", "--batch-size",
     ],
 )
 def test_output_paths_are_checked_before_any_training(tmp_path, capsys, monkeypatch, flags, message):
-    import mtreclib.experiment as experiment
+    import mtreclib.training.experiment as experiment
 
     file = tmp_path / "a-file"
     file.write_text("x")
@@ -161,7 +161,7 @@ def test_a_run_says_what_it_runs_and_where_its_checkpoint_goes_and_writes_plain_
 def test_plain_progress_lines_are_periodic_when_not_a_terminal():
     import io
 
-    from mtreclib.progress import Progress
+    from mtreclib.core.progress import Progress
 
     stream = io.StringIO()
     with Progress(10, "epoch 1", interval=0.0, stream=stream) as bar:
@@ -198,15 +198,15 @@ def test_the_command_line_a_config_file_and_the_python_api_agree(tmp_path):
     flat.write_text("model: ple\nepochs: 3\nembed_dim: 16\nbottom-dims: [32, 16]\nexpert_num: 4\nno_progress: true\n")
     sections = tmp_path / "sections.yaml"
     sections.write_text("model: {name: ple, embed_dim: 16, bottom_dims: [32, 16], expert_num: 4}\ntrain: {epochs: 3}\nrun: {progress: false}\n")
-    from mtreclib.commands.options import experiment_config
     from mtreclib.cli import build_parser
+    from mtreclib.commands.options import experiment_config
 
     parser = build_parser()
     by_flags = experiment_config(parser.parse_args(["train", "--model", "ple", "--epochs", "3", "--embed-dim", "16",
                                                     "--bottom-dims", "32,16", "--expert-num", "4", "--no-progress"]))  # fmt: skip
     by_file = experiment_config(parser.parse_args(["train", "--config", str(sections)]))
     by_flat_file = experiment_config(parser.parse_args(["train", "--config", str(flat)]))
-    by_api = __import__("mtreclib.experiment", fromlist=["experiment"]).experiment(
+    by_api = __import__("mtreclib.training.experiment", fromlist=["experiment"]).experiment(
         model="ple", epochs=3, embed_dim=16, bottom_dims=(32, 16), expert_num=4, progress=False
     )
     assert by_flags == by_file == by_flat_file == by_api

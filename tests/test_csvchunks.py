@@ -9,8 +9,8 @@ import threading
 import pyarrow as pa
 import pytest
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.csvchunks import line_pieces, parse_piece, prefetch
-from mtreclib.errors import DataError
 
 TEXT = b"".join(f"{i},{'x' * (i % 37)}\n".encode() for i in range(1, 400)) + b"400,last line without a break"
 

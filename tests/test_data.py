@@ -7,16 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ALIEXPRESS_SAMPLE
 
+from mtreclib.core.errors import DataError, UserError
 from mtreclib.data import synthetic
 from mtreclib.data.builtin import aliexpress_spec
 from mtreclib.data.cache import read_splits
 from mtreclib.data.datasets import clamp_to_vocabulary, load_dataset, vocabulary
 from mtreclib.data.processed import COLUMNS, write_processed_csv
 from mtreclib.data.table import MultiTaskTable, split_validation
-from mtreclib.errors import DataError, UserError
-
-from conftest import ALIEXPRESS_SAMPLE
 
 SMALL = replace(synthetic.PRESETS["synthetic"], train_rows=5000, test_rows=2000)
 

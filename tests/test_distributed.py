@@ -20,17 +20,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-from mtreclib import distributed
-from mtreclib.cli import main
-from mtreclib.distributed import ProcessPlace, place_from_environment
-from mtreclib.errors import UserError
-from mtreclib.config.experiment import TrainConfig
-from mtreclib.experiment import run_experiment
-from mtreclib.models import list_models
-from mtreclib.trainer import Trainer, TrainingObjective
-
 from conftest import ALIEXPRESS_SAMPLE, free_port, random_batch, random_table, small_experiment, small_model
+
+from mtreclib.cli import main
+from mtreclib.config.experiment import TrainConfig
+from mtreclib.core import distributed
+from mtreclib.core.distributed import ProcessPlace, place_from_environment
+from mtreclib.core.errors import UserError
+from mtreclib.models import list_models
+from mtreclib.training.experiment import run_experiment
+from mtreclib.training.trainer import Trainer, TrainingObjective
 
 MODELS = list_models()
 WORLD_SIZE = 2

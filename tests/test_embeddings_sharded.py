@@ -16,17 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import BAG_SCHEMA, SMALL_CONFIG, free_port, random_batch
 
-from mtreclib import distributed
 from mtreclib.config.experiment import TrainConfig
-from mtreclib.distributed import place_from_environment
+from mtreclib.core import distributed
+from mtreclib.core.distributed import place_from_environment
 from mtreclib.embeddings import use_torchrec
 from mtreclib.embeddings.sharding import shard_tables
-from mtreclib.layers import deferred_tables
 from mtreclib.models import create_model, model_kwargs
-from mtreclib.trainer import FitResult, Trainer
-
-from conftest import BAG_SCHEMA, SMALL_CONFIG, free_port, random_batch
+from mtreclib.nn.layers import deferred_tables
+from mtreclib.training.trainer import FitResult, Trainer
 
 WORLD_SIZE = 2
 CPU = torch.device("cpu")

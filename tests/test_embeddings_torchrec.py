@@ -10,17 +10,16 @@ import sys
 
 import pytest
 import torch
+from conftest import BAG_SCHEMA, SMALL_CONFIG, SMALL_SCHEMA, random_batch, randomise_batchnorm, small_experiment
 
-from mtreclib import checkpoint
+from mtreclib.core.errors import UserError
+from mtreclib.core.schema import BagField, FeatureSchema
 from mtreclib.embeddings import use_torchrec
-from mtreclib.errors import UserError
-from mtreclib.experiment import run_experiment
-from mtreclib.layers import FieldEmbedding, sparse_tables
 from mtreclib.models import create_model, list_models, model_kwargs
 from mtreclib.mto import GradientStrategy, create_strategy, list_strategies, strategy_class
-from mtreclib.schema import BagField, FeatureSchema
-
-from conftest import BAG_SCHEMA, SMALL_CONFIG, SMALL_SCHEMA, random_batch, randomise_batchnorm, small_experiment
+from mtreclib.nn.layers import FieldEmbedding, sparse_tables
+from mtreclib.runs import checkpoint
+from mtreclib.training.experiment import run_experiment
 
 CPU = torch.device("cpu")
 # Every kind of field at once: single-valued with roles, a weighted mean bag, a plain mean bag, a

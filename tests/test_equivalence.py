@@ -12,15 +12,14 @@ import copy
 
 import pytest
 import torch
+from conftest import BAG_SCHEMA, random_batch, randomise_batchnorm, small_model
 from torch import nn
 
-from mtreclib.dropout import dropout_mask, relu_dropout
-from mtreclib.layers import MLP, FieldEmbedding, Gate, MLPBank, set_split_products
-from mtreclib.products import FlatFields
+from mtreclib.core.schema import FeatureSchema
 from mtreclib.models import list_models
-from mtreclib.schema import FeatureSchema
-
-from conftest import BAG_SCHEMA, random_batch, randomise_batchnorm, small_model
+from mtreclib.nn.dropout import dropout_mask, relu_dropout
+from mtreclib.nn.layers import MLP, FieldEmbedding, Gate, MLPBank, set_split_products
+from mtreclib.nn.products import FlatFields
 
 # Distinct ids per batch of 64 on both sides of the projection threshold (0.75 * 64 = 48).
 MIXED_SCHEMA = FeatureSchema(

@@ -13,12 +13,12 @@ import torch
 from conftest import SMALL_SCHEMA, small_model
 
 from mtreclib.cli import main
-from mtreclib.errors import UserError
-from mtreclib.export import OUTPUT, ProbabilityModule, export_model, input_specs
-from mtreclib.layers import FieldEmbedding
+from mtreclib.core.errors import UserError
+from mtreclib.core.schema import Bag, BagField, FeatureSchema
 from mtreclib.models import MultiTaskModel, create_model, list_models, model_class
 from mtreclib.models.mmoe import MMoE
-from mtreclib.schema import Bag, BagField, FeatureSchema
+from mtreclib.nn.layers import FieldEmbedding
+from mtreclib.serving.export import OUTPUT, ProbabilityModule, export_model, input_specs
 
 # Single-valued fields, numerical features and two multi-valued fields (weighted mean, sum), with
 # the relation and the roles that ESMM-style models and PEPNet need.
@@ -180,7 +180,7 @@ def test_the_export_command_writes_a_checked_file_of_a_trained_checkpoint(shop_r
 
 
 def test_onnx_without_its_packages_is_refused_with_the_install_line(monkeypatch, tmp_path):
-    import mtreclib.export as export
+    import mtreclib.serving.export as export
 
     monkeypatch.setattr(export, "_missing", lambda module: module == "onnxscript")
     with pytest.raises(UserError, match=r"--format onnx needs the package onnxscript: pip install 'mtreclib\[onnx\]'"):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from mtreclib.layers import MLP, FieldEmbedding, Gate, MLPBank, mix
-from mtreclib.schema import Bag, BagField
+from mtreclib.core.schema import Bag, BagField
+from mtreclib.nn.layers import MLP, FieldEmbedding, Gate, MLPBank, mix
 
 
 def separate_mlps(bank: MLPBank, input_dim: int, dims: tuple[int, ...], output_layer: bool) -> list[MLP]:
@@ -93,7 +93,7 @@ def test_field_embedding_offsets_each_field_into_its_own_rows():
 
 
 def test_multi_valued_fields_are_pooled_as_documented_against_a_loop_over_rows():
-    from mtreclib.schema import Bag, BagField
+    from mtreclib.core.schema import Bag, BagField
 
     bags = (BagField("tags", 7, "mean", weighted=True), BagField("items", 9, "sum"), BagField("cats", 5, "mean"))
     layer = FieldEmbedding([3], numerical_num=0, embed_dim=4, bags=bags)

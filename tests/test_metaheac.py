@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
+from conftest import random_batch, small_model
 
 from mtreclib.models import multitask_bce
-
-from conftest import random_batch, small_model
 
 
 def test_prediction_is_the_gate_weighted_sum_not_mean_of_critic_probabilities():

@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SMALL_SCHEMA, random_batch, randomise_batchnorm, small_model
 
 from mtreclib.models import create_model
-
-from conftest import SMALL_SCHEMA, random_batch, randomise_batchnorm, small_model
 
 
 def _expert(bank, i: int, x: torch.Tensor) -> torch.Tensor:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import random_batch, small_model
 
 from mtreclib.models import MultiTaskModel, model_settings
 from mtreclib.models.aitm import calibrator_penalty
-
-from conftest import random_batch, small_model
 
 
 def _logit(p: float) -> float:

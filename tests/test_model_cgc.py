@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-
-from mtreclib.models import create_model
-from mtreclib.schema import FeatureSchema
-
 from conftest import random_batch, small_model
+
+from mtreclib.core.schema import FeatureSchema
+from mtreclib.models import create_model
 
 SCHEMA3 = FeatureSchema((5, 3, 11, 2), 6, ("a", "b", "c"))
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from mtreclib.schema import FeatureSchema
-
 from conftest import random_batch, small_model
+
+from mtreclib.core.schema import FeatureSchema
 
 SCHEMA3 = FeatureSchema((5, 3, 11, 2), 6, ("a", "b", "c"))
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-
-from mtreclib.models.dbmtl import task_dependencies
-from mtreclib.schema import FeatureSchema
-
 from conftest import SMALL_SCHEMA, random_batch, small_model
+
+from mtreclib.core.schema import FeatureSchema
+from mtreclib.models.dbmtl import task_dependencies
 
 
 def test_dependencies_follow_the_implies_relation_else_the_previous_task():

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import random_batch, small_model
 
-from mtreclib.config.settings import ConfigError
+from mtreclib.core.settings import ConfigError
 from mtreclib.models import model_settings
 from mtreclib.models.dselectk import binary_codes, selector_outputs, smooth_step
-
-from conftest import random_batch, small_model
 
 
 def test_smooth_step_on_hand_computed_values():

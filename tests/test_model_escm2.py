@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
+from conftest import random_batch, small_model
 from torch import nn
 
+from mtreclib.core.schema import Batch
 from mtreclib.models import model_settings
-from mtreclib.schema import Batch
-
-from conftest import random_batch, small_model
 
 # Four impressions: clicked and converted, clicked only, neither, clicked only.
 LABELS = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])

@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
+from conftest import SMALL_SCHEMA, random_batch, small_model
 
+from mtreclib.core.schema import FeatureSchema
 from mtreclib.models import create_model
 from mtreclib.models.esmm import chained_log_probabilities
-from mtreclib.schema import FeatureSchema
-
-from conftest import SMALL_SCHEMA, random_batch, small_model
 
 
 def _bce(p: float, y: float) -> float:

@@ -7,12 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SMALL_SCHEMA, random_batch, randomise_batchnorm, small_model
 
-from mtreclib.config.settings import ConfigError
+from mtreclib.core.settings import ConfigError
 from mtreclib.models import create_model
 from mtreclib.models.home import task_groups
-
-from conftest import SMALL_SCHEMA, random_batch, randomise_batchnorm, small_model
 
 THREE_TASKS = replace(SMALL_SCHEMA, task_names=("a", "b", "c"), task_implies=())
 # Groups {a}, {b, c}; 2 shared experts, 1 per group (sigmoid self-gate), 2 per task (softmax self-gate).

@@ -6,14 +6,13 @@ import math
 
 import pytest
 import torch
+from conftest import SMALL_SCHEMA, random_batch, small_model
 from torch import nn
 
-from mtreclib.config.settings import ConfigError
+from mtreclib.core.schema import BagField, FeatureSchema
+from mtreclib.core.settings import ConfigError
 from mtreclib.models import create_model
 from mtreclib.models.pepnet import GateNU
-from mtreclib.schema import BagField, FeatureSchema
-
-from conftest import SMALL_SCHEMA, random_batch, small_model
 
 # Roles on fields 0 (user) and 2 (item); 1 and 3 are general fields only.
 ROLE_SCHEMA = FeatureSchema((5, 3, 11, 2), 6, field_roles=("user", None, "item", None))

@@ -6,10 +6,9 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+from conftest import SMALL_SCHEMA, random_batch, small_model
 
 from mtreclib.models import create_model
-
-from conftest import SMALL_SCHEMA, random_batch, small_model
 
 THREE_TASKS = replace(SMALL_SCHEMA, task_names=("a", "b", "c"), task_implies=())
 

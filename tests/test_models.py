@@ -6,12 +6,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-
-from mtreclib.errors import UserError
-from mtreclib.models import MultiTaskModel, create_model, list_models, model_class, multitask_bce
-from mtreclib.schema import FeatureSchema
-
 from conftest import BAG_SCHEMA, SMALL_SCHEMA, random_batch, small_model
+
+from mtreclib.core.errors import UserError
+from mtreclib.core.schema import FeatureSchema
+from mtreclib.models import MultiTaskModel, create_model, list_models, model_class, multitask_bce
 
 MODELS = list_models()
 

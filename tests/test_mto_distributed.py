@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-from mtreclib import distributed
-from mtreclib.config.experiment import TrainConfig
-from mtreclib.distributed import place_from_environment
-from mtreclib.mto import create_strategy, list_strategies
-from mtreclib.trainer import Trainer
-
 from conftest import free_port, random_table, small_model
+
+from mtreclib.config.experiment import TrainConfig
+from mtreclib.core import distributed
+from mtreclib.core.distributed import place_from_environment
+from mtreclib.mto import create_strategy, list_strategies
+from mtreclib.training.trainer import Trainer
 
 WORLD_SIZE = 2
 CPU = torch.device("cpu")

@@ -19,10 +19,9 @@ import torch
 from scipy.optimize import minimize
 from torch import nn
 
+from mtreclib.core.schema import Batch, FeatureSchema
 from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.mto import StepContext, create_strategy, solvers
-from mtreclib.schema import Batch, FeatureSchema
-
 
 # Tiny models: one thread each (conftest.one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,20 +8,19 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import random_batch, small_model
 
 from mtreclib.cli import main
 from mtreclib.config.experiment import TrainConfig
 from mtreclib.config.files import read_config_file
 from mtreclib.config.resolve import SECTIONS, model_keys, resolve, strategy_keys
-from mtreclib.config.settings import ConfigError, fields_of
+from mtreclib.core.settings import ConfigError, fields_of
 from mtreclib.data.table import MultiTaskTable
-from mtreclib.layers import FieldEmbedding
 from mtreclib.models import list_models
 from mtreclib.mto import GradientStrategy, StepContext, create_strategy, list_strategies, solvers, strategy_class
 from mtreclib.mto.gradients import GradientLayout
-from mtreclib.trainer import Trainer
-
-from conftest import random_batch, small_model
+from mtreclib.nn.layers import FieldEmbedding
+from mtreclib.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 GRADIENT_METHODS = [name for name in list_strategies() if issubclass(strategy_class(name), GradientStrategy)]

@@ -19,13 +19,14 @@ import torch
 from test_spec import shop_rows
 
 import mtreclib
-from mtreclib import checkpoint, streaming
 from mtreclib.cli import main
+from mtreclib.core.errors import UserError
 from mtreclib.data.datasets import load_dataset
-from mtreclib.errors import UserError
-from mtreclib.inference import load_checkpoint
-from mtreclib.record import metrics_map
-from mtreclib.trainer import Trainer
+from mtreclib.runs import checkpoint
+from mtreclib.runs.record import metrics_map
+from mtreclib.serving import streaming
+from mtreclib.serving.inference import load_checkpoint
+from mtreclib.training.trainer import Trainer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from generators.aliexpress import RawConfig, columns_of, csv_bytes, raw_arrays, write_download
 
 from mtreclib.cli import main
+from mtreclib.core.errors import DataError, UserError
 from mtreclib.data.processed import COLUMNS
 from mtreclib.recipes.aliexpress import preprocess
-from generators.aliexpress import RawConfig, columns_of, csv_bytes, raw_arrays, write_download
-from mtreclib.errors import DataError, UserError
 
 CONFIG = RawConfig(train_items=400, test_items=150, items_per_page=9, seed=3)
 

@@ -12,13 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from generators.aliccp import AliCCPConfig, archive_name, common_name, raw_texts, skeleton_name, write_download
+
 from mtreclib.cli import main
+from mtreclib.core.errors import DataError, UserError
 from mtreclib.data.datasets import load_dataset
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.spec import DatasetSpec
-from mtreclib.errors import DataError, UserError
 from mtreclib.recipes import aliccp_features, aliccp_parquet, find_recipe
 from mtreclib.recipes.aliccp import preprocess, run
 

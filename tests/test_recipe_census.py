@@ -12,7 +12,7 @@ import pytest
 import yaml
 from generators.census import ATTRIBUTES, TEST_FILE, TRAIN_FILE, CensusConfig, text, write_download
 
-from mtreclib.errors import DataError, UserError
+from mtreclib.core.errors import DataError, UserError
 from mtreclib.recipes.census import run
 
 NAME = "CensusIncome"

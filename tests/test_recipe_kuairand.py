@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import small_experiment
 from generators.kuairand import (
     PARTS_27K,
     RANDOM,
     STANDARD_EARLY,
     STANDARD_LATE,
-    STATISTIC_HEADER as VIDEOS_STATISTIC_HEADER,
     USERS,
     VIDEOS_BASIC,
     VIDEOS_STATISTIC,
@@ -30,15 +30,16 @@ from generators.kuairand import (
     version_files,
     write_download,
 )
+from generators.kuairand import (
+    STATISTIC_HEADER as VIDEOS_STATISTIC_HEADER,
+)
 
 from mtreclib.cli import main
+from mtreclib.core.errors import DataError, UserError
 from mtreclib.data.datasets import load_dataset
-from mtreclib.errors import DataError, UserError
-from mtreclib.experiment import run_experiment
 from mtreclib.recipes import find_recipe, kuairand
 from mtreclib.recipes.kuairand_files import VERSIONS, find_download
-
-from conftest import small_experiment
+from mtreclib.training.experiment import run_experiment
 
 CONFIG = KuaiRandConfig(users=40, videos=30, early_rows=500, late_rows=400, random_rows=200, seed=5)
 SPLITS = ("train", "valid", "test")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
+from conftest import small_experiment
 from generators.aliccp import AliCCPConfig, raw_texts
 from generators.aliccp import write_download as aliccp_download
 from generators.aliexpress import RawConfig
@@ -15,13 +15,12 @@ from generators.census import CensusConfig
 from generators.census import generate_download as census_download
 from generators.kuairand import KuaiRandConfig
 from generators.kuairand import generate_download as kuairand_download
-from mtreclib.cli import main
-from mtreclib.data.datasets import load_dataset
-from mtreclib.errors import UserError
-from mtreclib.experiment import run_experiment
-from mtreclib.models import list_models
 
-from conftest import small_experiment
+from mtreclib.cli import main
+from mtreclib.core.errors import UserError
+from mtreclib.data.datasets import load_dataset
+from mtreclib.models import list_models
+from mtreclib.training.experiment import run_experiment
 
 DOWNLOADS = {
     "AliExpress_NL": lambda folder: aliexpress_download(folder, RawConfig(country="NL", train_items=900, test_items=300)),

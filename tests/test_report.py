@@ -14,13 +14,13 @@ from matplotlib.image import imread
 from scipy import stats as scipy_stats
 
 from mtreclib.cli import main
-from mtreclib.models import list_models
 from mtreclib.comparison.plots import changes_weights, curves_figure, per_epoch, row_styles, valid_auc, weights_figure
 from mtreclib.comparison.runs import load_runs
 from mtreclib.comparison.stats import Spread, indistinguishable, spread, welch_p_value
 from mtreclib.comparison.summary import build_tables
 from mtreclib.comparison.table import decimals
-from mtreclib.record import EpochRecord, Metrics, RunRecord
+from mtreclib.models import list_models
+from mtreclib.runs.record import EpochRecord, Metrics, RunRecord
 
 # Three made-up models on one dataset, per seed: "good" is best, "noisy" overlaps it, "weak" is far below.
 CLICK_AUC = {"good": [0.800, 0.801, 0.802], "noisy": [0.780, 0.800, 0.815], "weak": [0.700, 0.701, 0.702]}

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from mtreclib import checkpoint
-from mtreclib.checkpoint import RunDirectory
-from mtreclib.errors import UserError
-from mtreclib.experiment import run_experiment
-from mtreclib.models import list_models
-
 from conftest import small_experiment
+
+from mtreclib.config.resolve import with_changes
+from mtreclib.core.errors import UserError
+from mtreclib.models import list_models
+from mtreclib.runs import checkpoint
+from mtreclib.runs.checkpoint import RunDirectory
+from mtreclib.training.experiment import run_experiment
 
 
 def _without_times(record) -> list[dict]:
@@ -48,19 +48,19 @@ def test_a_run_resumed_after_an_epoch_ends_bitwise_equal_to_an_uninterrupted_one
 def test_resume_refuses_other_settings_and_a_run_that_does_not_exist(tiny_synthetic, tmp_path):
     config = small_experiment(save_dir=str(tmp_path), save=True, epochs=1)
     with pytest.raises(UserError, match="no run of mmoe on synthetic to resume"):
-        run_experiment(config.replace(resume="last"), dataset=tiny_synthetic, announce=False)
+        run_experiment(with_changes(config, resume="last"), dataset=tiny_synthetic, announce=False)
     run_experiment(config, dataset=tiny_synthetic, announce=False)
     with pytest.raises(UserError, match=r"the settings differ from that run's \(train.lr was 0.001, now 0.01\)"):
-        run_experiment(config.replace(resume="last", lr=0.01, epochs=2), dataset=tiny_synthetic, announce=False)
+        run_experiment(with_changes(config, resume="last", lr=0.01, epochs=2), dataset=tiny_synthetic, announce=False)
     with pytest.raises(UserError, match="--no-save"):
-        run_experiment(config.replace(resume="last", save=False), dataset=tiny_synthetic, announce=False)
+        run_experiment(with_changes(config, resume="last", save=False), dataset=tiny_synthetic, announce=False)
 
 
 def test_a_second_run_gets_its_own_folder_and_never_overwrites_the_first(tiny_synthetic, tmp_path):
     config = small_experiment(save_dir=str(tmp_path), save=True, epochs=1, max_steps=2)
     first = run_experiment(config, dataset=tiny_synthetic, announce=False)
     stamp = Path(first.checkpoint).stat().st_mtime_ns
-    second = run_experiment(config.replace(max_steps=1), dataset=tiny_synthetic, announce=False)
+    second = run_experiment(with_changes(config, max_steps=1), dataset=tiny_synthetic, announce=False)
     assert first.checkpoint.endswith("run-1/best.pt") and second.checkpoint.endswith("run-2/best.pt")
     assert Path(first.checkpoint).stat().st_mtime_ns == stamp
     runs = RunDirectory.existing(tmp_path, "synthetic", "mmoe")

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtreclib.cli import main
+from mtreclib.core.errors import DataError
 from mtreclib.data.cache import read_splits
 from mtreclib.data.datasets import load_dataset
 from mtreclib.data.spec import DatasetSpec, SpecError
-from mtreclib.errors import DataError
 
 # The README's example, verbatim: it must work as written.
 MYSHOP_SPEC = """\

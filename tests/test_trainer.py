@@ -9,15 +9,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
-from mtreclib.record import SCHEMA_VERSION, RunRecord
-from mtreclib.data.table import split_validation
-from mtreclib.config.experiment import TrainConfig
-from mtreclib.experiment import run_experiment
-from mtreclib.models import list_models
-from mtreclib.trainer import Trainer
-
 from conftest import small_experiment, small_model
+
+from mtreclib.config.experiment import TrainConfig
+from mtreclib.config.resolve import with_changes
+from mtreclib.data.table import split_validation
+from mtreclib.models import list_models
+from mtreclib.runs.record import SCHEMA_VERSION, RunRecord
+from mtreclib.training.experiment import run_experiment
+from mtreclib.training.trainer import Trainer
 
 QUIET = TrainConfig(batch_size=256)
 
@@ -88,7 +88,7 @@ def test_the_last_best_checkpoint_holds_the_weights_training_ends_with(tiny_synt
 
 
 def test_patience_needs_a_validation_split(tiny_synthetic):
-    from mtreclib.errors import UserError
+    from mtreclib.core.errors import UserError
 
     with pytest.raises(UserError, match="validation"):
         run_experiment(small_experiment(epochs=1, valid_fraction=0.0), dataset=tiny_synthetic)
@@ -100,7 +100,7 @@ def test_same_seed_gives_the_same_results_on_cpu(tiny_synthetic, name):
     first = run_experiment(config, dataset=tiny_synthetic)
     second = run_experiment(config, dataset=tiny_synthetic)
     assert first.tasks == second.tasks and first.history[0].train_loss == second.history[0].train_loss
-    other = run_experiment(config.replace(seed=1), dataset=tiny_synthetic)
+    other = run_experiment(with_changes(config, seed=1), dataset=tiny_synthetic)
     assert other.tasks != first.tasks
 
 
@@ -148,7 +148,7 @@ def test_bf16_precision_trains_and_evaluates_under_autocast(tiny_synthetic):
 
 
 def test_unknown_precision_is_a_user_error(tiny_synthetic):
-    from mtreclib.errors import UserError
+    from mtreclib.core.errors import UserError
 
     with pytest.raises(UserError, match="precision"):
         small_experiment(epochs=1, precision="fp16")
@@ -156,7 +156,7 @@ def test_unknown_precision_is_a_user_error(tiny_synthetic):
 
 def test_trainer_adam_makes_the_same_updates_as_plain_adam():
     """Fused where PyTorch can: the same update as the original's ``torch.optim.Adam``."""
-    from mtreclib.trainer import adam
+    from mtreclib.training.trainer import adam
 
     generator = torch.Generator().manual_seed(0)
     shapes = [(10, 5), (7,)]

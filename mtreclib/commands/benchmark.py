@@ -8,8 +8,8 @@ from pathlib import Path
 from mtreclib.commands.options import add_run_flags, file_and_flags
 from mtreclib.comparison.runner import BenchmarkConfig, BenchmarkSummary, run_benchmark
 from mtreclib.config.resolve import normalise, resolve
+from mtreclib.core.errors import UserError
 from mtreclib.data.datasets import builtin_datasets
-from mtreclib.errors import UserError
 from mtreclib.models import list_models, model_class
 from mtreclib.mto import list_strategies, strategy_class
 

@@ -19,10 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtreclib.evaluation import evaluate_checkpoint
-    from mtreclib.atomic import check_writable
-    from mtreclib.experiment import format_results
-    from mtreclib.inference import load_checkpoint
+    from mtreclib.core.atomic import check_writable
+    from mtreclib.serving.evaluation import evaluate_checkpoint
+    from mtreclib.serving.inference import load_checkpoint
+    from mtreclib.training.experiment import format_results
 
     if args.results:
         check_writable(args.results, "--results")

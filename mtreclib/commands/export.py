@@ -9,7 +9,7 @@ HELP = "write a saved model for another runtime (ONNX, TorchScript, torch.export
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mtreclib.export import FORMATS, SUFFIXES
+    from mtreclib.serving.export import FORMATS, SUFFIXES
 
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (SAVE_DIR/DATASET_MODEL/run-N) or its best.pt")
     parser.add_argument("--output", required=True, metavar="FILE", help="the file to write")
@@ -24,10 +24,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mtreclib.api import export_format
-    from mtreclib.errors import UserError
-    from mtreclib.atomic import check_writable
-    from mtreclib.export import check_format, export_model
-    from mtreclib.inference import load_checkpoint
+    from mtreclib.core.atomic import check_writable
+    from mtreclib.core.errors import UserError
+    from mtreclib.serving.export import check_format, export_model
+    from mtreclib.serving.inference import load_checkpoint
 
     try:
         fmt = args.format or export_format(Path(args.output))

@@ -6,9 +6,9 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from mtreclib.core.errors import UserError
 from mtreclib.data import synthetic
 from mtreclib.data.processed import write_processed_csv
-from mtreclib.errors import UserError
 
 NAME = "generate"
 HELP = "write a synthetic dataset in the processed AliExpress layout (train.csv, test.csv)"

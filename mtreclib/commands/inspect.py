@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtreclib.atomic import write_json
+from mtreclib.core.atomic import write_json
 
 NAME = "inspect"
 HELP = "what a dataset holds: rows per split, label rates per task, per field the vocabulary, test OOV share, missing values"

@@ -27,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtreclib.inference import load_checkpoint
-    from mtreclib.progress import note
-    from mtreclib.streaming import predict_file
+    from mtreclib.core.progress import note
+    from mtreclib.serving.inference import load_checkpoint
+    from mtreclib.serving.streaming import predict_file
 
     inference = load_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
     summary = predict_file(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
 NAME = "report"
 HELP = "tables (Markdown, CSV) and plots (PNG) of the runs that mtrec benchmark wrote"
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-from mtreclib import distributed
 from mtreclib.commands.options import add_run_flags, experiment_config
-from mtreclib.experiment import format_results, resolve_device, run_experiment
+from mtreclib.core import distributed
+from mtreclib.core.device import resolve_device
+from mtreclib.training.experiment import format_results, run_experiment
 
 NAME = "train"
 HELP = "train one model and report per-task test AUC and log-loss"

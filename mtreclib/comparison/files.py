@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mtreclib.atomic import atomic_output
-from mtreclib.errors import DataError
+from mtreclib.core.atomic import atomic_output
+from mtreclib.core.errors import DataError
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

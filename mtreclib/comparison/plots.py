@@ -24,7 +24,7 @@ from mtreclib.comparison.files import atomic_output
 from mtreclib.comparison.summary import DatasetTable, ModelRow
 from mtreclib.models import list_models
 from mtreclib.mto import list_strategies
-from mtreclib.record import EpochRecord
+from mtreclib.runs.record import EpochRecord
 
 PALETTE = "tab10"
 # Per strategy, by registry position (``ew`` first: plain dots and solid lines).

@@ -20,15 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mtreclib.atomic import write_json
 from mtreclib.comparison.machine import machine_info
 from mtreclib.comparison.settings import comparable, config_difference
 from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.config.resolve import with_changes
+from mtreclib.core.atomic import write_json
+from mtreclib.core.errors import UserError
+from mtreclib.core.progress import Progress
 from mtreclib.data.datasets import Dataset, load_dataset
-from mtreclib.errors import UserError
-from mtreclib.experiment import run_experiment
-from mtreclib.progress import Progress
-from mtreclib.record import RunRecord
+from mtreclib.runs.record import RunRecord
+from mtreclib.training.experiment import run_experiment
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -108,7 +110,7 @@ def run_config(config: BenchmarkConfig, spec: RunSpec, *, progress: bool) -> Exp
     would otherwise leave thousands of files.
     """
     per_run = dict(model=spec.model, dataset=spec.dataset, mto=spec.mto, seed=spec.seed, save=False, results=None, progress=progress, resume=None)
-    return config.base.replace(**{**config.settings, **per_run})
+    return with_changes(config.base, **{**config.settings, **per_run})
 
 
 def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[RunSpec]:

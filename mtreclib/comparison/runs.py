@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from mtreclib.comparison.files import read_json
-from mtreclib.errors import UserError
-from mtreclib.record import RunRecord
+from mtreclib.core.errors import UserError
+from mtreclib.runs.record import RunRecord
 
 FAILURE_SUFFIX = ".failed.json"
 

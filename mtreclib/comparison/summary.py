@@ -12,7 +12,7 @@ from mtreclib.comparison.settings import comparable
 from mtreclib.comparison.stats import Spread, indistinguishable, spread
 from mtreclib.models import list_models
 from mtreclib.mto import list_strategies
-from mtreclib.record import EpochRecord, Metrics, RunRecord
+from mtreclib.runs.record import EpochRecord, Metrics, RunRecord
 
 EQUAL_WEIGHTS = "ew"
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtreclib.config.settings import ConfigError, Settings, setting
+from mtreclib.core.settings import ConfigError, Settings, setting
+from mtreclib.models import model_class
+from mtreclib.mto import strategy_class
 
 PRECISIONS = ("fp32", "bf16")
 # Kept here rather than imported from mtreclib.embeddings: configuration is the base layer.
@@ -132,9 +134,6 @@ class ExperimentConfig:
     mto_config: Any = None
 
     def __post_init__(self) -> None:
-        from mtreclib.models import model_class
-        from mtreclib.mto import strategy_class
-
         cls = model_class(self.model)
         if self.model_config is None:
             object.__setattr__(self, "model_config", cls.Config())
@@ -177,14 +176,4 @@ class ExperimentConfig:
         for section in ("data", "train", "run", "model_config", "mto_config"):
             flat.update(nested[section])
         return flat
-
-    def replace(self, **changes: Any) -> ExperimentConfig:
-        """A copy with settings changed by flat key (``epochs=3``, ``embed_dim=16``, ``model="ple"``).
-
-        Model and strategy settings carry over to another model or strategy where it takes
-        them, and are dropped where it does not (``expert_num`` means nothing to AITM).
-        """
-        from mtreclib.config.resolve import resolve
-
-        return resolve({**self.flat(), **changes}, strict=False)
 

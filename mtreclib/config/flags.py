@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from mtreclib.config.experiment import DataConfig, RunConfig, TrainConfig
-from mtreclib.config.settings import Settings, describe_type, fields_of, flag_name, meta_of
+from mtreclib.core.settings import Settings, describe_type, fields_of, flag_name, meta_of
+from mtreclib.models import list_models, model_class
+from mtreclib.mto import list_strategies, strategy_class
 
 
 def _default_text(value: Any) -> str:
@@ -68,8 +70,6 @@ def add_component_settings(parser: argparse.ArgumentParser, classes: dict[str, t
 
 def add_experiment_flags(parser: argparse.ArgumentParser, *, model: bool = True, skip: Iterable[str] = ()) -> None:
     """Every setting of a run as flags: data, model, training, strategy, run."""
-    from mtreclib.models import list_models, model_class
-    from mtreclib.mto import list_strategies, strategy_class
 
     skip = set(skip)
     if model:

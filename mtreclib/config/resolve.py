@@ -8,17 +8,19 @@ strategy's (the union over registered strategies); a test checks that no key is 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from mtreclib.config.experiment import DataConfig, ExperimentConfig, RunConfig, TrainConfig
-from mtreclib.config.settings import ConfigError, Settings, _close_matches
+from mtreclib.core.settings import ConfigError, Settings, _close_matches, coerce, meta_of
+from mtreclib.models import list_models, model_class
+from mtreclib.mto import list_strategies, strategy_class
 
 SECTIONS: tuple[type[Settings], ...] = (DataConfig, TrainConfig, RunConfig)
 
 
 def model_keys() -> dict[str, list[str]]:
     """Each model setting's key -> the models that take it."""
-    from mtreclib.models import list_models, model_class
 
     keys: dict[str, list[str]] = {}
     for name in list_models():
@@ -29,7 +31,6 @@ def model_keys() -> dict[str, list[str]]:
 
 def strategy_keys() -> dict[str, list[str]]:
     """Each strategy setting's key -> the strategies that take it."""
-    from mtreclib.mto import list_strategies, strategy_class
 
     keys: dict[str, list[str]] = {}
     for name in list_strategies():
@@ -52,9 +53,7 @@ def normalise(key: str) -> str:
 
 def inverted_flags() -> dict[str, str]:
     """Keys named after a ``--no-X`` flag (``no_progress``) -> the setting they negate (``progress``)."""
-    import dataclasses
 
-    from mtreclib.config.settings import meta_of
 
     found = {}
     for section in SECTIONS:
@@ -67,7 +66,6 @@ def inverted_flags() -> dict[str, str]:
 
 def _uninvert(values: dict[str, Any]) -> dict[str, Any]:
     """``no_progress: true`` (a flag's name in a config file) as ``progress: false``."""
-    from mtreclib.config.settings import coerce
 
     inverted = inverted_flags()
     result = {}
@@ -112,8 +110,6 @@ def _resolve(values: dict[str, Any], strict: bool) -> ExperimentConfig:
         close = _close_matches(unknown[0], known_keys())
         hint = f" (did you mean {close}?)" if close else ""
         raise ConfigError(f"unknown setting {unknown[0]!r}{hint}; known: {', '.join(known_keys())}")
-    from mtreclib.models import model_class
-    from mtreclib.mto import strategy_class
 
     model = str(values.get("model", ExperimentConfig.model))
     model_cls = model_class(model)
@@ -145,3 +141,12 @@ def _owned(values: dict[str, Any], owners: dict[str, list[str]], accepted: tuple
                 f"{what} takes: {', '.join(accepted) or 'none'}"
             )
     return taken
+
+
+def with_changes(config: ExperimentConfig, **changes: Any) -> ExperimentConfig:
+    """A copy of ``config`` with settings changed by flat key (``epochs=3``, ``embed_dim=16``, ``model="ple"``).
+
+    Model and strategy settings carry over to another model or strategy where it takes
+    them, and are dropped where it does not (``expert_num`` means nothing to AITM).
+    """
+    return resolve({**config.flat(), **changes}, strict=False)

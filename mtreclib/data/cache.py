@@ -50,14 +50,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtreclib.atomic import write_json
+from mtreclib.core.atomic import write_json
+from mtreclib.core.errors import DataError, UserError
+from mtreclib.core.progress import Progress
 from mtreclib.data.encoders import Encoded, EncodedBag, Encoders
 from mtreclib.data.encoding import Place, normalise_ids, splitmix64
 from mtreclib.data.sources import Chunk, check_columns, read_chunks
 from mtreclib.data.spec import DatasetSpec
 from mtreclib.data.table import BagColumn, MultiTaskTable
-from mtreclib.errors import DataError, UserError
-from mtreclib.progress import Progress
 
 try:
     import fcntl

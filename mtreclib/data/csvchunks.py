@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from mtreclib.errors import DataError
+from mtreclib.core.errors import DataError
 
 CHUNK_BYTES = 32 << 20
 T = TypeVar("T")

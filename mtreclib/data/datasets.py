@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from mtreclib.core.errors import UserError
+from mtreclib.core.schema import FeatureSchema
 from mtreclib.data import synthetic
 from mtreclib.data.builtin import aliexpress_spec, is_aliexpress_folder
 from mtreclib.data.cache import open_cache
 from mtreclib.data.encoders import Encoders
 from mtreclib.data.spec import DatasetSpec
 from mtreclib.data.table import MultiTaskTable
-from mtreclib.errors import UserError
-from mtreclib.schema import FeatureSchema
 
 
 @dataclass(frozen=True)

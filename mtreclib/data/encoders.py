@@ -16,9 +16,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtreclib.data.encoding import CategoricalEncoder, LabelEncoder, Moments, NumericalEncoder, Place, ValueCounter, _all_digits, _first, normalise_ids
+from mtreclib.core.schema import BagField, FeatureSchema
+from mtreclib.data.encoding import (
+    CategoricalEncoder,
+    LabelEncoder,
+    Moments,
+    NumericalEncoder,
+    Place,
+    ValueCounter,
+    _all_digits,
+    _first,
+    normalise_ids,
+)
 from mtreclib.data.spec import CategoricalSpec, DatasetSpec
-from mtreclib.schema import BagField, FeatureSchema
 
 
 @dataclass

@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.spec import CategoricalSpec, LabelSpec, NumericalSpec
-from mtreclib.errors import DataError
 
 _INT32_MAX = np.iinfo(np.int32).max
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from mtreclib.core.schema import Bag, Batch
 from mtreclib.data.table import BagColumn, MultiTaskTable
-from mtreclib.schema import Bag, Batch
 
 
 def _as_tensor(array: np.ndarray) -> torch.Tensor:

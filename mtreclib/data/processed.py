@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from mtreclib.atomic import atomic_output
+from mtreclib.core.atomic import atomic_output
 from mtreclib.data.table import MultiTaskTable
 
 CATEGORICAL_COLUMNS = tuple(f"categorical_{i}" for i in range(1, 17))

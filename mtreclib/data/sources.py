@@ -21,10 +21,10 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.csvchunks import CHUNK_BYTES, Dialect, line_pieces, parse_piece, prefetch
 from mtreclib.data.encoding import Place
 from mtreclib.data.spec import DatasetSpec
-from mtreclib.errors import DataError
 
 PARQUET_BATCH_ROWS = 256 * 1024
 PARQUET_BATCH_BYTES = 64 << 20  # rows of long lists (a side table's histories) come in fewer per batch

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mtreclib.config.settings import ConfigError, Settings, setting
-from mtreclib.errors import UserError
-from mtreclib.schema import POOLINGS, ROLES
+from mtreclib.core.errors import UserError
+from mtreclib.core.schema import POOLINGS, ROLES
+from mtreclib.core.settings import ConfigError, Settings, setting
+from mtreclib.core.yamlfile import read_yaml
 
 FORMATS = ("parquet", "csv")
 VOCABULARIES = ("build", "identity")
@@ -246,7 +247,6 @@ class DatasetSpec:
     @classmethod
     def load(cls, path: str | Path) -> DatasetSpec:
         """Read and check a spec file."""
-        from mtreclib.config.files import read_yaml
 
         path = Path(path)
         try:

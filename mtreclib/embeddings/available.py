@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtreclib.errors import UserError
+from mtreclib.core.errors import UserError
 
 INSTALL_HINT = (
     "pip install fbgemm-gpu-cpu==1.8.0 tensordict torchmetrics==1.0.3 pyre-extensions iopath && "

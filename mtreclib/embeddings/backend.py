@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mtreclib.core.errors import UserError
 from mtreclib.embeddings.available import check_torchrec
 from mtreclib.embeddings.optimizers import fused_optimizer
-from mtreclib.errors import UserError
-from mtreclib.layers import FieldEmbedding
+from mtreclib.nn.layers import FieldEmbedding
+
 
 def check_backend(optimizer: str, embed_dim: int | None, device: torch.device) -> None:
     """What ``use_torchrec`` would refuse, refused before any data is read: the packages, the

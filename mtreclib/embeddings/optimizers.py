@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtreclib.errors import UserError
+from mtreclib.core.errors import UserError
 
 
 @dataclass(frozen=True)

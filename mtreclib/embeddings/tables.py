@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mtreclib.distributed import is_sharded, load_state
+from mtreclib.core.distributed import is_sharded, load_state
 from mtreclib.embeddings.optimizers import FusedOptimizer
-from mtreclib.layers import SparseTables
+from mtreclib.nn.layers import SparseTables
 
 
 def _optimizer_class(optimizer: FusedOptimizer) -> type[torch.optim.Optimizer]:

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtreclib.config.settings import setting
-from mtreclib.layers import FieldEmbedding, MLPBank
+from mtreclib.core.schema import Bag, Batch, FeatureSchema
+from mtreclib.core.settings import setting
 from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import Bag, Batch, FeatureSchema
+from mtreclib.nn.layers import FieldEmbedding, MLPBank
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtreclib.layers import FieldEmbedding
+from mtreclib.core.schema import Bag, Batch, FeatureSchema
 from mtreclib.models.config import ModelConfig
-from mtreclib.schema import Bag, Batch, FeatureSchema
-
+from mtreclib.nn.layers import FieldEmbedding
 
 # Rows of the probe batch that finds which tasks reach which parameters: enough that a shared
 # element is rarely cut off from a task on every row that reaches it (a ReLU dead on each of

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
-from mtreclib.layers import FieldEmbedding, Gate, MLPBank, mix
+from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.ple import PLEConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import Bag, FeatureSchema
+from mtreclib.nn.layers import FieldEmbedding, Gate, MLPBank, mix
 
 
 @register_model("cgc")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtreclib.config.settings import Settings, setting
+from mtreclib.core.settings import Settings, setting
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtreclib.config.settings import ConfigError, setting
-from mtreclib.layers import FieldEmbedding, MLPBank, mix
+from mtreclib.core.schema import Bag, Batch, FeatureSchema
+from mtreclib.core.settings import ConfigError, setting
 from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
-from mtreclib.products import input_linear
-from mtreclib.schema import Bag, Batch, FeatureSchema
+from mtreclib.nn.layers import FieldEmbedding, MLPBank, mix
+from mtreclib.nn.products import input_linear
 
 ENTROPY_EPSILON = 1e-6  # inside the entropy's log, as in the authors' code
 

@@ -9,13 +9,13 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from mtreclib.config.settings import setting
-from mtreclib.layers import MLPBank
+from mtreclib.core.schema import Batch, FeatureSchema
+from mtreclib.core.settings import setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.esmm import ESMM
 from mtreclib.models.registry import register_model
-from mtreclib.schema import Batch, FeatureSchema
+from mtreclib.nn.layers import MLPBank
 
 
 @dataclass(frozen=True)

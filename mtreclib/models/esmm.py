@@ -8,12 +8,12 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from mtreclib.layers import FieldEmbedding, MLPBank
+from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
-from mtreclib.products import FlatFields
-from mtreclib.schema import Bag, FeatureSchema
+from mtreclib.nn.layers import FieldEmbedding, MLPBank
+from mtreclib.nn.products import FlatFields
 
 
 def chained_log_probabilities(conditional: torch.Tensor, parents: Sequence[int | None]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtreclib.config.settings import ConfigError, setting
-from mtreclib.layers import FieldEmbedding, Gate, MLPBank
+from mtreclib.core.schema import Bag, FeatureSchema
+from mtreclib.core.settings import ConfigError, setting
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import Bag, FeatureSchema
+from mtreclib.nn.layers import FieldEmbedding, Gate, MLPBank
 
 
 @dataclass(frozen=True)

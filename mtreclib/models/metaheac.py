@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtreclib.layers import FieldEmbedding, Gate, MLPBank, mix
-from mtreclib.config.settings import setting
+from mtreclib.core.schema import Bag, Batch, FeatureSchema
+from mtreclib.core.settings import setting
 from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import Bag, Batch, FeatureSchema
+from mtreclib.nn.layers import FieldEmbedding, Gate, MLPBank, mix
 
 
 @dataclass(frozen=True)

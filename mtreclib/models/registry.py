@@ -6,10 +6,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mtreclib.errors import UserError
+from mtreclib.core.errors import UserError
+from mtreclib.core.schema import FeatureSchema
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
-from mtreclib.schema import FeatureSchema
 
 _MODELS: dict[str, type[MultiTaskModel]] = {}
 

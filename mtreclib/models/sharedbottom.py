@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
-from mtreclib.layers import MLP, FieldEmbedding, MLPBank
+from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import Bag, FeatureSchema
+from mtreclib.nn.layers import MLP, FieldEmbedding, MLPBank
 
 
 @register_model("sharedbottom")

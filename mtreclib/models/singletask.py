@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mtreclib.layers import MLP, FieldEmbedding
+from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
-from mtreclib.schema import Bag, FeatureSchema
+from mtreclib.nn.layers import MLP, FieldEmbedding
 
 
 class _SingleTaskNetwork(nn.Module):

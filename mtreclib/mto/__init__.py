@@ -6,11 +6,10 @@ first (``ew``, ``fixed``, ``uw``, ``dwa``, ``rlw``, ``famo``), then the methods 
 gradient (``gradnorm``, ``pcgrad``, ``mgda``, ``cagrad``, ``nashmtl``, ``imtl``, ``metabalance``).
 """
 
+from mtreclib.mto import cagrad, dwa, famo, gradnorm, imtl, metabalance, mgda, nashmtl, pcgrad, rlw, uw, weighting  # noqa: F401, I001  registers the loss weightings  # noqa: F401, I001  and the gradient methods
 from mtreclib.mto.base import NoSettings, StepContext, Strategy
-from mtreclib.mto.registry import create_strategy, list_strategies, register_strategy, strategy_class
-from mtreclib.mto import weighting, uw, dwa, rlw, famo  # noqa: F401, I001  registers the loss weightings
-from mtreclib.mto import gradnorm, pcgrad, mgda, cagrad, nashmtl, imtl, metabalance  # noqa: F401, I001  and the gradient methods
 from mtreclib.mto.gradients import GradientStrategy
+from mtreclib.mto.registry import create_strategy, list_strategies, register_strategy, strategy_class
 
 __all__ = [
     "GradientStrategy",

@@ -21,7 +21,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from mtreclib.config.settings import Settings
+from mtreclib.core.settings import Settings
 from mtreclib.models.base import MultiTaskModel, TaskLosses
 
 

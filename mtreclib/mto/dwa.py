@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtreclib.config.settings import Settings, setting
+from mtreclib.core.settings import Settings, setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext, Strategy
 from mtreclib.mto.registry import register_strategy

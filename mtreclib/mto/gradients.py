@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.config.settings import Settings, setting
-from mtreclib.layers import sparse_tables
+from mtreclib.core.settings import Settings, setting
 from mtreclib.models.base import MultiTaskModel, TaskLosses, task_reach
 from mtreclib.mto.base import StepContext, Strategy
+from mtreclib.nn.layers import sparse_tables
 
 
 @dataclass(frozen=True)

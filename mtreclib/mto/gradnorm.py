@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.config.settings import setting
+from mtreclib.core.settings import setting
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientStrategy
 from mtreclib.mto.registry import register_strategy

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.config.settings import setting
+from mtreclib.core.settings import setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientLayout, GradientStrategy

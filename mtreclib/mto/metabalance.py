@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtreclib.config.settings import ConfigError, setting
+from mtreclib.core.settings import ConfigError, setting
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientLayout, GradientStrategy
 from mtreclib.mto.registry import register_strategy

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.config.settings import setting
-from mtreclib.layers import FieldEmbedding
+from mtreclib.core.settings import setting
 from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientStrategy
 from mtreclib.mto.registry import register_strategy
 from mtreclib.mto.solvers import min_norm_weights
+from mtreclib.nn.layers import FieldEmbedding
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtreclib.config.settings import setting
+from mtreclib.core.settings import setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientLayout, GradientStrategy

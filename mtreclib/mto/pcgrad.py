@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtreclib.config.settings import Settings
+from mtreclib.core.settings import Settings
 from mtreclib.mto.base import StepContext, new_seed, step_generator
 from mtreclib.mto.gradients import GradientStrategy
 from mtreclib.mto.registry import register_strategy

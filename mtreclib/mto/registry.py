@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mtreclib.config.settings import Settings
-from mtreclib.errors import UserError
+from mtreclib.core.errors import UserError
+from mtreclib.core.settings import Settings
 from mtreclib.mto.base import Strategy
 
 _STRATEGIES: dict[str, type[Strategy]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mtreclib.config.settings import Settings
+from mtreclib.core.settings import Settings
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext, Strategy
 from mtreclib.mto.registry import register_strategy

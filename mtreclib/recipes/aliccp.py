@@ -44,8 +44,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.csvchunks import Dialect, line_pieces, parse_piece, prefetch
-from mtreclib.errors import DataError
 from mtreclib.recipes import register_recipe
 from mtreclib.recipes.aliccp_common import PIECE_BYTES, SIDE_SCHEMA, CommonTable, list_columns, read_common
 from mtreclib.recipes.aliccp_features import SAMPLE, Field, FieldValues, parse_features, parse_keys

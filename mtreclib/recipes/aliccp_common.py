@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.csvchunks import Dialect, line_pieces, parse_piece, prefetch
-from mtreclib.errors import DataError
 from mtreclib.recipes.aliccp_features import COMMON, FIELDS, FieldValues, parse_features, parse_keys, weight_column
 from mtreclib.recipes.aliccp_files import RawFile
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtreclib.errors import DataError
+from mtreclib.core.errors import DataError
 
 COMMON = "common"  # the common-features file (user side)
 SAMPLE = "sample"  # the skeleton file (item and context side)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from mtreclib.errors import DataError, UserError
+from mtreclib.core.errors import DataError, UserError
 from mtreclib.recipes.checked import CheckedStream
 
 DATASET_PAGE = "https://tianchi.aliyun.com/dataset/408"

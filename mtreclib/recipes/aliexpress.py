@@ -39,12 +39,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece, prefetch
+from mtreclib.data.encoding import Place, check_id_range
 from mtreclib.data.processed import COLUMNS
 from mtreclib.recipes import register_recipe
 from mtreclib.recipes.aliexpress_files import COUNTRIES, DATASET_PAGE, RawFile, find_raw_files
-from mtreclib.data.encoding import Place, check_id_range
-from mtreclib.errors import DataError
 
 USER_COLUMNS = tuple(f"user_{i}" for i in range(1, 34))
 ITEM_COLUMNS = tuple(f"item_{i}" for i in range(1, 50))

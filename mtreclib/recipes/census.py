@@ -50,8 +50,8 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm.auto import tqdm
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.csvchunks import CHUNK_BYTES, Dialect, Piece, line_pieces, parse_piece, prefetch
-from mtreclib.errors import DataError
 from mtreclib.recipes import register_recipe
 from mtreclib.recipes.census_files import DOWNLOAD_PAGE, RawFile, find_raw_files
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from mtreclib.errors import DataError, UserError
+from mtreclib.core.errors import DataError, UserError
 from mtreclib.recipes.checked import CheckedStream
 
 DOWNLOAD_PAGE = "https://archive.ics.uci.edu/dataset/117/census+income+kdd"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from mtreclib.errors import DataError
+from mtreclib.core.errors import DataError
 
 
 class CheckedStream:

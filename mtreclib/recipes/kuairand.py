@@ -31,8 +31,8 @@ import shutil
 import time
 from pathlib import Path
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.csvchunks import CHUNK_BYTES
-from mtreclib.errors import DataError
 from mtreclib.recipes import register_recipe
 from mtreclib.recipes.kuairand_files import (
     PURE,

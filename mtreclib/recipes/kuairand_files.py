@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from mtreclib.errors import DataError, UserError
+from mtreclib.core.errors import DataError, UserError
 from mtreclib.recipes.checked import CheckedStream
 
 HOME_PAGE = "https://kuairand.com/"

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.csvchunks import line_pieces, parse_piece, prefetch
-from mtreclib.errors import DataError
 from mtreclib.recipes.kuairand_files import OpenCsv, read_header
 from mtreclib.recipes.kuairand_tables import BASIC_LAYOUT, STATISTIC_LAYOUT, USER_LAYOUT, FeatureTable, parse_day
 

@@ -28,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mtreclib.core.errors import DataError
 from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece
-from mtreclib.errors import DataError
 from mtreclib.recipes.kuairand_files import USERS, VIDEOS_BASIC, VIDEOS_STATISTIC, OpenCsv, read_header
 
 KINDS = ("text", "code", "count", "ratio", "tags", "date")

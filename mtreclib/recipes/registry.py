@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtreclib.errors import UserError
+from mtreclib.core.errors import UserError
 
 
 @dataclass(frozen=True)

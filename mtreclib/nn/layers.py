@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtreclib.dropout import relu_dropout
-from mtreclib.products import FlatFields, batch_size_of, input_linear
-from mtreclib.schema import Bag, BagField, FeatureSchema
+from mtreclib.core.schema import Bag, BagField, FeatureSchema
+from mtreclib.nn.dropout import relu_dropout
+from mtreclib.nn.products import FlatFields, batch_size_of, input_linear
 
 # Where FieldEmbedding puts its dense tables while a model is built: "meta" (``deferred_tables``)
 # when another backend will hold them, so that a table of 10^8 ids is never allocated twice.

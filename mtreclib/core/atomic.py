@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mtreclib.errors import UserError
+from mtreclib.core.errors import UserError
 
 
 @contextmanager

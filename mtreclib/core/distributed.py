@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from mtreclib.errors import UserError
+from mtreclib.core.errors import UserError
 
 T = TypeVar("T")
 

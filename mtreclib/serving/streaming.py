@@ -26,14 +26,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mtreclib.atomic import atomic_output
+from mtreclib.core.atomic import atomic_output, check_writable
+from mtreclib.core.errors import DataError, UserError
+from mtreclib.core.progress import Progress
 from mtreclib.data.csvchunks import CHUNK_BYTES, prefetch
 from mtreclib.data.encoders import Encoded
 from mtreclib.data.sources import Chunk, file_columns, read_chunks
 from mtreclib.data.spec import CsvOptions, DatasetSpec
-from mtreclib.errors import DataError, UserError
-from mtreclib.inference import Inference
-from mtreclib.progress import Progress
+from mtreclib.serving.inference import Inference
 
 # Rows per chunk: enough for dozens of batches per chunk (the per-chunk costs vanish), few enough
 # that the chunks in flight (one scored, one encoded ahead, one read) stay in the hundreds of MB
@@ -102,7 +102,6 @@ def check_input(inference: Inference, spec: DatasetSpec, path: Path, id_columns:
 
 def check_output(output: Path, input_path: Path, tasks: Sequence[str], id_columns: Sequence[str]) -> str:
     """The output's format, after refusing an output that could not be written or would clobber the input."""
-    from mtreclib.atomic import check_writable
 
     fmt = file_format(output, "--output")
     check_writable(output, "--output")

@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.atomic import atomic_output
-from mtreclib.errors import UserError
-from mtreclib.layers import set_split_products
+from mtreclib.core.atomic import atomic_output
+from mtreclib.core.errors import UserError
+from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.models import MultiTaskModel
-from mtreclib.schema import Bag, FeatureSchema
+from mtreclib.nn.layers import set_split_products
 
 FORMATS = ("onnx", "torchscript", "pt2")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}

@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mtreclib.core.errors import UserError
+from mtreclib.core.metrics import task_metrics
 from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.data.table import MultiTaskTable, split_validation
-from mtreclib.errors import UserError
-from mtreclib.inference import Inference
-from mtreclib.metrics import task_metrics
-from mtreclib.record import RunRecord, metrics_map
+from mtreclib.runs.record import RunRecord, metrics_map
+from mtreclib.serving.inference import Inference
 
 SPLITS = ("test", "valid", "train")
 
@@ -87,7 +87,7 @@ def evaluate_checkpoint(
 
     Returns the results record ``mtrec train`` writes, with ``split`` set and no training figures.
     """
-    from mtreclib.trainer import Trainer
+    from mtreclib.training.trainer import Trainer
 
     if split not in SPLITS:
         raise UserError(f"--split {split}: expected one of {', '.join(SPLITS)}")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtreclib.atomic import write_json
-from mtreclib.errors import DataError
+from mtreclib.core.atomic import write_json
+from mtreclib.core.errors import DataError
 
 SCHEMA_VERSION = 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mtreclib.errors import UserError
+from mtreclib.core.errors import UserError
 
 
 def check_available() -> None:

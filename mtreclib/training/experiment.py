@@ -13,41 +13,33 @@ from typing import Any
 import torch
 import yaml
 
-from mtreclib import checkpoint
-from mtreclib.atomic import check_writable
-from mtreclib.checkpoint import RunDirectory
 from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.config.resolve import resolve
+from mtreclib.core import distributed
+from mtreclib.core.atomic import atomic_output, check_writable
+from mtreclib.core.device import resolve_device
+from mtreclib.core.distributed import ProcessPlace
+from mtreclib.core.errors import UserError
+from mtreclib.core.metrics import task_metrics
+from mtreclib.core.progress import note
+from mtreclib.core.schema import FeatureSchema
 from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.data.table import split_validation
-from mtreclib.distributed import ProcessPlace
-from mtreclib.errors import UserError
-from mtreclib.layers import deferred_tables, sparse_tables
-from mtreclib.metrics import task_metrics
+from mtreclib.embeddings import use_torchrec
+from mtreclib.embeddings.backend import check_backend
 from mtreclib.models import MultiTaskModel, create_model
 from mtreclib.mto import create_strategy
-from mtreclib.progress import note
-from mtreclib.record import EpochRecord, RunRecord, metrics_map
-from mtreclib.schema import FeatureSchema
-from mtreclib.trainer import Trainer
+from mtreclib.nn.layers import deferred_tables, sparse_tables
+from mtreclib.runs import checkpoint
+from mtreclib.runs.checkpoint import RunDirectory
+from mtreclib.runs.record import EpochRecord, RunRecord, metrics_map
+from mtreclib.training.tensorboard import TensorBoardLog, check_available
+from mtreclib.training.trainer import Trainer
 
 # Settings a resumed run may change: where and how visibly it runs, and how long.
 RESUMABLE_CHANGES = ("train.epochs", "train.max_steps", "train.threads", "data.data_dir") + tuple(
     f"run.{key}" for key in ("device", "save_dir", "save", "results", "progress", "tensorboard", "resume")
 )
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; refuse CUDA on a machine without it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} was asked for, but PyTorch sees no CUDA device here; use --device cpu or auto")
-    return device
 
 
 def check_outputs(config: ExperimentConfig) -> None:
@@ -57,7 +49,6 @@ def check_outputs(config: ExperimentConfig) -> None:
     if config.run.results:
         check_writable(config.run.results, "--results")
     if config.run.tensorboard:
-        from mtreclib.tensorboard import check_available
 
         check_writable(config.run.tensorboard, "--tensorboard", folder=True)
         check_available()
@@ -83,7 +74,6 @@ def build_training_model(
     train = config.train
     if train.embedding_backend == "dense":
         return build_model(config.model, schema, config.model_config).to(device), []
-    from mtreclib.embeddings import use_torchrec
 
     with deferred_tables():
         model = build_model(config.model, schema, config.model_config)
@@ -136,7 +126,6 @@ class RunCheckpoints:
 
 def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPlace) -> tuple[RunDirectory | None, dict | None]:
     """This run's folder and, when resuming, the state to resume from (every rank reads it)."""
-    from mtreclib import distributed
 
     if not config.run.save:
         if config.run.resume:
@@ -195,7 +184,7 @@ def run_experiment(
 
     ``dataset`` skips loading when the caller already holds it (several runs on one dataset).
     ``place``: this process among several (its process group already initialised, see
-    ``mtreclib.distributed``); every rank returns the same results, and only rank 0 writes.
+    ``mtreclib.core.distributed``); every rank returns the same results, and only rank 0 writes.
     ``config.train.batch_size`` stays the global batch. ``announce``: print what runs, and
     where its files go, before training.
     """
@@ -210,7 +199,6 @@ def run_experiment(
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
     if config.train.embedding_backend == "torchrec":
-        from mtreclib.embeddings.backend import check_backend
 
         check_backend(config.train.embedding_optimizer, getattr(config.model_config, "embed_dim", None), device)
     dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir)
@@ -239,7 +227,6 @@ def run_experiment(
             write_config(directory.config, config)
     log = None
     if config.run.tensorboard and place.is_main:
-        from mtreclib.tensorboard import TensorBoardLog
 
         sub = directory.path.relative_to(config.run.save_dir) if directory is not None else Path(f"{dataset.name}_{config.model}")
         log = TensorBoardLog(Path(config.run.tensorboard) / sub, dataset.schema.task_names)
@@ -290,7 +277,6 @@ def run_experiment(
 
 def write_config(path: Path, config: ExperimentConfig) -> None:
     """The resolved configuration as a flat config file (``mtrec train --config`` reads it back)."""
-    from mtreclib.atomic import atomic_output
 
     flat = {key: list(value) if isinstance(value, tuple) else value for key, value in config.flat().items() if key != "resume"}
     with atomic_output(path) as temporary:

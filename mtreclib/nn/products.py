@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from mtreclib.layers import FieldEmbedding
+    from mtreclib.nn.layers import FieldEmbedding
 
 
 def input_linear(x: torch.Tensor | FlatFields, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

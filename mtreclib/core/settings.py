@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mtreclib.errors import UserError
+from mtreclib.core.errors import UserError
 
 _META = "mtreclib"
 

@@ -7,7 +7,7 @@ every epoch, stops early on its mean AUC and keeps the best weights. It holds no
 and takes a rank and world size so that one process per device can run it.
 
 With several processes (``world_size > 1``, a process group already initialised, see
-``mtreclib.distributed``) each rank trains on its share of every global batch through
+``mtreclib.core.distributed``) each rank trains on its share of every global batch through
 DistributedDataParallel; validation and test predictions are gathered to rank 0, which computes
 the metrics once and broadcasts them, so every rank takes the same early-stopping decisions and
 the metrics are those of the whole split. Only rank 0 shows progress and writes checkpoints.
@@ -32,17 +32,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib import distributed
 from mtreclib.config.experiment import PRECISIONS, TrainConfig
+from mtreclib.core import distributed
+from mtreclib.core.errors import UserError
+from mtreclib.core.metrics import logit_metrics, mean_auc
+from mtreclib.core.progress import Progress, note
+from mtreclib.core.schema import Batch
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable
-from mtreclib.errors import UserError
-from mtreclib.layers import sparse_tables
-from mtreclib.metrics import logit_metrics, mean_auc
 from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.mto import StepContext, Strategy, create_strategy
-from mtreclib.progress import Progress, note
-from mtreclib.schema import Batch
+from mtreclib.nn.layers import sparse_tables
 
 
 @dataclass
@@ -64,7 +64,7 @@ class FitResult:
 
 
 class Checkpoints(Protocol):
-    """Where the trainer's checkpoints go (``mtreclib.experiment`` writes them into the run folder)."""
+    """Where the trainer's checkpoints go (``mtreclib.training.experiment`` writes them into the run folder)."""
 
     def save_best(self, state_dict: dict[str, torch.Tensor], epoch: int, valid: dict | None) -> None: ...
 

@@ -1,7 +1,7 @@
 """A trained model ready to use: its checkpoint loaded into the model, its encoders and its settings.
 
 ``load_checkpoint`` rebuilds everything from the self-describing ``best.pt`` (see
-``mtreclib.checkpoint``): the model from its registered name, typed settings and feature schema;
+``mtreclib.runs.checkpoint``): the model from its registered name, typed settings and feature schema;
 the encoders (vocabularies, numerical transforms) that turn raw rows into the ids and features
 it was trained on. ``Inference.probabilities`` scores encoded arrays and ``score_table`` raw
 rows, through the same batch loader as evaluation, so that a row gets the same probability
@@ -19,15 +19,16 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from mtreclib import checkpoint
 from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.core.device import resolve_device
+from mtreclib.core.errors import UserError
+from mtreclib.core.schema import FeatureSchema
 from mtreclib.data.encoders import Encoded, Encoders
 from mtreclib.data.encoding import Place
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import BagColumn, MultiTaskTable
-from mtreclib.errors import UserError
 from mtreclib.models import MultiTaskModel, create_model
-from mtreclib.schema import FeatureSchema
+from mtreclib.runs import checkpoint
 
 
 @dataclass
@@ -114,7 +115,6 @@ class Inference:
 
 
 def _as_device(device: str | torch.device) -> torch.device:
-    from mtreclib.experiment import resolve_device
 
     return device if isinstance(device, torch.device) else resolve_device(device)
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from mtreclib.atomic import atomic_output
-from mtreclib.errors import UserError
+from mtreclib.core.atomic import atomic_output
+from mtreclib.core.errors import UserError
 
 FORMAT = "mtreclib-checkpoint"
 VERSION = 1

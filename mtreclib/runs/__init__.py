@@ -1,0 +1,1 @@
+"""A run folder's files: checkpoints and the results record, written and read by the same classes."""
