@@ -146,17 +146,19 @@ def imtl_weights(gram: np.ndarray) -> np.ndarray:
 def pcgrad_weights(gram: np.ndarray, orders: list[np.ndarray]) -> np.ndarray:
     """PCGrad's summed projected gradients, ``sum_i g_i^PC``, as weights on the task gradients.
 
-    ``g_i^PC`` starts as ``g_i``; for each other task ``j`` in ``orders[i]``, when
-    ``g_i^PC . g_j < 0`` it loses its component along ``g_j``. Every ``g_i^PC`` stays a
-    combination ``sum_k C_ik g_k``, so the projections need only ``K``. Returns the column sums
-    of ``C`` (gradients of zero norm are never projected on).
+    ``g_i^PC`` starts as ``g_i``; for each task ``j`` in ``orders[i]``, when ``g_i^PC . g_j < 0``
+    it loses its component along ``g_j``. ``orders[i]`` holds every task, ``i`` included, as in
+    the authors' code and LibMTL: once earlier projections have turned ``g_i^PC`` against the
+    original ``g_i`` (possible from three tasks on), it is projected off ``g_i`` too. Every
+    ``g_i^PC`` stays a combination ``sum_k C_ik g_k``, so the projections need only ``K``.
+    Returns the column sums of ``C`` (gradients of zero norm are never projected on).
     """
     task_num = gram.shape[0]
     scale = max(float(np.max(np.diag(gram))), _TINY)
     coefficients = np.eye(task_num)
     for i in range(task_num):
         for j in orders[i]:
-            if j == i or gram[j, j] <= _TINY * scale:
+            if gram[j, j] <= _TINY * scale:
                 continue
             dot = float(coefficients[i] @ gram[:, j])
             if dot < 0:
