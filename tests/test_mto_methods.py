@@ -203,8 +203,27 @@ def test_nashmtl_solves_the_bargaining_equation():
         k = g @ g.T
         a = solvers.nash_weights(k)
         assert np.all(a > 0)
-        assert np.allclose(k @ a, 1 / a, rtol=1e-6)
-        assert math.isclose(float(np.linalg.norm(a @ g)) ** 2, 4.0, rel_tol=1e-6)  # |d|^2 = T
+        assert np.allclose(k @ a, 1 / a, rtol=1e-10, atol=0)
+        assert math.isclose(float(np.linalg.norm(a @ g)) ** 2, 4.0, rel_tol=1e-10)  # |d|^2 = T
+
+
+def test_nashmtl_is_the_root_itself_when_gradients_nearly_cancel():
+    # Two unit gradients at cos = -(1 - e), e = 2^-14: K = [[1, -(1 - e)], [-(1 - e), 1]]; by
+    # symmetry a_1 = a_2 = a with (1 - (1 - e)) a = 1 / a, so a = e^(-1/2) = 2^7 = 128 exactly.
+    # The ridge the solver starts from alone gives 127.979 (1.6e-4 off).
+    e = 2.0**-14
+    g = np.array([[1.0, 0.0], [-(1 - e), math.sqrt(1 - (1 - e) ** 2)]])
+    k = g @ g.T
+    a = solvers.nash_weights(k)
+    assert np.allclose(a, [128.0, 128.0], rtol=1e-11, atol=0)
+    assert np.allclose(k @ a, 1 / a, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("gradients", [[[1.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [-1.0, -1.0]]], ids=["zero", "opposed"])
+def test_nashmtl_without_a_root_keeps_finite_weights(gradients):
+    """A zero gradient or two that cancel: ``K a = 1 / a`` has no root; the ridged answer stands."""
+    a = solvers.nash_weights(gram(gradients))
+    assert np.all(np.isfinite(a)) and np.all(a > 0)
 
 
 def test_nashmtl_reuses_its_weights_between_solves():
