@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from mtreclib.config.settings import setting
 from mtreclib.layers import MLPBank
-from mtreclib.models.base import TaskLosses
+from mtreclib.models.base import TaskLosses, loss_dtype
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.esmm import ESMM
 from mtreclib.models.registry import register_model
@@ -106,21 +106,24 @@ class ESCM2(ESMM):
     def _batch_losses(self, batch: Batch) -> torch.Tensor:
         c = self.config
         emb = self.embedding.flat(batch.categorical, batch.numerical, batch.bags)
-        conditional = self.tower_logits(emb).float()  # (B, T); the loss in float32, as task_bce
+        conditional = self.tower_logits(emb)  # (B, T)
+        dtype = loss_dtype(conditional)  # the loss in float32, or float64 for a float64 model, as task_bce
+        conditional, labels = conditional.to(dtype), batch.labels.to(dtype)
+        weights = None if batch.weights is None else batch.weights.to(dtype)
         logits = self.chain(conditional)  # (B, T)
-        bce = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")  # (B, T)
-        imputed = F.softplus(self.imputation(emb).squeeze(-1).float()) if self.estimator == "dr" else None  # (B, C)
+        bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")  # (B, T)
+        imputed = F.softplus(self.imputation(emb).squeeze(-1).to(dtype)) if self.estimator == "dr" else None  # (B, C)
         losses = []
         for t, parent in enumerate(self.parents):
-            task_loss = weighted_mean(bce[:, t], batch.weights)
+            task_loss = weighted_mean(bce[:, t], weights)
             if parent is not None:
-                observed = batch.labels[:, parent]
+                observed = labels[:, parent]
                 propensity = torch.sigmoid(logits[:, parent].detach()).clamp_min(1.0 / c.max_inverse_propensity)
-                error = F.binary_cross_entropy_with_logits(conditional[:, t], batch.labels[:, t], reduction="none")  # (B,)
+                error = F.binary_cross_entropy_with_logits(conditional[:, t], labels[:, t], reduction="none")  # (B,)
                 if imputed is None:
-                    risk = ipw_risk(error, observed, propensity, batch.weights)
+                    risk = ipw_risk(error, observed, propensity, weights)
                 else:
-                    dr, imputation = dr_risks(error, imputed[:, self.child_tasks.index(t)], observed, propensity, batch.weights)
+                    dr, imputation = dr_risks(error, imputed[:, self.child_tasks.index(t)], observed, propensity, weights)
                     risk = dr + imputation
                 task_loss = c.global_weight * task_loss + c.counterfactual_weight * risk
             losses.append(task_loss)
