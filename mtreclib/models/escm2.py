@@ -76,8 +76,12 @@ class ESCM2(ESMM):
     Decisions: ``lambda_c L_cf`` is added to the child task's loss (it supervises that task's
     tower), so equal task weights give ``(L_ctr + lambda_g L_ctcvr + lambda_c L_cf) / T``, the
     paper's proportions. Defaults ``lambda_c = 0.1``, ``lambda_g = 1`` as in MMLRec's ESCM2 (the
-    paper searches them; PaddleRec's ESCM2 sets 0.01 / 1 and 0.5 / 0.5 in its two configs); the
-    inverse propensity is capped at 15, PaddleRec's clip. In the DR risk the imputation is
+    paper searches them; PaddleRec's ESCM2 sets 0.01 / 1 and 0.5 / 0.5 in its two configs). Both
+    risks are the paper's estimators, normalised by the batch's impressions ``|D|``, with the
+    inverse propensity ``1 / o^`` capped at 15: PaddleRec's clip in its DR risk, applied to the
+    IPW risk as well. PaddleRec's IPW risk is another reading: it normalises by the batch's
+    clicks, ``sum_i o_i e_i min(1 / (o^_i N_clicks), 15)`` (a self-normalised estimator, where the
+    cap seldom binds); this library follows the paper. In the DR risk the imputation is
     detached and in the imputation loss the error is, so each tower learns from its own term.
     The imputation towers (one per child task, ``MLPBank``) run only in training.
 
