@@ -37,14 +37,14 @@ class DSelectKConfig(ExpertConfig):
     smooth_step_gamma: float = setting(1.0, "gamma, the width of the smooth-step's cubic region around 0 (dselectk)", above=0)
     entropy_weight: float | None = setting(
         None,
-        "weight of the selectors' entropy, summed over tasks and selectors, a batch mean with example gates (dselectk; "
-        "default: the authors' 1e-6 as their sum over a 2,000-row batch, i.e. 2e-3 with example gates, 1e-6 with task gates)",
+        "weight of the selectors' entropy, summed over tasks and selectors, a batch mean with example gates; none: the "
+        "authors' weight, 2e-3 with example gates (their 1e-6 summed over 2,000 rows), 1e-6 with task gates (dselectk)",
         minimum=0,
     )
     unreachable_weight: float | None = setting(
         None,
-        "weight of the term that keeps selectors off the unreachable codes when expert_num is not a power of 2 (dselectk; "
-        "default: the authors' 1 as their sum over a 2,000-row batch, i.e. 2000 with example gates, 1 with task gates)",
+        "weight of the term that keeps selectors off unreachable codes when expert_num is not a power of 2; none: the "
+        "authors' weight, 2000 with example gates (their 1 summed over 2,000 rows), 1 with task gates (dselectk)",
         minimum=0,
     )
     gate_conditioning: str = setting(
