@@ -23,9 +23,9 @@ IMPUTATION_LOGITS = [0.2, -1.0, 0.7, 1.3]
 class Fixed(nn.Module):
     """Stands in for a tower bank: returns fixed logits whatever its input."""
 
-    def __init__(self, values: list[list[float]]):
+    def __init__(self, values: list[list[float]], dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.values = nn.Parameter(torch.tensor(values))
+        self.values = nn.Parameter(torch.tensor(values, dtype=dtype))
 
     def forward(self, emb) -> torch.Tensor:
         return self.values.unsqueeze(-1)  # (B, n, 1)
@@ -39,11 +39,11 @@ def _bce(p: float, y: float) -> float:
     return -(y * math.log(p) + (1 - y) * math.log(1 - p))
 
 
-def _model(name: str, **settings):
-    model = small_model(name, **settings)
-    model.towers = Fixed([[c, v] for c, v in zip(CTR_LOGITS, CVR_LOGITS)])
+def _model(name: str, dtype: torch.dtype = torch.float32, **settings):
+    model = small_model(name, **settings).to(dtype)
+    model.towers = Fixed([[c, v] for c, v in zip(CTR_LOGITS, CVR_LOGITS)], dtype)
     if name == "escm2-dr":
-        model.imputation = Fixed([[i] for i in IMPUTATION_LOGITS])
+        model.imputation = Fixed([[i] for i in IMPUTATION_LOGITS], dtype)
     return model
 
 
@@ -75,6 +75,15 @@ def test_task_losses_are_the_papers_on_a_hand_made_batch(name, estimator):
     model = _model(name, counterfactual_weight=0.3, global_weight=0.7)
     tasks = model.task_losses([_batch()]).tasks
     assert tasks.tolist() == pytest.approx(_by_hand(estimator, 0.3, 0.7), rel=1e-6)
+
+
+@pytest.mark.parametrize("name, estimator", [("escm2-ipw", "ipw"), ("escm2-dr", "dr")])
+def test_a_float64_model_computes_its_losses_in_float64(name, estimator):
+    """The same hand computation, to rounding: the losses are not cast down to float32."""
+    model = _model(name, torch.float64, counterfactual_weight=0.3, global_weight=0.7)
+    tasks = model.task_losses([_batch()]).tasks
+    assert tasks.dtype == torch.float64
+    assert tasks.tolist() == pytest.approx(_by_hand(estimator, 0.3, 0.7), rel=1e-14, abs=0)
 
 
 @pytest.mark.parametrize("name, estimator", [("escm2-ipw", "ipw"), ("escm2-dr", "dr")])

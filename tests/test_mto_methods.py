@@ -86,10 +86,26 @@ def test_pcgrad_weights_equal_the_projections_done_on_the_vectors():
     orders = [rng.permutation(4) for _ in range(4)]
     projected = g.copy()
     for i in range(4):
-        for j in orders[i]:
-            if j != i and projected[i] @ g[j] < 0:
+        for j in orders[i]:  # every task, i included, as the authors' code and LibMTL loop
+            if projected[i] @ g[j] < 0:
                 projected[i] -= projected[i] @ g[j] / (g[j] @ g[j]) * g[j]
     assert np.allclose(solvers.pcgrad_weights(g @ g.T, orders) @ g, projected.sum(0))
+
+
+def test_pcgrad_projects_a_gradient_off_its_own_original_once_it_turned_against_it():
+    # g1 = (1, 0), g2 = (-1, 2), g3 = (-3, -1). Task 1 meets g2, g3, then itself:
+    #   g1 . g2 = -1, + g2 / 5 -> (0.8, 0.4); . g3 = -2.8, + 0.28 g3 -> (-0.04, 0.12);
+    #   . g1 = -0.04 < 0 (turned against its own gradient), + 0.04 g1 -> (0, 0.12).
+    # Task 2 meets g1, g2, g3: (-1, 2) + g1 -> (0, 2); . g2 = 4; . g3 = -2, + 0.2 g3 -> (-0.6, 1.8).
+    # Task 3 meets g1, g2, g3: (-3, -1) + 3 g1 -> (0, -1); . g2 = -2, + 0.4 g2 -> (-0.4, -0.2); . g3 = 1.4.
+    g = np.array([[1.0, 0.0], [-1.0, 2.0], [-3.0, -1.0]])
+    orders = [np.array([1, 2, 0]), np.array([0, 1, 2]), np.array([0, 1, 2])]
+    weights = solvers.pcgrad_weights(g @ g.T, orders)
+    # Rows of coefficients (1.04, 0.2, 0.28), (1, 1, 0.2), (3, 0.4, 1); their column sums.
+    assert np.allclose(weights, [5.04, 1.6, 1.48], rtol=0, atol=1e-12)
+    assert np.allclose(weights @ g, [0.0 - 0.6 - 0.4, 0.12 + 1.8 - 0.2], rtol=0, atol=1e-12)
+    # Skipping the own gradient would have left task 1 at (-0.04, 0.12): the sum at (-1.04, 1.72).
+    assert not np.allclose(weights @ g, [-1.04, 1.72], rtol=0, atol=1e-3)
 
 
 def test_pcgrad_order_is_a_function_of_seed_and_step():
@@ -186,8 +202,27 @@ def test_nashmtl_solves_the_bargaining_equation():
         k = g @ g.T
         a = solvers.nash_weights(k)
         assert np.all(a > 0)
-        assert np.allclose(k @ a, 1 / a, rtol=1e-6)
-        assert math.isclose(float(np.linalg.norm(a @ g)) ** 2, 4.0, rel_tol=1e-6)  # |d|^2 = T
+        assert np.allclose(k @ a, 1 / a, rtol=1e-10, atol=0)
+        assert math.isclose(float(np.linalg.norm(a @ g)) ** 2, 4.0, rel_tol=1e-10)  # |d|^2 = T
+
+
+def test_nashmtl_is_the_root_itself_when_gradients_nearly_cancel():
+    # Two unit gradients at cos = -(1 - e), e = 2^-14: K = [[1, -(1 - e)], [-(1 - e), 1]]; by
+    # symmetry a_1 = a_2 = a with (1 - (1 - e)) a = 1 / a, so a = e^(-1/2) = 2^7 = 128 exactly.
+    # The ridge the solver starts from alone gives 127.979 (1.6e-4 off).
+    e = 2.0**-14
+    g = np.array([[1.0, 0.0], [-(1 - e), math.sqrt(1 - (1 - e) ** 2)]])
+    k = g @ g.T
+    a = solvers.nash_weights(k)
+    assert np.allclose(a, [128.0, 128.0], rtol=1e-11, atol=0)
+    assert np.allclose(k @ a, 1 / a, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("gradients", [[[1.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [-1.0, -1.0]]], ids=["zero", "opposed"])
+def test_nashmtl_without_a_root_keeps_finite_weights(gradients):
+    """A zero gradient or two that cancel: ``K a = 1 / a`` has no root; the ridged answer stands."""
+    a = solvers.nash_weights(gram(gradients))
+    assert np.all(np.isfinite(a)) and np.all(a > 0)
 
 
 def test_nashmtl_reuses_its_weights_between_solves():

@@ -19,20 +19,31 @@ from mtreclib.nn.layers import FieldEmbedding
 PROBE_ROWS = 256
 
 
+def loss_dtype(logits: torch.Tensor) -> torch.dtype:
+    """The precision a loss is computed in: the logits' own when wider than float32 (float64
+    checks stay exact), float32 otherwise (bfloat16 and float16 logits under autocast)."""
+    return torch.promote_types(logits.dtype, torch.float32)
+
+
 def task_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Each task's mean binary cross-entropy: (B, T) logits and labels, optional (B,) row weights -> (T,).
 
-    With weights, each task's loss is the weighted mean ``sum_b w_b l_bt / sum_b w_b``.
+    With weights, each task's loss is the weighted mean ``sum_b w_b l_bt / sum_b w_b``. Computed
+    in ``loss_dtype(logits)``.
     """
-    losses = F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")  # (B, T)
+    dtype = loss_dtype(logits)
+    losses = F.binary_cross_entropy_with_logits(logits.to(dtype), labels.to(dtype), reduction="none")  # (B, T)
     if weights is None:
         return losses.mean(0)
+    weights = weights.to(dtype)
     return (weights.unsqueeze(1) * losses).sum(0) / weights.sum().clamp_min(1e-12)
 
 
 def multitask_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean over tasks of each task's mean binary cross-entropy: (B, T) logits and labels -> ()."""
-    return F.binary_cross_entropy_with_logits(logits.float(), labels)
+    """Mean over tasks of each task's mean binary cross-entropy: (B, T) logits and labels -> (),
+    in ``loss_dtype(logits)``."""
+    dtype = loss_dtype(logits)
+    return F.binary_cross_entropy_with_logits(logits.to(dtype), labels.to(dtype))
 
 
 class TaskLosses(NamedTuple):

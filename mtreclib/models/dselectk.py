@@ -19,6 +19,15 @@ from mtreclib.nn.products import input_linear
 
 ENTROPY_EPSILON = 1e-6  # inside the entropy's log, as in the authors' code
 
+# The regularisers' default weights by gate conditioning: the authors' weights (1e-6 for the
+# entropy, their EntropyRegularizer's default; 1 for the unreachable-codes term) on their
+# reduction, a sum over every selector the gates computed. Example gates compute theirs once per
+# row, so a sum over the batch: as a batch mean here, at a batch of 2,000 rows. Task gates
+# compute theirs once per step: no batch factor.
+AUTHORS_ROWS = 2000
+DEFAULT_ENTROPY_WEIGHT = {"example": 2e-3, "task": 1e-6}
+DEFAULT_UNREACHABLE_WEIGHT = {"example": float(AUTHORS_ROWS), "task": 1.0}
+
 
 @dataclass(frozen=True)
 class DSelectKConfig(ExpertConfig):
@@ -26,8 +35,17 @@ class DSelectKConfig(ExpertConfig):
 
     selected_experts: int = setting(2, "k: experts each task's gate selects at most (dselectk)", minimum=1)
     smooth_step_gamma: float = setting(1.0, "gamma, the width of the smooth-step's cubic region around 0 (dselectk)", above=0)
-    entropy_weight: float = setting(
-        2e-3, "weight of the selectors' entropy, averaged over the batch, summed over tasks and selectors (dselectk)", minimum=0
+    entropy_weight: float | None = setting(
+        None,
+        "weight of the selectors' entropy, summed over tasks and selectors, a batch mean with example gates; none: the "
+        "authors' weight, 2e-3 with example gates (their 1e-6 summed over 2,000 rows), 1e-6 with task gates (dselectk)",
+        minimum=0,
+    )
+    unreachable_weight: float | None = setting(
+        None,
+        "weight of the term that keeps selectors off unreachable codes when expert_num is not a power of 2; none: the "
+        "authors' weight, 2000 with example gates (their 1 summed over 2,000 rows), 1 with task gates (dselectk)",
+        minimum=0,
     )
     gate_conditioning: str = setting(
         "example", "what the gates read: each example's field embeddings, or nothing (one static gate per task) (dselectk)",
@@ -35,6 +53,12 @@ class DSelectKConfig(ExpertConfig):
     )
 
     def check(self) -> None:
+        # An unset weight becomes its default for the gates' conditioning, so the configuration a
+        # run records holds the number used.
+        if self.entropy_weight is None:
+            object.__setattr__(self, "entropy_weight", DEFAULT_ENTROPY_WEIGHT[self.gate_conditioning])
+        if self.unreachable_weight is None:
+            object.__setattr__(self, "unreachable_weight", DEFAULT_UNREACHABLE_WEIGHT[self.gate_conditioning])
         if self.expert_num < 2:
             raise ConfigError(f"expert_num (--expert-num) must be at least 2 for DSelect-k, got {self.expert_num}")
         if self.selected_experts > self.expert_num:
@@ -76,16 +100,25 @@ class DSelectK(MultiTaskModel):
         y_t = tower_t( sum_l q_l E_l(x) )
 
     Once every ``|z_j| >= gamma/2``, each ``r`` is one-hot: exactly zero on all but one expert.
-    The auxiliary loss is ``entropy_weight * sum_{t, i} mean_b H(r(z^(i)))`` with
-    ``H(r) = -sum_l r_l log(r_l + 1e-6)``, which pushes the selectors to binary; when ``n`` is not
-    a power of two, also ``sum_{t, i} mean_b 1 / sum_{l < n} r_l`` (the authors' term that keeps
-    a selector off the unreachable codes ``l >= n``).
+    The auxiliary loss, over the selectors the gates computed (one set per row with example
+    gates, averaged over the batch; one set per step with task gates), is::
+
+        entropy_weight * sum_{t, i} H(r(z^(i)))  +  unreachable_weight * sum_{t, i} (1 / sum_{l < n} r_l - 1)
+
+    with ``H(r) = -sum_l r_l log(r_l + 1e-6)``, which pushes the selectors to binary; the second
+    term, only when ``n`` is not a power of two, keeps a selector off the unreachable codes
+    ``l >= n`` (the authors' ``1 / sum``, less the constant 1 so that it is 0, not 1, once a
+    selector is on reachable codes: the same gradient).
 
     Decisions: defaults are the authors' code's (``smooth_step_gamma`` 1, z initialised uniform in
-    +-gamma/100, w in +-0.05, k = 2 as their example); the regularisers are batch means where
-    the authors' code sums over the batch, so the default entropy weight 2e-3 is their 1e-6 at
-    this library's batch of 2048. Example-conditioned gates by default (they replace MMoE's
-    per-example softmax gates); all tasks' gates are one linear product.
+    +-gamma/100, w in +-0.05, k = 2 as their example). Their regularisers are sums over every
+    selector computed, with weights 1e-6 (their ``EntropyRegularizer``'s default; the gate has
+    none unless given one) and 1: with example gates that is a sum over the batch, here a batch
+    mean, so the default weights are theirs at a batch of 2,000 rows (2e-3 and 2000: at this
+    library's 2048, 0.98e-6 and 0.98 per row); with task gates there is no batch factor and the
+    defaults are theirs (1e-6 and 1). A batch mean keeps the weights independent of the batch
+    size and of the number of processes. Example-conditioned gates by default (they replace
+    MMoE's per-example softmax gates); all tasks' gates are one linear product.
 
     Reference: Hazimeh, Zhao, Chowdhery, Sathiamoorthy, Chen, Mazumder, Hong, Chi, "DSelect-k:
     Differentiable Selection in the Mixture of Experts with Applications to Multi-Task Learning",
@@ -152,10 +185,13 @@ class DSelectK(MultiTaskModel):
 
     def regularizer(self, selectors: torch.Tensor) -> torch.Tensor:
         """() the auxiliary loss of (B, T, k, n) selectors (see the class docstring)."""
+        c = self.config
+        if c.gate_conditioning == "task":
+            selectors = selectors[:1]  # the same on every row: computed once per step
         entropy = -(selectors * torch.log(selectors + ENTROPY_EPSILON)).sum(-1)  # (B, T, k)
-        total = self.config.entropy_weight * entropy.mean(0).sum()
+        total = c.entropy_weight * entropy.mean(0).sum()
         if self.codes.shape[0] != 2 ** self.codes.shape[1]:
-            total = total + (1.0 / selectors.sum(-1)).mean(0).sum()
+            total = total + c.unreachable_weight * (1.0 / selectors.sum(-1) - 1.0).mean(0).sum()
         return total
 
     def task_losses(self, batches: Sequence[Batch]) -> TaskLosses:

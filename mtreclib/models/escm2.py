@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from mtreclib.core.schema import Batch, FeatureSchema
 from mtreclib.core.settings import setting
-from mtreclib.models.base import TaskLosses
+from mtreclib.models.base import TaskLosses, loss_dtype
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.esmm import ESMM
 from mtreclib.models.registry import register_model
@@ -76,8 +76,12 @@ class ESCM2(ESMM):
     Decisions: ``lambda_c L_cf`` is added to the child task's loss (it supervises that task's
     tower), so equal task weights give ``(L_ctr + lambda_g L_ctcvr + lambda_c L_cf) / T``, the
     paper's proportions. Defaults ``lambda_c = 0.1``, ``lambda_g = 1`` as in MMLRec's ESCM2 (the
-    paper searches them; PaddleRec's ESCM2 sets 0.01 / 1 and 0.5 / 0.5 in its two configs); the
-    inverse propensity is capped at 15, PaddleRec's clip. In the DR risk the imputation is
+    paper searches them; PaddleRec's ESCM2 sets 0.01 / 1 and 0.5 / 0.5 in its two configs). Both
+    risks are the paper's estimators, normalised by the batch's impressions ``|D|``, with the
+    inverse propensity ``1 / o^`` capped at 15: PaddleRec's clip in its DR risk, applied to the
+    IPW risk as well. PaddleRec's IPW risk is another reading: it normalises by the batch's
+    clicks, ``sum_i o_i e_i min(1 / (o^_i N_clicks), 15)`` (a self-normalised estimator, where the
+    cap seldom binds); this library follows the paper. In the DR risk the imputation is
     detached and in the imputation loss the error is, so each tower learns from its own term.
     The imputation towers (one per child task, ``MLPBank``) run only in training.
 
@@ -106,21 +110,24 @@ class ESCM2(ESMM):
     def _batch_losses(self, batch: Batch) -> torch.Tensor:
         c = self.config
         emb = self.embedding.flat(batch.categorical, batch.numerical, batch.bags)
-        conditional = self.tower_logits(emb).float()  # (B, T); the loss in float32, as task_bce
+        conditional = self.tower_logits(emb)  # (B, T)
+        dtype = loss_dtype(conditional)  # the loss in float32, or float64 for a float64 model, as task_bce
+        conditional, labels = conditional.to(dtype), batch.labels.to(dtype)
+        weights = None if batch.weights is None else batch.weights.to(dtype)
         logits = self.chain(conditional)  # (B, T)
-        bce = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")  # (B, T)
-        imputed = F.softplus(self.imputation(emb).squeeze(-1).float()) if self.estimator == "dr" else None  # (B, C)
+        bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")  # (B, T)
+        imputed = F.softplus(self.imputation(emb).squeeze(-1).to(dtype)) if self.estimator == "dr" else None  # (B, C)
         losses = []
         for t, parent in enumerate(self.parents):
-            task_loss = weighted_mean(bce[:, t], batch.weights)
+            task_loss = weighted_mean(bce[:, t], weights)
             if parent is not None:
-                observed = batch.labels[:, parent]
+                observed = labels[:, parent]
                 propensity = torch.sigmoid(logits[:, parent].detach()).clamp_min(1.0 / c.max_inverse_propensity)
-                error = F.binary_cross_entropy_with_logits(conditional[:, t], batch.labels[:, t], reduction="none")  # (B,)
+                error = F.binary_cross_entropy_with_logits(conditional[:, t], labels[:, t], reduction="none")  # (B,)
                 if imputed is None:
-                    risk = ipw_risk(error, observed, propensity, batch.weights)
+                    risk = ipw_risk(error, observed, propensity, weights)
                 else:
-                    dr, imputation = dr_risks(error, imputed[:, self.child_tasks.index(t)], observed, propensity, batch.weights)
+                    dr, imputation = dr_risks(error, imputed[:, self.child_tasks.index(t)], observed, propensity, weights)
                     risk = dr + imputation
                 task_loss = c.global_weight * task_loss + c.counterfactual_weight * risk
             losses.append(task_loss)

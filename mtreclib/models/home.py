@@ -85,12 +85,15 @@ class HoME(MultiTaskModel):
     experts' shared input, so they sit at the meta level only, where every expert reads ``v``;
     both LoRA factors are initialised like a Linear's (a zero factor would leave the other
     without gradient at the first step). The meta level also makes ``m_s``, the shared
-    experts' input at the task level, as PLE's shared gate does. Gates are a linear layer and
+    experts' input at the task level, as PLE's shared gate does. The task-level experts read one
+    meta node's output each: the shared ones ``m_s``, a group's and its tasks' ``m_g``; some public
+    reimplementations give a group's task-level experts the concatenation ``[m_s, m_g]`` instead
+    (tests/test_model_home.py pins this library's reading by hand). Gates are a linear layer and
     softmax. The rank ``r`` (16) and the expert counts are not the paper's (it gives none for
     public use).
 
     Cost: the feature gates give every meta expert its own input, so their first products
-    cannot be shared or split field by field as MMoE's are (docs/models/group-b.md).
+    cannot be shared or split field by field as MMoE's are (docs/models/embedding-fusion-hierarchy.md).
 
     Reference: Wang, Cao, Fu, Gai, Zhou, "HoME: Hierarchy of Multi-Gate Experts for Multi-Task
     Learning at Kuaishou", 2024. https://arxiv.org/abs/2408.05430

@@ -45,8 +45,10 @@ class STEM(MultiTaskModel):
     second layer would read, is left out (a parameter without gradient would break DDP); each
     expert is an MLP of ``bottom_dims`` (theirs: 512, 512, 512). Differences: the gates are one
     linear layer then softmax, as in this library's MMoE and PLE, where the authors use an MLP
-    gate (128, 64) in every model they compare; embed 128 and dropout 0.2 are the library's
-    defaults (theirs: 16, no dropout).
+    gate (128, 64) in every model they compare; the experts and towers are this library's MLP
+    blocks, Linear, BatchNorm, ReLU, dropout, as in every model here, where the authors'
+    configuration has no BatchNorm (``batch_norm: False``); embed 128 and dropout 0.2 are the
+    library's defaults (theirs: 16, no dropout).
 
     Cost: ``T + 1`` embedding tables (3x MMoE's embedding parameters at two tasks) and ``T m``
     more experts than the ``S`` shared ones (10 instead of MMoE's 8 at the defaults).

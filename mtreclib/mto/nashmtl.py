@@ -32,8 +32,9 @@ class NashMTL(GradientStrategy):
     bargaining solution of the tasks' utilities ``g_t . d`` within a ball (then ``g_t . d = 1 / a_t``
     for every task, and ``|d|^2 = T``).
 
-    Solved exactly by Newton's method (``solvers.nash_weights``); the authors approximate it with
-    a sequence of convex programs. As in their code the weighted loss ``sum_t a_t L_t`` reaches
+    Solved by Newton's method to the root itself (``solvers.nash_weights``: a ridged solve, then
+    Newton steps on ``G G^T`` unridged); the authors approximate it with a sequence of convex
+    programs. As in their code the weighted loss ``sum_t a_t L_t`` reaches
     every parameter, the task-specific ones included; with ``nashmtl_update_every = k`` the
     weights are solved every k steps and the steps in between take one backward of that weighted
     loss (the paper's speed-up). Not done here: the reference code also clips the shared

@@ -16,9 +16,11 @@ from mtreclib.mto.solvers import pcgrad_weights
 class PCGrad(GradientStrategy):
     """PCGrad: each task's gradient projected off the gradients it conflicts with.
 
-    Gradient surgery: ``g_i^PC`` starts as ``g_i`` and, for every other task ``j`` in random
-    order with ``g_i^PC . g_j < 0``, loses its component along ``g_j``:
-    ``g_i^PC <- g_i^PC - (g_i^PC . g_j / |g_j|^2) g_j``. The shared update is the mean
+    Gradient surgery: ``g_i^PC`` starts as ``g_i`` and, for every task ``j`` in random order
+    with ``g_i^PC . g_j < 0``, loses its component along ``g_j``:
+    ``g_i^PC <- g_i^PC - (g_i^PC . g_j / |g_j|^2) g_j``. The order holds task ``i`` itself, as
+    in the authors' code and LibMTL: a ``g_i^PC`` that earlier projections turned against its
+    own ``g_i`` (from three tasks on) is projected off ``g_i`` as well. The shared update is the mean
     ``(1/T) sum_i g_i^PC`` (the paper sums; the mean keeps equal weighting's scale, so that
     PCGrad on gradients without conflict is exactly ``ew``). Task-specific parameters take their
     own task's gradient.

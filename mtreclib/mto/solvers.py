@@ -90,35 +90,51 @@ def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:
     return mean + (radius / norm) * w
 
 
-def nash_weights(gram: np.ndarray, max_iter: int = 100) -> np.ndarray:
+def nash_weights(gram: np.ndarray, max_iter: int = 100, polish_steps: int = 60) -> np.ndarray:
     """Nash-MTL's bargaining solution: the ``a > 0`` with ``K a = 1 / a`` (element-wise).
 
     It is the minimiser of the strictly convex ``a^T K a / 2 - sum_t log a_t``, found by damped
-    Newton steps, exact to rounding (the authors approximate it with a sequence of convex
-    programs). Solved on ``K / |K|_F`` with a tiny ridge, so that a task with no shared gradient
-    gets a large but finite weight, and scaled back.
+    Newton steps (the authors approximate it with a sequence of convex programs). Solved first on
+    ``K / |K|_F`` plus a tiny ridge, which always has a root (a task with no shared gradient gets
+    a large but finite weight) but moves it (by up to ~1e-4 where gradients nearly cancel); then
+    plain Newton steps on ``K`` itself from there, each kept only while it shrinks the residual
+    ``max_t |(K a)_t a_t - 1|``. Where ``K a = 1 / a`` has a root, the answer is that root to
+    rounding; where it has none (a zero gradient, gradients that cancel), the ridged one stands.
     """
     task_num = gram.shape[0]
     scale = float(np.linalg.norm(gram))
     if scale <= 0.0:
         return np.ones(task_num)
-    k = gram / scale + 1e-8 * np.eye(task_num)
-    alpha = 1.0 / np.sqrt(np.diag(k))  # the answer when the gradients are orthogonal
+    k = gram / scale
+    ridged = k + 1e-8 * np.eye(task_num)
+    alpha = 1.0 / np.sqrt(np.diag(ridged))  # the answer when the gradients are orthogonal
 
     def value(a: np.ndarray) -> float:
-        return 0.5 * float(a @ k @ a) - float(np.log(a).sum())
+        return 0.5 * float(a @ ridged @ a) - float(np.log(a).sum())
 
     for _ in range(max_iter):
-        gradient = k @ alpha - 1.0 / alpha
+        gradient = ridged @ alpha - 1.0 / alpha
         if float(np.abs(gradient * alpha).max()) < 1e-12:
             break
-        step = np.linalg.solve(k + np.diag(1.0 / alpha**2), gradient)
+        step = np.linalg.solve(ridged + np.diag(1.0 / alpha**2), gradient)
         length, current = 1.0, value(alpha)
         while np.any(alpha - length * step <= 0) or value(alpha - length * step) > current - 1e-4 * length * float(gradient @ step):
             length *= 0.5
             if length < 1e-12:
                 break
         alpha = alpha - length * step
+
+    def residual(a: np.ndarray) -> float:
+        return float(np.abs((k @ a) * a - 1.0).max())
+
+    for _ in range(polish_steps):
+        try:
+            polished = alpha - np.linalg.solve(k + np.diag(1.0 / alpha**2), k @ alpha - 1.0 / alpha)
+        except np.linalg.LinAlgError:  # no root: a weight has run off to where 1/a^2 vanishes beside K
+            break
+        if np.any(polished <= 0) or residual(polished) >= residual(alpha):
+            break
+        alpha = polished
     return alpha / np.sqrt(scale)
 
 
@@ -146,17 +162,19 @@ def imtl_weights(gram: np.ndarray) -> np.ndarray:
 def pcgrad_weights(gram: np.ndarray, orders: list[np.ndarray]) -> np.ndarray:
     """PCGrad's summed projected gradients, ``sum_i g_i^PC``, as weights on the task gradients.
 
-    ``g_i^PC`` starts as ``g_i``; for each other task ``j`` in ``orders[i]``, when
-    ``g_i^PC . g_j < 0`` it loses its component along ``g_j``. Every ``g_i^PC`` stays a
-    combination ``sum_k C_ik g_k``, so the projections need only ``K``. Returns the column sums
-    of ``C`` (gradients of zero norm are never projected on).
+    ``g_i^PC`` starts as ``g_i``; for each task ``j`` in ``orders[i]``, when ``g_i^PC . g_j < 0``
+    it loses its component along ``g_j``. ``orders[i]`` holds every task, ``i`` included, as in
+    the authors' code and LibMTL: once earlier projections have turned ``g_i^PC`` against the
+    original ``g_i`` (possible from three tasks on), it is projected off ``g_i`` too. Every
+    ``g_i^PC`` stays a combination ``sum_k C_ik g_k``, so the projections need only ``K``.
+    Returns the column sums of ``C`` (gradients of zero norm are never projected on).
     """
     task_num = gram.shape[0]
     scale = max(float(np.max(np.diag(gram))), _TINY)
     coefficients = np.eye(task_num)
     for i in range(task_num):
         for j in orders[i]:
-            if j == i or gram[j, j] <= _TINY * scale:
+            if gram[j, j] <= _TINY * scale:
                 continue
             dot = float(coefficients[i] @ gram[:, j])
             if dot < 0:

@@ -6,7 +6,8 @@ row: the log's own columns, the user's features, the video's basic features and 
 0 if the upload date is later). A user or video without a feature row gets nulls there (counted).
 
 Splits go by the row's ``date`` (Beijing time, as the log gives it), aligned with the publisher's
-two standard files and with the KuaiRand starter kit: train up to 2022-04-21 (all of
+two standard files (the publisher defines no split; the valid/test boundary is a third-party
+challenge's starter kit's, docs/recipes/kuairand.md): train up to 2022-04-21 (all of
 ``log_standard_4_08_to_4_21``), valid 2022-04-22 .. 04-28, test 2022-04-29 .. 05-08. Rows keep
 the files' order within a split (in Pure's logs, by user then time).
 
