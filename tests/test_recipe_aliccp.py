@@ -216,7 +216,7 @@ def test_row_groups_are_cut_by_size_without_changing_the_rows(tmp_path, files, m
 def test_the_spec_names_the_parquet_columns_the_side_table_the_roles_and_the_label_rule(tmp_path, files):
     write_download(tmp_path, files)
     lines = run(tmp_path, "AliCCP", progress=False)
-    assert find_recipe("AliCCP").run is run and find_recipe("AliCCP").options == ("drop_unclicked_conversions",)
+    assert find_recipe("AliCCP").names == ("AliCCP",) and "drop_unclicked_conversions" in find_recipe("AliCCP").Config.keys()
     clicks = sum(r["click"] for r in expected_rows(files, "train"))
     assert lines[0].startswith(f"train: {CONFIG.train_samples:,} rows, click {clicks / CONFIG.train_samples:.2%}")
     assert f"{len(expected_side(files, 'train'))} common-feature lines in common_train.parquet" in lines[0]

@@ -239,7 +239,7 @@ def test_the_specs_name_the_files_and_every_column_of_the_parquet_schema(tmp_pat
 
 def test_the_recipe_is_registered_under_its_dataset_name():
     recipe = find_recipe("KuaiRandPure")
-    assert recipe.run is kuairand.run and recipe.download == "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz"
+    assert recipe.names == ("KuaiRandPure",) and recipe.download_page("KuaiRandPure") == "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz"
 
 
 def test_run_returns_rows_and_label_rates_per_split(tmp_path, texts, expected):
@@ -547,7 +547,7 @@ def test_1k_and_27k_specs_name_their_version_and_take_user_and_video_ids_as_they
 @pytest.mark.parametrize("dataset", ["KuaiRandPure", "KuaiRand1K", "KuaiRand27K"])
 def test_each_version_is_registered_with_its_own_download(dataset):
     recipe = find_recipe(dataset)
-    assert recipe.run is kuairand.run and recipe.names == (dataset,) and recipe.download == URLS[dataset]
+    assert recipe.names == (dataset,) and recipe.download_page(dataset) == URLS[dataset]
 
 
 @pytest.mark.parametrize("dataset, packed", [("KuaiRand1K", False), ("KuaiRand27K", True)])

@@ -1,67 +1,40 @@
-"""The recipes' registry: dataset names to the functions that make them."""
+"""Until each recipe is a kit class (mtreclib.recipes.kit): a recipe function registered as one.
+
+``register_recipe(names, download, options)`` decorates ``run(data_dir, name, *, progress, **options)
+-> list[str]`` as before; it becomes a ``Recipe`` whose ``Config`` has a boolean setting per option.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import make_dataclass
 
-from mtreclib.errors import UserError
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A registered recipe.
-
-    Attributes:
-        names: the dataset names it makes (``CensusIncome``; ``AliExpress_NL``, ``AliExpress_ES`` ...).
-        download: where the raw files come from (a URL), for messages and ``mtrec preprocess --help``.
-        run: ``run(data_dir, name, progress=..., **options)`` converts the download and returns
-            lines that summarise what it wrote (rows per split, label rates, seconds).
-        options: the keyword options ``run`` takes besides ``progress`` (``drop_orphans``).
-    """
-
-    names: tuple[str, ...]
-    download: str
-    run: Callable[..., list[str]]
-    options: tuple[str, ...] = ()
+from mtreclib.config.settings import setting
+from mtreclib.recipes.kit import Recipe, RecipeConfig, Report
+from mtreclib.recipes.kit import register_recipe as register_class
 
 
-_RECIPES: list[Recipe] = []
+class _Lines(Report):
+    """The summary lines a recipe function returned."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("", None)
+        self._lines = lines
+
+    def lines(self) -> list[str]:
+        return self._lines
 
 
-def register_recipe(
-    names: tuple[str, ...], download: str, options: tuple[str, ...] = ()
-) -> Callable[[Callable[..., list[str]]], Callable[..., list[str]]]:
-    """Function decorator: ``run(data_dir: Path, name: str, *, progress: bool, **options) -> list[str]``."""
-
+def register_recipe(names: tuple[str, ...], download: str, options: tuple[str, ...] = ()) -> Callable[[Callable[..., list[str]]], Callable[..., list[str]]]:
     def decorator(run: Callable[..., list[str]]) -> Callable[..., list[str]]:
-        for name in names:
-            if any(name in recipe.names for recipe in _RECIPES):
-                raise ValueError(f"recipe {name!r} is registered twice")
-        _RECIPES.append(Recipe(tuple(names), download, run, tuple(options)))
+        fields = [(option, bool, setting(False, option.replace("_", " "))) for option in options]
+        config = make_dataclass(f"{names[0]}Config", fields, bases=(RecipeConfig,), frozen=True)
+
+        def run_recipe(self: Recipe) -> Report:
+            return _Lines(run(self.data_dir, self.name, progress=self.progress, **{option: getattr(self.config, option) for option in options}))
+
+        recipe = type(names[0].split("_")[0], (Recipe,), {"names": tuple(names), "page": download, "Config": config, "run": run_recipe})
+        register_class(recipe)
         return run
 
     return decorator
-
-
-def recipe_names() -> list[str]:
-    return [name for recipe in _RECIPES for name in recipe.names]
-
-
-def find_recipe(name: str) -> Recipe:
-    """The recipe that makes dataset ``name``; an unknown name lists the known ones."""
-    for recipe in _RECIPES:
-        if name in recipe.names:
-            return recipe
-    raise UserError(f"no recipe for dataset {name!r}; mtrec preprocess knows: {', '.join(recipe_names())}")
-
-
-def run_recipe(name: str, data_dir: str | Path, *, progress: bool = True, **options: object) -> list[str]:
-    """Run the recipe of ``name`` on ``data_dir`` with its ``options`` set; returns its summary lines."""
-    recipe = find_recipe(name)
-    for option in options:
-        if option not in recipe.options:
-            flag = "--" + option.replace("_", "-")
-            raise UserError(f"{flag} is an option of {', '.join(r.names[0].split('_')[0] for r in _RECIPES if option in r.options)}, not of {name}")
-    return recipe.run(Path(data_dir), name, progress=progress, **options)
