@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import gzip
 import io
@@ -207,3 +208,19 @@ def test_every_preprocess_flag_is_generated_from_a_settings_class(capsys):
     declared = {flag_name(f.name, f) for cls in (PreprocessConfig, *(r.Config for r in recipe_classes())) for f in dataclasses.fields(cls) if meta_of(f).cli}
     assert flags == declared
     assert main(["preprocess", "--dataset", "Nope", "--no-progress"]) == 2 and "no recipe for dataset 'Nope'" in capsys.readouterr().err
+
+
+def test_each_recipe_imports_the_kit_never_the_recipes_package_so_there_is_no_cycle():
+    folder = Path(kit.__file__).parent.parent
+    for path in folder.rglob("*.py"):
+        if path.name == "__init__.py" and path.parent == folder:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "mtreclib.recipes":
+                raise AssertionError(f"{path} imports mtreclib.recipes: {ast.unparse(node)}")
+            if isinstance(node, ast.Import) and any(alias.name == "mtreclib.recipes" for alias in node.names):
+                raise AssertionError(f"{path} imports mtreclib.recipes")
+    # Discovery registered a recipe from each module or package beside the kit.
+    modules = {p.stem if p.is_file() else p.name for p in folder.iterdir() if (p.suffix == ".py" or (p / "__init__.py").exists())}
+    modules -= {"__init__", "kit"}
+    assert modules == {recipe.__module__.split(".")[2] for recipe in recipe_classes()}
