@@ -224,3 +224,10 @@ def test_each_recipe_imports_the_kit_never_the_recipes_package_so_there_is_no_cy
     modules = {p.stem if p.is_file() else p.name for p in folder.iterdir() if (p.suffix == ".py" or (p / "__init__.py").exists())}
     modules -= {"__init__", "kit"}
     assert modules == {recipe.__module__.split(".")[2] for recipe in recipe_classes()}
+
+
+def test_sort_distinct_names_the_first_two_rows_of_the_smallest_repeated_key():
+    order, ordered, repeat = kit.sort_distinct(np.array([7, 3, 9, 5]))
+    assert ordered.tolist() == [3, 5, 7, 9] and order.tolist() == [1, 3, 0, 2] and repeat is None
+    _, _, repeat = kit.sort_distinct(np.array([9, 4, 9, 2, 4, 4]))
+    assert repeat == (1, 4)  # key 4 (smaller than 9): rows 1 and 4, not row 5

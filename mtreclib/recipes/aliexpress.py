@@ -46,7 +46,20 @@ from mtreclib.data.encoding import Place as IdPlace
 from mtreclib.data.encoding import check_id_range
 from mtreclib.data.processed import COLUMNS
 from mtreclib.errors import DataError, UserError
-from mtreclib.recipes.kit import Output, Place, RawFile, Recipe, RecipeConfig, Tally, expect, locate, read_pieces, register_recipe, run_recipe
+from mtreclib.recipes.kit import (
+    Output,
+    Place,
+    RawFile,
+    Recipe,
+    RecipeConfig,
+    Tally,
+    distinct_lines,
+    expect,
+    locate,
+    read_pieces,
+    register_recipe,
+    run_recipe,
+)
 
 COUNTRIES = ("NL", "ES", "FR", "US", "RU")
 KINDS = ("user_train", "item_train", "user_test", "item_test")
@@ -116,18 +129,8 @@ def read_users(source: RawFile, *, chunk_bytes: int = CHUNK_BYTES, progress: boo
             pieces.append(data)
     table = pa.concat_tables(pieces)
     del pieces
-    search_id = table.column("user_1").to_numpy()
-    order = np.argsort(search_id, kind="stable")
-    search_id = search_id[order]
-    repeated = np.flatnonzero(search_id[1:] == search_id[:-1])
-    if len(repeated):
-        first, second = sorted(int(order[i]) + 1 for i in (repeated[0], repeated[0] + 1))
-        raise DataError(
-            source.name,
-            f"search id {search_id[repeated[0]]} has a second user row (the first is line {first}); a page has one user row",
-            line=second,
-            column="user_1",
-        )
+    ids = table.column("user_1").to_numpy()
+    order, search_id = distinct_lines(ids, source.name, "user_1", lambda key: f"search id {key}", "user row", "a page has one user row")
     columns = table.drop_columns(["user_1"]).take(pa.array(order)).combine_chunks()
     return UserTable(search_id, columns)
 

@@ -19,9 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from mtreclib.data.csvchunks import Dialect
-from mtreclib.errors import DataError
 from mtreclib.recipes.aliccp.features import COMMON, FIELDS, FieldValues, parse_features, parse_keys, weight_column
-from mtreclib.recipes.kit import RawFile, Report, read_pieces
+from mtreclib.recipes.kit import RawFile, Report, distinct_lines, read_pieces
 
 COLUMNS = ("common_feature_index", "feature_count", "feature_list")
 TYPES = {"common_feature_index": pa.string(), "feature_count": pa.int64(), "feature_list": pa.string()}
@@ -122,18 +121,7 @@ def read_common(
                 features += len(fields[field.name].ids)
             write(pa.Table.from_arrays(arrays, schema=SIDE_SCHEMA))
     key = np.concatenate(keys)
-    order = np.argsort(key, kind="stable")
-    sorted_keys = key[order]
-    repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
-    if len(repeated):
-        first, second = sorted(int(order[i]) + 1 for i in (repeated[0], repeated[0] + 1))
-        raise DataError(
-            source.name,
-            f"common feature index {int(sorted_keys[repeated[0]]):016x} has a second line (the first is line {first}); "
-            "an index has one line",
-            line=second,
-            column="common_feature_index",
-        )
+    order, sorted_keys = distinct_lines(key, source.name, "common_feature_index", lambda k: f"common feature index {int(k):016x}", "line", "an index has one line")
     ids = {name: np.concatenate(parts[0]) for name, parts in profile.items()}
     present = {name: np.concatenate(parts[1]) for name, parts in profile.items()}
     return CommonTable(sorted_keys, order, ids, present, features)

@@ -9,7 +9,7 @@
 - ``report``: ``Report``, what a run wrote, counted and read.
 """
 
-from mtreclib.recipes.kit.checks import binary, expect, first, integers
+from mtreclib.recipes.kit.checks import binary, distinct_lines, expect, first, integers, sort_distinct
 from mtreclib.recipes.kit.files import OpenFile, Place, RawFile, locate, read_header
 from mtreclib.recipes.kit.output import Output
 from mtreclib.recipes.kit.reading import read_pieces
@@ -20,4 +20,5 @@ from mtreclib.recipes.kit.report import Report, Tally
 __all__ = [
     "OpenFile", "Output", "Place", "RawFile", "Recipe", "RecipeConfig", "Report", "Tally", "binary", "expect", "find_recipe",
     "first", "integers", "locate", "read_header", "read_pieces", "recipe_classes", "recipe_names", "register_recipe", "run_recipe",
+    "sort_distinct", "distinct_lines",
 ]  # fmt: skip

@@ -6,7 +6,7 @@ name its line and column and what was found there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,34 @@ def expect(bad: np.ndarray, values: Sequence | np.ndarray | pa.Array, name: str,
 def binary(values: np.ndarray, name: str, first_line: int, column: str, expected: str = "0 or 1") -> None:
     """A label column holds only 0 and 1."""
     expect((values != 0) & (values != 1), values, name, first_line, column, expected)
+
+
+def sort_distinct(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int] | None]:
+    """Keys sorted for a binary search, and whether one repeats.
+
+    Returns ``order`` (n,), the row of each sorted key (a stable sort); the sorted keys (n,); and
+    None if every key is distinct, else the two rows (0-based, in file order) of the first
+    occurrences of the smallest key that repeats, for the message naming both.
+    """
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if not len(same):
+        return order, ordered, None
+    return order, ordered, (int(order[same[0]]), int(order[same[0] + 1]))
+
+
+def distinct_lines(
+    keys: np.ndarray, name: str, column: str, key_text: Callable[[object], str], row: str, rule: str, first_line: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``sort_distinct`` of a file's keys (row ``r`` on line ``first_line + r``); a repeated key is
+    ``DataError(name, "KEY has a second ROW (the first is line N); RULE")`` on its second line."""
+    order, ordered, repeat = sort_distinct(keys)
+    if repeat is not None:
+        first_row, second_row = repeat
+        message = f"{key_text(keys[first_row])} has a second {row} (the first is line {first_line + first_row}); {rule}"
+        raise DataError(name, message, line=first_line + second_row, column=column)
+    return order, ordered
 
 
 def first_rejected(texts: pa.Array, kind: pa.DataType) -> int:

@@ -48,7 +48,17 @@ from mtreclib.config.settings import setting
 from mtreclib.data.csvchunks import CHUNK_BYTES
 from mtreclib.errors import DataError
 from mtreclib.recipes.kit import Output, Recipe, RecipeConfig, Report, register_recipe
-from mtreclib.recipes.kuairand.files import RANDOM, STANDARD_EARLY, STANDARD_LATE, USERS, VERSIONS, VIDEOS_BASIC, VIDEOS_STATISTIC, Download, find_download
+from mtreclib.recipes.kuairand.files import (
+    RANDOM,
+    STANDARD_EARLY,
+    STANDARD_LATE,
+    USERS,
+    VERSIONS,
+    VIDEOS_BASIC,
+    VIDEOS_STATISTIC,
+    Download,
+    find_download,
+)
 from mtreclib.recipes.kuairand.logs import LABELS, LOG_CHUNK_BYTES, SCHEMA, SPLITS, convert_log
 from mtreclib.recipes.kuairand.tables import BASIC_LAYOUT, BATCH_BYTES, STATISTIC_LAYOUT, USER_LAYOUT, FeatureTable, TableBuilder
 

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from mtreclib.data.csvchunks import CHUNK_BYTES
 from mtreclib.errors import DataError
-from mtreclib.recipes.kit import Report, expect, first, read_pieces
+from mtreclib.recipes.kit import Report, expect, first, read_pieces, sort_distinct
 from mtreclib.recipes.kuairand.files import USERS, VIDEOS_BASIC, VIDEOS_STATISTIC, OpenCsv
 
 KINDS = ("text", "code", "count", "ratio", "tags", "date")
@@ -354,18 +354,18 @@ class TableBuilder:
         self._flush()
         self.close()
         layout = self.layout
-        ids = np.fromfile(self._ids.name, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")
-        ids = ids[order]
-        if (repeated := np.flatnonzero(ids[1:] == ids[:-1])).size:
-            (first_name, first_line), (second_name, second_line) = (self._where(int(order[i])) for i in (repeated[0], repeated[0] + 1))
-            first = f"line {first_line}" if first_name == second_name else f"line {first_line} of {first_name}"
+        read = np.fromfile(self._ids.name, dtype=np.int64)  # in reading order
+        order, ids, repeat = sort_distinct(read)
+        if repeat is not None:
+            (first_name, first_line), (second_name, second_line) = (self._where(row) for row in repeat)
+            earlier = f"line {first_line}" if first_name == second_name else f"line {first_line} of {first_name}"
             raise DataError(
                 second_name,
-                f"{layout.id_column} {ids[repeated[0]]} has a second row (the first is {first}); one row per id is expected",
+                f"{layout.id_column} {read[repeat[0]]} has a second row (the first is {earlier}); one row per id is expected",
                 line=second_line,
                 column=layout.id_column,
             )
+        del read
         stem = self.folder / layout.stem
         ids, order = _mapped(stem.with_suffix(".ids.npy"), ids), _mapped(stem.with_suffix(".rows.npy"), order)
         days = None if self._days is None else np.memmap(self._days.name, dtype=np.float64, mode="r")
