@@ -219,4 +219,5 @@ def read_header(file: OpenFile, columns: Sequence[str]) -> None:
             got = repr(found[position]) if position < len(found) else "the end of the line"
             raise DataError(file.name, f"expected the column {name!r} here, found {got} (the header is {expected})", line=1, column=name)
     if len(found) > len(columns):
-        raise DataError(file.name, f"expected {len(columns)} columns, found {len(found)} (the header is {expected})", line=1, column=found[len(columns)])
+        message = f"expected {len(columns)} columns, found {len(found)} (the header is {expected})"
+        raise DataError(file.name, message, line=1, column=found[len(columns)])

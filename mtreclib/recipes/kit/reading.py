@@ -45,7 +45,9 @@ def read_pieces(
     rows = 0
     with contextlib.ExitStack() as stack:
         pieces = stack.enter_context(contextlib.closing(prefetch(line_pieces(file.stream, first_line=2 if header else 1, chunk_bytes=chunk_bytes))))
-        bar = stack.enter_context(tqdm(total=file.size, unit="B", unit_scale=True, desc=file.file_name, disable=None if progress else True, leave=False))
+        bar = stack.enter_context(
+            tqdm(total=file.size, unit="B", unit_scale=True, desc=file.file_name, disable=None if progress else True, leave=False)
+        )
         for piece in pieces:
             table = parse_piece(file.name, piece, columns, types, dialect=dialect, nullable=nullable, text_numbers=text_numbers)
             yield piece, table

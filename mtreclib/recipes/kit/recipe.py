@@ -19,6 +19,7 @@ import yaml
 
 from mtreclib.config.settings import Settings, setting
 from mtreclib.data.csvchunks import CHUNK_BYTES
+from mtreclib.recipes.kit.files import RawFile
 from mtreclib.recipes.kit.output import Output
 from mtreclib.recipes.kit.report import Report
 
@@ -72,7 +73,9 @@ class Recipe:
         raise NotImplementedError
 
     def sources(self, files: Any) -> list[str]:
-        """How the spec's header names what was read (default: each ``RawFile``'s name)."""
+        """How the spec's header names what was read (default: the name of the ``RawFile``, or of each)."""
+        if isinstance(files, RawFile):
+            return [files.name]
         return [file.name for file in (files.values() if isinstance(files, dict) else files)]
 
     def run(self) -> Report:
