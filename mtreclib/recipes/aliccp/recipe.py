@@ -9,9 +9,12 @@ Ma et al., "Entire Space Multi-Task Model", SIGIR 2018; https://tianchi.aliyun.c
 - ``sample_id``: the line's sample id; ``common_feature_index``: its common-features index, the
   16 hex digits read as a 64-bit number (int64, two's complement): the spec's ``group``, and the
   key of the side table;
-- ``click``, ``conversion``: int8 0/1; a conversion without a click is an error (or, with
-  ``drop_unclicked_conversions``, the line is left out and counted), so the conversion task over
-  all impressions is the ESMM paper's CTCVR;
+- ``click``, ``conversion``: int8 0/1. A conversion without a click (click 0, conversion 1) is
+  left out and counted by default, as torch-rechub's and the AITM authors' preprocessing leave
+  such lines out, so that conversion implies click (the spec says so) and the conversion task
+  over all impressions is the ESMM paper's CTCVR; ``unclicked_conversions="keep"`` writes them
+  as labelled, as the ESMM authors' x-deeplearning sample generator does (the spec then
+  declares no ``implies`` if any was kept), and ``"stop"`` stops at the first;
 - the fields of the paper (features.FIELDS) but the user histories, named by their field
   ids: a single-valued field (101, 121..129 from the line's common-features line; 205, 206, 207,
   216, 301) as an int64 feature id, null where the line lacks it; a multi-valued field (210,
@@ -65,6 +68,7 @@ SKELETON_TYPES = {
     "feature_list": pa.string(),
 }
 DIALECT = Dialect(",", quoted=False)
+UNCLICKED = ("drop", "keep", "stop")  # what to do with a conversion without a click
 # The fields on the impression rows: all but the user histories, which live in the side table.
 ROW_FIELDS = tuple(field for field in FIELDS if field not in HISTORIES)
 
@@ -106,8 +110,9 @@ def rows_schema() -> pa.Schema:
 ROWS_SCHEMA = rows_schema()
 
 
-def dataset_spec(name: str) -> dict:
-    """The ``dataset.yaml`` content (docs/dataset-spec.md) for the files this recipe writes."""
+def dataset_spec(name: str, *, implies: bool = True) -> dict:
+    """The ``dataset.yaml`` content (docs/dataset-spec.md) for the files this recipe writes;
+    ``implies``: declare that conversion implies click (false once a conversion without a click is kept)."""
 
     def bag(field: Field) -> dict:
         # Sum of the features' embeddings weighted by their values (log counts; 1 for 210), as
@@ -125,7 +130,7 @@ def dataset_spec(name: str) -> dict:
         "multi_valued": [bag(f) for f in FIELDS if f.multi],
         "numerical": [],
         "labels": ["click", "conversion"],
-        "implies": {"conversion": "click"},
+        **({"implies": {"conversion": "click"}} if implies else {}),
         "group": KEY,
     }
 
@@ -137,6 +142,10 @@ in the side table `common`, joined to each impression by its common_feature_inde
 There is no validation file: `mtrec train` holds out --valid-fraction of train.
 conversion implies click, so the conversion task over all impressions is CTCVR.
 """
+_KEPT_NOTES = _SPEC_NOTES.replace(
+    "conversion implies click, so the conversion task over all impressions is CTCVR.",
+    "Conversions without a click were kept as labelled (--unclicked-conversions keep): no implies is declared.",
+)
 
 
 def _columns(field: Field, values: FieldValues) -> list[pa.Array]:
@@ -149,16 +158,17 @@ def _columns(field: Field, values: FieldValues) -> list[pa.Array]:
     return list_columns(values)
 
 
-def _unclicked(path: str, first_line: int, click: np.ndarray, conversion: np.ndarray, *, drop: bool) -> np.ndarray:
-    """(n,) the lines that are a conversion without a click; an error unless ``drop``. Labels are checked first."""
+def _unclicked(path: str, first_line: int, click: np.ndarray, conversion: np.ndarray, *, policy: str) -> np.ndarray:
+    """(n,) the lines that are a conversion without a click; under ``policy`` ``stop`` the first is an
+    error. Labels are checked first."""
     for column, labels in (("click", click), ("conversion", conversion)):
         expect((labels != 0) & (labels != 1), labels, path, first_line, column, "a label 0 or 1")
     unclicked = (conversion == 1) & (click == 0)
-    if unclicked.any() and not drop:
+    if unclicked.any() and policy == "stop":
         raise DataError(
             path,
-            "a conversion without a click; Ali-CCP's conversions follow clicks (the conversion task is CTCVR). "
-            "To leave such lines out and go on, run again with --drop-unclicked-conversions (it reports how many)",
+            "a conversion without a click (--unclicked-conversions stop); --unclicked-conversions drop leaves such lines "
+            "out (as torch-rechub and AITM's code do), keep writes them as labelled (as x-deeplearning does)",
             line=first_line + int(unclicked.argmax()),
             column="conversion",
         )
@@ -189,8 +199,11 @@ def _rows(
 class AliCCPConfig(RecipeConfig):
     # Parsing expands a piece of text ~14-fold while it works, so Ali-CCP's pieces are smaller.
     chunk_bytes: int = setting(PIECE_BYTES, "bytes of raw text parsed at a time (tests and tuning)", minimum=1, cli=False)
-    drop_unclicked_conversions: bool = setting(
-        False, "drop impressions converted without a click, and report how many (default: stop with an error)"
+    unclicked_conversions: str = setting(
+        "drop",
+        "impressions converted without a click: drop them (torch-rechub's and AITM's reading; conversion then implies click), "
+        "keep them as labelled (x-deeplearning's; the spec then declares no implies), or stop at the first; each is counted",
+        choices=UNCLICKED,
     )
 
 
@@ -228,14 +241,14 @@ class AliCCP(Recipe):
 
     def _convert_split(self, split: str, skeleton: RawFile, common: RawFile, output: Output) -> None:
         """``common``'s histories to the side table, then ``skeleton`` joined to its profiles to output ``split``."""
-        chunk_bytes, drop = self.config.chunk_bytes, self.config.drop_unclicked_conversions
+        chunk_bytes, policy = self.config.chunk_bytes, self.config.unclicked_conversions
         side = table_name(split)
         with output.parquet(side, SIDE_SCHEMA, tally=False) as sink:
             users = read_common(common, sink.write, chunk_bytes=chunk_bytes, progress=self.progress, report=output.report)
         output.parquet(split, ROWS_SCHEMA)
         tally = output.report.tally(split)
         referenced = np.zeros(users.rows, dtype=bool)
-        dropped = 0
+        unclicked_lines = 0
         with skeleton.open() as file:
             pieces = read_pieces(
                 file, SKELETON_COLUMNS, SKELETON_TYPES, report=output.report, chunk_bytes=chunk_bytes, progress=self.progress,
@@ -243,7 +256,7 @@ class AliCCP(Recipe):
             )  # fmt: skip
             for piece, data in pieces:
                 click, conversion = data.column("click").to_numpy(), data.column("conversion").to_numpy()
-                unclicked = _unclicked(file.name, piece.first_line, click, conversion, drop=drop)
+                unclicked = _unclicked(file.name, piece.first_line, click, conversion, policy=policy)
                 keys = parse_keys(file.name, piece.first_line, data.column(KEY))
                 rows, found = users.find(keys)
                 if not found.all():
@@ -255,17 +268,18 @@ class AliCCP(Recipe):
                 # A dropped line is checked like any other: it is left out, not excused.
                 items = parse_features(file.name, piece.first_line, lists, data.column("feature_count").to_numpy(), SAMPLE)
                 table = _rows(users, rows, items, data.column("sample_id").to_numpy(), keys, click, conversion)
-                if unclicked.any():
+                unclicked_lines += int(unclicked.sum())
+                if policy == "drop" and unclicked.any():
                     table, rows = table.filter(pa.array(~unclicked)), rows[~unclicked]
-                    dropped += int(unclicked.sum())
                 referenced[rows] = True
                 output.write(split, table)
         if tally.rows == 0:
-            raise DataError(skeleton.name, f"no line is left once the {dropped:,} conversions without a click are dropped")
+            raise DataError(skeleton.name, f"no line is left once the {unclicked_lines:,} conversions without a click are dropped")
         unused = int((~referenced).sum())
         if unused:
             output.keep_rows(side, referenced)
-        for key, count in (("common_rows", users.rows), ("common_features", users.features), ("unused_common_rows", unused), ("dropped_conversions", dropped)):
+        counts = {"common_rows": users.rows, "common_features": users.features, "unused_common_rows": unused, "unclicked_conversions": unclicked_lines}
+        for key, count in counts.items():
             tally.count(key, count)
         tally.details.append(
             f"{users.rows - unused:,} common-feature lines in {side}.parquet ({users.features:,} history features read, "
@@ -273,8 +287,12 @@ class AliCCP(Recipe):
         )
         if unused:
             tally.details.append(f"{unused:,} common-feature lines have no impression: left out")
-        if dropped:
-            tally.details.append(f"{dropped:,} conversions without a click dropped")
+        if unclicked_lines:
+            done = "dropped" if policy == "drop" else "kept (click 0, conversion 1)"
+            tally.details.append(f"{unclicked_lines:,} conversions without a click {done}")
 
     def specs(self, files: dict[str, dict[str, RawFile]]) -> dict[str, tuple[dict, str]]:
-        return {"dataset.yaml": (dataset_spec(self.name), _SPEC_NOTES)}
+        # Written after the rows: the rule is declared only if every row written keeps it.
+        kept = self.config.unclicked_conversions == "keep" and self.report.total("unclicked_conversions") > 0
+        spec = dataset_spec(self.name, implies=not kept)
+        return {"dataset.yaml": (spec, _KEPT_NOTES if kept else _SPEC_NOTES)}

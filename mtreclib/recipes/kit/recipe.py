@@ -54,6 +54,7 @@ class Recipe:
         self.config = config
         self.progress = progress
         self.target = self.data_dir / name
+        self.report = Report(name, self.target, self.labels)  # the run's, once it starts
 
     @classmethod
     def download_page(cls, name: str) -> str:
@@ -69,7 +70,9 @@ class Recipe:
         raise NotImplementedError
 
     def specs(self, files: Any) -> dict[str, tuple[dict, str]]:
-        """The spec files to write: file name -> (spec, what its header says after naming the sources)."""
+        """The spec files to write: file name -> (spec, what its header says after naming the sources).
+
+        Called after ``convert``: ``self.report`` holds what it counted."""
         raise NotImplementedError
 
     def sources(self, files: Any) -> list[str]:
@@ -82,7 +85,7 @@ class Recipe:
         """Find, convert, write the specs, move into place; what was done."""
         start = time.perf_counter()
         files = self.find()
-        report = Report(self.name, self.target, self.labels)
+        self.report = report = Report(self.name, self.target, self.labels)
         with Output(self.target, report, self.labels) as output:
             self.convert(files, output)
             sources = self.sources(files)
