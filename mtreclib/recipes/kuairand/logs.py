@@ -5,10 +5,11 @@ row: the log's own columns, the user's features, the video's basic features and 
 ``hour`` (of ``hourmin``) and ``video_age_days`` (the row's date minus the video's upload date,
 0 if the upload date is later). A user or video without a feature row gets nulls there (counted).
 
-Splits go by the row's ``date`` (Beijing time, as the log gives it), aligned with the publisher's
-two standard files and with the KuaiRand starter kit: train up to 2022-04-21 (all of
-``log_standard_4_08_to_4_21``), valid 2022-04-22 .. 04-28, test 2022-04-29 .. 05-08. Rows keep
-the files' order within a split (in Pure's logs, by user then time).
+Splits go by the row's ``date`` (Beijing time, as the log gives it). The publisher defines no
+split: train is its first standard file (up to 2022-04-21, all of ``log_standard_4_08_to_4_21``);
+the second file's days are cut here, the recipe's choice, into valid 2022-04-22 .. 04-28 and test
+2022-04-29 .. 05-08 (docs/recipes/kuairand.md). Rows keep the files' order within a split (in
+Pure's logs, by user then time).
 
 A log may come in parts (27K's standard logs: files.py); each part is a CSV of its own
 (header, line numbers) and is converted like a whole file, in the order handed out.
