@@ -227,6 +227,7 @@ class CensusIncome(Recipe):
                 pieces = read_pieces(file, COLUMNS, _READ_TYPES, report=report, chunk_bytes=self.config.chunk_bytes, progress=self.progress, dialect=_DIALECT)
                 for piece, raw in pieces:
                     table = convert_rows(file.name, raw, piece.first_line)
+                    del raw  # the parsed text goes before the next piece is parsed
                     if split == "train":
                         output.write("train", table)
                     else:

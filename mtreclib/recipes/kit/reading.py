@@ -50,12 +50,13 @@ def read_pieces(
         )
         for piece in pieces:
             table = parse_piece(file.name, piece, columns, types, dialect=dialect, nullable=nullable, text_numbers=text_numbers)
-            yield piece, table
             rows += table.num_rows
             bar.update(piece.data.nbytes)
             if report is not None:
                 report.read_rows += table.num_rows
                 report.read_bytes += piece.data.nbytes
+            yield piece, table
+            del table  # not held while the next piece is parsed
     if rows == 0:
         empty = "the file has a header but no rows" if header else "the file is empty"
         raise DataError(file.name, f"{empty}; expected rows of {len(columns)} values")
