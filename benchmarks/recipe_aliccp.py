@@ -6,7 +6,7 @@ training samples and N/10 test samples, and per split a pool of ``--common-rows`
 lines whatever N, so that growth in N is growth in samples only and a flat peak memory means the
 recipe streams. Each behaviour list has ``--history`` features on average: 125 makes about 500
 user features a common line, as in the real files (8 GB of text for 730,599 lines). Then the
-recipe runs alone in a fresh process (`run` of mtreclib.recipes.aliccp, what `mtrec preprocess
+recipe runs alone in a fresh process (`run_recipe` of mtreclib.recipes, what `mtrec preprocess
 --dataset AliCCP` calls), and a second process that only imports it gives the memory floor (the
 library's imports, torch included).
 
@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from generators.aliccp import SPLITS, AliCCPConfig, archive_name, generate_download  # noqa: E402
 
 RUN = (
-    "import sys; from pathlib import Path; from mtreclib.recipes.aliccp import run\n"
-    "print('\\n'.join(run(Path(sys.argv[1]), 'AliCCP', progress=False)))"
+    "import sys; from mtreclib.recipes import run_recipe\n"
+    "print('\\n'.join(run_recipe('AliCCP', sys.argv[1], progress=False).lines()))"
 )
 
 

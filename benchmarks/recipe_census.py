@@ -4,7 +4,7 @@ For each scale, a download of scale x (199,523 training + 99,762 test lines) is 
 layout UCI serves (``census+income+kdd.zip`` > ``census.tar.gz`` > the two text files), then the
 recipe runs alone in a fresh process:
 
-    python -c "from mtreclib.recipes.census import run; run(Path(DIR), 'CensusIncome', progress=False)"
+    python -c "from mtreclib.recipes import run_recipe; run_recipe('CensusIncome', DIR, progress=False)"
 
 Figures: wall seconds, lines per second, MB/s of uncompressed raw text, peak RSS, and the Parquet
 size. Peak RSS at a larger scale next to scale 1 shows whether memory grows with the rows (it
@@ -29,8 +29,8 @@ from generators.census import CensusConfig, generate_download  # noqa: E402
 
 TRAIN_LINES, TEST_LINES = 199_523, 99_762
 _RUN = (
-    "import sys; from pathlib import Path; from mtreclib.recipes.census import run\n"
-    "print('\\n'.join(run(Path(sys.argv[1]), 'CensusIncome', progress=False)))"
+    "import sys; from mtreclib.recipes import run_recipe\n"
+    "print('\\n'.join(run_recipe('CensusIncome', sys.argv[1], progress=False).lines()))"
 )
 
 

@@ -5,7 +5,7 @@ generation time) is generated with the real table sizes (27,285 users, 7,583 vid
 ``scale`` times the real log sizes (1,141,000 + 295,609 standard rows, 1,186,059 random rows), then
 the recipe runs alone in a fresh process:
 
-    python -c "from mtreclib.recipes.kuairand import run; run(DIR, 'KuaiRandPure', progress=False)"
+    python -c "from mtreclib.recipes import run_recipe; run_recipe('KuaiRandPure', DIR, progress=False)"
 
 Figures: wall seconds, log rows per second, MB/s of uncompressed log CSV, peak RSS, and the size
 of the Parquet output. Two scales with the same user and video tables show whether memory grows
@@ -51,8 +51,8 @@ def one_scale(work: Path, scale: float, reuse: bool) -> dict:
     run = measure(
         python(
             "-c",
-            "import sys; from pathlib import Path; from mtreclib.recipes.kuairand import run\n"
-            "print('\\n'.join(run(Path(sys.argv[1]), 'KuaiRandPure', progress=False)))",
+            "import sys; from mtreclib.recipes import run_recipe\n"
+            "print('\\n'.join(run_recipe('KuaiRandPure', sys.argv[1], progress=False).lines()))",
             str(folder),
         )
     )

@@ -156,6 +156,7 @@ def auc_check(args: argparse.Namespace) -> list[dict]:
     from dataclasses import replace
 
     from mtreclib.config.experiment import ExperimentConfig
+    from mtreclib.config.resolve import with_changes
     from mtreclib.data import synthetic
     from mtreclib.data.datasets import from_tables
     from mtreclib.training.experiment import run_experiment
@@ -167,7 +168,8 @@ def auc_check(args: argparse.Namespace) -> list[dict]:
     for model in args.models:
         runs = {}
         for precision in ("fp32", "bf16"):
-            config = ExperimentConfig().replace(
+            config = with_changes(
+                ExperimentConfig(),
                 model=model, dataset=args.dataset, embed_dim=args.embed_dim, expert_num=args.expert_num, device=args.device,
                 save=False, progress=False, epochs=args.auc_epochs, batch_size=args.batch_size, patience=0, precision=precision, seed=0,
             )  # fmt: skip

@@ -35,7 +35,7 @@ def one(args: argparse.Namespace) -> None:
     import torch
 
     from mtreclib.config.experiment import ExperimentConfig
-from mtreclib.config.resolve import with_changes
+    from mtreclib.config.resolve import with_changes
     from mtreclib.core.distributed import ProcessPlace
     from mtreclib.core.schema import FeatureSchema
     from mtreclib.data.table import MultiTaskTable
@@ -86,6 +86,7 @@ def builtin(args: argparse.Namespace) -> None:
     import torch
 
     from mtreclib.config.experiment import ExperimentConfig
+    from mtreclib.config.resolve import with_changes
     from mtreclib.core.distributed import ProcessPlace
     from mtreclib.data.datasets import load_dataset
     from mtreclib.training.experiment import build_training_model

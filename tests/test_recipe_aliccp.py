@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -19,8 +20,8 @@ from mtreclib.core.errors import DataError, UserError
 from mtreclib.data.datasets import load_dataset
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.spec import DatasetSpec
-from mtreclib.recipes import aliccp_features, aliccp_parquet, find_recipe
-from mtreclib.recipes.aliccp import preprocess, run
+from mtreclib.recipes import find_recipe, kit, run_recipe
+from mtreclib.recipes.aliccp import features as aliccp_features
 
 CONFIG = AliCCPConfig(train_samples=400, test_samples=150, common_rows=40, history_mean=3.0, seed=3)
 
@@ -32,6 +33,15 @@ MULTI = HISTORY + ITEM_MULTI
 USER = {"101", "121", "122", "124", "125", "126", "127", "128", "129", "109_14", "110_14", "127_14", "150_14"}
 ITEM = {"205", "206", "207", "210", "216"}
 OUTPUT_FILES = ["common_test.parquet", "common_train.parquet", "dataset.yaml", "test.parquet", "train.parquet"]
+
+
+def preprocess(data_dir: Path, **options: object) -> dict[str, SimpleNamespace]:
+    """The recipe as ``mtrec preprocess`` runs it; per split, its rows, clicks, conversions and counts by name."""
+    report = run_recipe("AliCCP", data_dir, **options)
+    return {
+        split: SimpleNamespace(rows=t.rows, clicks=t.positives["click"], conversions=t.positives["conversion"], **t.counts)
+        for split, t in report.outputs.items()
+    }
 
 
 def features_of(text: str) -> list[tuple[str, int, float]]:
@@ -151,7 +161,7 @@ def test_generated_download_converts_to_exactly_the_expected_rows(tmp_path, file
         assert_each_impression_finds_its_line(files, tmp_path, split)
         report = reports[split]
         assert report.rows == len(expected) and report.common_rows == CONFIG.common_rows
-        assert report.unused_common_rows == CONFIG.common_rows - len(side) and report.dropped_conversions == 0
+        assert report.unused_common_rows == CONFIG.common_rows - len(side) and report.unclicked_conversions == 0
         assert report.common_features == sum(1 for features in common_lines(files, split).values() for f in features if f[0] in HISTORY)
         assert report.clicks == sum(r["click"] for r in expected) and report.conversions == sum(r["conversion"] for r in expected)
     assert sorted(p.name for p in (tmp_path / "AliCCP").iterdir() if p.suffix in (".parquet", ".yaml") or p.name.startswith(".")) == OUTPUT_FILES
@@ -197,16 +207,16 @@ def test_multi_valued_fields_keep_every_value_in_order_wherever_they_are_in_the_
 
 
 def test_row_groups_are_cut_by_size_without_changing_the_rows(tmp_path, files, monkeypatch):
-    monkeypatch.setattr(aliccp_parquet, "ROW_GROUP_BYTES", 2000)
+    monkeypatch.setattr(kit.output, "ROW_GROUP_BYTES", 2000)
     write_download(tmp_path, files)
     reports = preprocess(tmp_path, progress=False, chunk_bytes=2048)
     rows = pq.ParquetFile(tmp_path / "AliCCP" / "train.parquet").metadata
-    assert rows.num_row_groups == reports["train"].row_groups > 10
+    assert rows.num_row_groups > 10 and reports["train"].rows == CONFIG.train_samples
     side = pq.ParquetFile(tmp_path / "AliCCP" / "common_train.parquet").metadata
-    assert side.num_row_groups == reports["train"].common_row_groups > 3  # after the rewrite without unused lines
+    assert side.num_row_groups > 3  # after the rewrite without unused lines
     assert read_split(tmp_path, "train") == expected_rows(files, "train") and read_side(tmp_path, "train") == expected_side(files, "train")
-    monkeypatch.setattr(aliccp_parquet, "ROW_GROUP_BYTES", 1 << 30)
-    monkeypatch.setattr(aliccp_parquet, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(kit.output, "ROW_GROUP_BYTES", 1 << 30)
+    monkeypatch.setattr(kit.output, "ROW_GROUP_ROWS", 100)
     reports = preprocess(tmp_path, progress=False, chunk_bytes=1 << 20)  # one piece: cut by rows alone
     rows = pq.ParquetFile(tmp_path / "AliCCP" / "train.parquet").metadata
     assert [rows.row_group(i).num_rows for i in range(rows.num_row_groups)] == [100, 100, 100, 100]
@@ -215,14 +225,14 @@ def test_row_groups_are_cut_by_size_without_changing_the_rows(tmp_path, files, m
 
 def test_the_spec_names_the_parquet_columns_the_side_table_the_roles_and_the_label_rule(tmp_path, files):
     write_download(tmp_path, files)
-    lines = run(tmp_path, "AliCCP", progress=False)
-    assert find_recipe("AliCCP").run is run and find_recipe("AliCCP").options == ("drop_unclicked_conversions",)
+    lines = run_recipe("AliCCP", tmp_path, progress=False).lines()
+    assert find_recipe("AliCCP").names == ("AliCCP",) and "unclicked_conversions" in find_recipe("AliCCP").Config.keys()
     clicks = sum(r["click"] for r in expected_rows(files, "train"))
-    assert lines[0].startswith(f"train: {CONFIG.train_samples:,} rows, click {clicks / CONFIG.train_samples:.2%}")
+    assert lines[0].startswith(f"train: {CONFIG.train_samples:,} rows; click {100 * clicks / CONFIG.train_samples:.3g}%")
     assert f"{len(expected_side(files, 'train'))} common-feature lines in common_train.parquet" in lines[0]
-    assert "next: mtrec train --dataset AliCCP" in lines[-1]
+    assert lines[-1].startswith("read ") and f"in {tmp_path / 'AliCCP'}/" in lines[-1]
     text = (tmp_path / "AliCCP" / "dataset.yaml").read_text()
-    assert text.startswith("# Ali-CCP") and "sample_train.tar.gz" in text
+    assert text.startswith("# AliCCP: Ali-CCP") and "sample_train.tar.gz" in text
     spec = yaml.safe_load(text)
     assert list(spec) == ["name", "format", "train", "test", "tables", "categorical", "multi_valued", "numerical", "labels", "implies", "group"]
     assert (spec["name"], spec["format"], spec["train"], spec["test"]) == ("AliCCP", "parquet", "train.parquet", "test.parquet")
@@ -308,31 +318,63 @@ def _unclicked_files(files: dict[str, bytes]) -> tuple[dict[str, bytes], str, in
     return {**files, skeleton_name("train"): "\n".join(lines).encode()}, victim, changed
 
 
-def test_conversions_without_a_click_are_dropped_and_counted_with_the_option(tmp_path, files):
+def test_conversions_without_a_click_are_dropped_by_default_and_counted(tmp_path, files):
+    """The real download goes through without a rerun: torch-rechub's and AITM's reading by default."""
     edited, victim, changed = _unclicked_files(files)
     write_download(tmp_path, edited)
-    with pytest.raises(DataError, match=r"line 4, column conversion: a conversion without a click.*--drop-unclicked-conversions"):
-        preprocess(tmp_path, progress=False)
-    assert_no_output(tmp_path)
-    reports = preprocess(tmp_path, progress=False, chunk_bytes=2048, drop_unclicked_conversions=True)
-    assert reports["train"].dropped_conversions == changed and reports["test"].dropped_conversions == 0
+    reports = preprocess(tmp_path, progress=False, chunk_bytes=2048)
+    assert reports["train"].unclicked_conversions == changed and reports["test"].unclicked_conversions == 0
     expected = expected_rows(edited, "train", drop_unclicked=True)
     assert read_split(tmp_path, "train") == expected and len(expected) == CONFIG.train_samples - changed
     assert read_side(tmp_path, "train") == expected_side(edited, "train", drop_unclicked=True)
     assert signed(victim) not in {row["common_feature_index"] for row in read_side(tmp_path, "train")}  # its impressions all dropped
     assert_each_impression_finds_its_line(edited, tmp_path, "train", drop_unclicked=True)
     assert read_split(tmp_path, "test") == expected_rows(files, "test")
+    assert yaml.safe_load((tmp_path / "AliCCP" / "dataset.yaml").read_text())["implies"] == {"conversion": "click"}
 
 
-def test_the_cli_flag_drops_them_and_other_recipes_refuse_it(tmp_path, files, capsys):
+def test_kept_conversions_without_a_click_are_written_as_labelled_and_no_implies_is_declared(tmp_path, files):
+    """x-deeplearning's reading: every line, its labels as written."""
     edited, _, changed = _unclicked_files(files)
     write_download(tmp_path, edited)
-    assert main(["preprocess", "--dataset", "AliCCP", "--data-dir", str(tmp_path), "--no-progress"]) == 2
-    assert "--drop-unclicked-conversions" in capsys.readouterr().err
-    assert main(["preprocess", "--dataset", "AliCCP", "--data-dir", str(tmp_path), "--drop-unclicked-conversions", "--no-progress"]) == 0
+    reports = preprocess(tmp_path, progress=False, chunk_bytes=2048, unclicked_conversions="keep")
+    assert reports["train"].unclicked_conversions == changed
+    assert read_split(tmp_path, "train") == expected_rows(edited, "train")  # the (click 0, conversion 1) rows included
+    assert read_side(tmp_path, "train") == expected_side(edited, "train")
+    text = (tmp_path / "AliCCP" / "dataset.yaml").read_text()
+    assert "implies" not in yaml.safe_load(text) and "Conversions without a click were kept as labelled" in text
+    dataset = load_dataset("AliCCP", tmp_path, progress=False)  # the library reads rows that break the rule when none is declared
+    assert not any(dataset.schema.task_implies) and len(dataset.train) > 0
+    # Kept where there are none: the rule holds, and is declared.
+    write_download(tmp_path / "clean", files)
+    preprocess(tmp_path / "clean", progress=False, unclicked_conversions="keep")
+    assert yaml.safe_load((tmp_path / "clean" / "AliCCP" / "dataset.yaml").read_text())["implies"] == {"conversion": "click"}
+
+
+def test_stop_makes_the_first_conversion_without_a_click_an_error_naming_its_line(tmp_path, files):
+    edited, _, _ = _unclicked_files(files)
+    write_download(tmp_path, edited)
+    where = r"sample_train.tar.gz > sample_skeleton_train.csv, line 4, column conversion: a conversion without a click"
+    with pytest.raises(DataError, match=where + r" \(--unclicked-conversions stop\); --unclicked-conversions drop leaves"):
+        preprocess(tmp_path, progress=False, chunk_bytes=2048, unclicked_conversions="stop")
+    assert_no_output(tmp_path)
+
+
+def test_the_cli_option_reads_them_each_way_and_other_recipes_refuse_it(tmp_path, files, capsys):
+    edited, _, changed = _unclicked_files(files)
+    write_download(tmp_path, edited)
+    command = ["preprocess", "--dataset", "AliCCP", "--data-dir", str(tmp_path), "--no-progress"]
+    assert main(command) == 0
     assert f"{changed} conversions without a click dropped" in capsys.readouterr().out
-    assert main(["preprocess", "--dataset", "CensusIncome", "--data-dir", str(tmp_path), "--drop-unclicked-conversions", "--no-progress"]) == 2
-    assert "--drop-unclicked-conversions is an option of AliCCP, not of CensusIncome" in capsys.readouterr().err
+    assert main([*command, "--unclicked-conversions", "keep"]) == 0
+    assert f"{changed} conversions without a click kept (click 0, conversion 1)" in capsys.readouterr().out
+    assert main([*command, "--unclicked-conversions", "stop"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 4, column conversion" in err and "--unclicked-conversions drop" in err
+    assert main([*command, "--unclicked-conversions", "maybe"]) == 2
+    assert "unclicked_conversions (--unclicked-conversions) must be one of drop, keep, stop, got 'maybe'" in capsys.readouterr().err
+    assert main(["preprocess", "--dataset", "CensusIncome", "--data-dir", str(tmp_path), "--unclicked-conversions", "drop"]) == 2
+    assert "--unclicked-conversions is an option of AliCCP, not of CensusIncome" in capsys.readouterr().err
 
 
 # The header of torch-rechub's processed Ali-CCP rows (../shared/data/samples/ali-ccp/train.csv, real
@@ -404,10 +446,6 @@ BAD_TEXT = {
         skeleton_name("train"), 3, _set(1, "x"), SKELETON_TRAIN + ", line 3, column click:", "expected an integer, found 'x'",
     ),
     "a click label 2": (skeleton_name("train"), 11, _set(1, "2"), SKELETON_TRAIN + ", line 11, column click:", "expected a label 0 or 1, found 2"),
-    "a conversion without a click": (
-        skeleton_name("train"), 20, lambda line: re.sub(r"^(\d+),\d,\d,", r"\1,0,1,", line),
-        SKELETON_TRAIN + ", line 20, column conversion:", "a conversion without a click", "run again with --drop-unclicked-conversions",
-    ),
     "a feature count that does not match": (
         skeleton_name("train"), 9, _columns(lambda v: v.__setitem__(4, str(int(v[4]) + 1))),
         SKELETON_TRAIN + ", line 9, column feature_count:", "features, its list holds",
@@ -506,7 +544,7 @@ def test_bad_raw_lines_stop_with_one_line_naming_file_line_and_column_and_write_
 @pytest.mark.parametrize("name", [skeleton_name("train"), common_name("test")])
 def test_an_empty_file_is_an_error(tmp_path, files, name):
     write_download(tmp_path, {**files, name: b""}, layout="unpacked", folder="AliCCP")
-    with pytest.raises(DataError, match=rf"AliCCP/{name}: the file is empty; expected lines of \d values"):
+    with pytest.raises(DataError, match=rf"AliCCP/{name}: the file is empty; expected rows of \d values"):
         preprocess(tmp_path, progress=False)
     assert_no_output(tmp_path)
 
@@ -534,7 +572,7 @@ def test_a_truncated_archive_is_an_error(tmp_path, files):
 def test_a_file_that_is_no_archive_is_an_error(tmp_path, files):
     write_download(tmp_path, files)
     (tmp_path / archive_name("test")).write_bytes(b"PK\x03\x04 not a tar.gz" * 20)
-    with pytest.raises(DataError, match=r"sample_test.tar.gz: cannot read the archive \(not a gzip file\)"):
+    with pytest.raises(DataError, match=r"sample_test.tar.gz( > \S+)?: cannot read the archive \(not a gzip file\)"):
         preprocess(tmp_path, progress=False)
     assert_no_output(tmp_path)
 

@@ -37,12 +37,17 @@ from generators.kuairand import (
 from mtreclib.cli import main
 from mtreclib.core.errors import DataError, UserError
 from mtreclib.data.datasets import load_dataset
-from mtreclib.recipes import find_recipe, kuairand
-from mtreclib.recipes.kuairand_files import VERSIONS, find_download
+from mtreclib.recipes import Report, find_recipe, kuairand, run_recipe
+from mtreclib.recipes.kuairand.files import VERSIONS, find_download
 from mtreclib.training.experiment import run_experiment
 
 CONFIG = KuaiRandConfig(users=40, videos=30, early_rows=500, late_rows=400, random_rows=200, seed=5)
 SPLITS = ("train", "valid", "test")
+
+def convert(data_dir: Path, name: str = "KuaiRandPure", **options: object) -> Report:
+    """The recipe as ``mtrec preprocess`` runs it (without progress bars); what it did."""
+    return run_recipe(name, data_dir, progress=False, **options)
+
 FILES = [f"{prefix}{split}.parquet" for prefix in ("", "random_") for split in SPLITS]
 
 # The publisher's columns, by what the recipe should make of them (written out here, not taken from the recipe).
@@ -156,14 +161,14 @@ def test_a_download_converts_to_exactly_the_expected_rows(tmp_path, texts, expec
     # In one layout, pieces far smaller than the files: rows cross piece and split boundaries, and
     # the feature tables are written in many record batches.
     chunks = {"chunk_bytes": 2048, "log_chunk_bytes": 8192, "batch_bytes": 1024} if layout == "archive in DATA_DIR" else {}
-    result = kuairand.convert(tmp_path, progress=False, **chunks)
+    result = convert(tmp_path, **chunks)
     folder = tmp_path / "KuaiRandPure"
     for file in FILES:
         assert read_rows(folder / file) == expected[file], file  # every value, in log-file order
     assert sum(len(expected[f]) for f in FILES[:3]) == CONFIG.early_rows + CONFIG.late_rows
     assert sum(len(expected[f]) for f in FILES[3:]) == CONFIG.random_rows
     assert len(expected["random_train.parquet"]) == 0 and all(len(expected[f]) for f in FILES if f != "random_train.parquet")
-    assert result["standard"].rows == {s: len(expected[f"{s}.parquet"]) for s in SPLITS}
+    assert {s: result.outputs[s].rows for s in SPLITS} == {s: len(expected[f"{s}.parquet"]) for s in SPLITS}
     assert not list(tmp_path.glob(".KuaiRandPure.tmp*"))
     if where == "KuaiRandPure":  # the download beside the output is left as it was
         assert (folder / ("KuaiRand-Pure.tar.gz" if packed else "data")).exists()
@@ -171,7 +176,7 @@ def test_a_download_converts_to_exactly_the_expected_rows(tmp_path, texts, expec
 
 def test_rows_go_to_their_split_by_date(tmp_path, texts):
     write_download(tmp_path, texts)
-    kuairand.convert(tmp_path, progress=False)
+    convert(tmp_path)
     periods = {"train": (20220408, 20220421), "valid": (20220422, 20220428), "test": (20220429, 20220508)}
     for split, (first, last) in periods.items():
         for prefix in ("", "random_"):
@@ -185,7 +190,7 @@ def test_rows_go_to_their_split_by_date(tmp_path, texts):
 
 def test_labels_are_0_1_int8_and_no_label_is_declared_to_imply_a_click(tmp_path, texts):
     write_download(tmp_path, texts)
-    result = kuairand.convert(tmp_path, progress=False)
+    result = convert(tmp_path)
     table = pq.read_table(tmp_path / "KuaiRandPure" / "train.parquet")
     for name in LABELS:
         assert table.schema.field(name).type == pa.int8()
@@ -194,7 +199,7 @@ def test_labels_are_0_1_int8_and_no_label_is_declared_to_imply_a_click(tmp_path,
     # such rows are counted (for the user to see) and no `implies` is declared.
     rows = [r for log in (STANDARD_EARLY, STANDARD_LATE) for r in rows_of(texts[log])]
     without = {name: sum(r[name] == "1" and r["is_click"] == "0" for r in rows) for name in LABELS[1:]}
-    assert result["standard"].without_click == without and without["is_like"] > 0
+    assert {label: result.counts[f"standard_without_click_{label}"] for label in LABELS[1:]} == without and without["is_like"] > 0
     spec = yaml.safe_load((tmp_path / "KuaiRandPure" / "dataset.yaml").read_text())
     assert "implies" not in spec
 
@@ -202,7 +207,7 @@ def test_labels_are_0_1_int8_and_no_label_is_declared_to_imply_a_click(tmp_path,
 @pytest.mark.parametrize("spec_file, valid, test", [("dataset.yaml", "valid.parquet", "test.parquet"), ("random.yaml", "random_valid.parquet", "random_test.parquet")])
 def test_the_specs_name_the_files_and_every_column_of_the_parquet_schema(tmp_path, texts, spec_file, valid, test):
     write_download(tmp_path, texts)
-    kuairand.convert(tmp_path, progress=False)
+    convert(tmp_path)
     folder = tmp_path / "KuaiRandPure"
     text = (folder / spec_file).read_text()
     assert text.startswith("# KuaiRandPure: KuaiRand-Pure")
@@ -240,17 +245,17 @@ def test_the_specs_name_the_files_and_every_column_of_the_parquet_schema(tmp_pat
 
 def test_the_recipe_is_registered_under_its_dataset_name():
     recipe = find_recipe("KuaiRandPure")
-    assert recipe.run is kuairand.run and recipe.download == "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz"
+    assert "KuaiRandPure" in recipe.names and recipe.download_page("KuaiRandPure") == "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz"
 
 
 def test_run_returns_rows_and_label_rates_per_split(tmp_path, texts, expected):
     write_download(tmp_path, texts)
-    lines = kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+    lines = run_recipe("KuaiRandPure", tmp_path, progress=False).lines()
     train = expected["train.parquet"]
     rate = sum(r["is_click"] for r in train) / len(train)
-    assert f"train: {len(train):,} rows; is_click {rate:.4f}," in lines[0]
+    assert f"train: {len(train):,} rows; is_click {100 * rate:.3g}%," in lines[0]
     assert any(line.startswith(f"random_test: {len(expected['random_test.parquet']):,} rows") for line in lines)
-    assert "rows/s" in lines[-2] and "random.yaml" in lines[-1]
+    assert "rows/s" in lines[-1] and "random.yaml" in lines[-1]
 
 
 def test_rows_whose_user_or_video_has_no_feature_row_get_nulls_and_are_counted(tmp_path, texts):
@@ -262,28 +267,27 @@ def test_rows_whose_user_or_video_has_no_feature_row_get_nulls_and_are_counted(t
     dropped_video = int(lines[3].split(",")[0])
     edited[VIDEOS_BASIC] = "".join(lines[:3] + lines[4:]).encode()
     write_download(tmp_path, edited)
-    result = kuairand.convert(tmp_path, progress=False)
+    result = convert(tmp_path)
     expected = expected_files(edited)
     for file in FILES:
         assert read_rows(tmp_path / "KuaiRandPure" / file) == expected[file]
     rows = [r for log in (STANDARD_EARLY, STANDARD_LATE) for r in rows_of(texts[log])]
-    report = result["standard"]
-    assert report.no_user == sum(int(r["user_id"]) == dropped_user for r in rows) > 0
-    assert report.no_video == sum(int(r["video_id"]) == dropped_video for r in rows) > 0
-    assert report.no_statistics == 0
-    assert any("without a user row" in line for line in kuairand.summary(result, "x"))
+    assert result.counts["standard_no_user"] == sum(int(r["user_id"]) == dropped_user for r in rows) > 0
+    assert result.counts["standard_no_video"] == sum(int(r["video_id"]) == dropped_video for r in rows) > 0
+    assert result.counts["standard_no_statistics"] == 0
+    assert any("without a user row" in line for line in result.lines())
 
 
 def test_a_failed_run_leaves_the_earlier_output_as_it_was(tmp_path, texts):
     write_download(tmp_path, texts)
-    kuairand.convert(tmp_path, progress=False)
+    convert(tmp_path)
     folder = tmp_path / "KuaiRandPure"
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     broken = dict(texts)
     broken[STANDARD_LATE] = _edit(texts[STANDARD_LATE], 2, "user_id", "x")
     write_download(tmp_path, broken)
     with pytest.raises(DataError, match="line 2, column user_id"):
-        kuairand.convert(tmp_path, progress=False)
+        convert(tmp_path)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert not list(tmp_path.glob(".KuaiRandPure.tmp*"))
 
@@ -373,7 +377,7 @@ def test_bad_rows_stop_with_one_line_naming_file_line_and_column_and_write_nothi
     files[csv_name] = edit(files[csv_name])
     write_download(tmp_path, files, packed=packed)
     with pytest.raises(DataError) as error:
-        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+        run_recipe("KuaiRandPure", tmp_path, progress=False)
     text = str(error.value)
     assert "\n" not in text and message in text, text
     where = f"KuaiRand-Pure.tar.gz > KuaiRand-Pure/data/{csv_name}" if packed else f"KuaiRand-Pure/data/{csv_name}"
@@ -391,7 +395,7 @@ def test_logs_without_a_split_s_days_stop_naming_the_period(tmp_path, texts):
     files[STANDARD_LATE] = "".join(lines[:1] + [r for r in lines[1:] if int(r.split(",")[2]) <= 20220428]).encode()
     write_download(tmp_path, files)
     with pytest.raises(DataError, match=r"KuaiRand-Pure.tar.gz: .* have no rows dated in the test period \(04-29..05-08\)"):
-        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+        run_recipe("KuaiRandPure", tmp_path, progress=False)
     assert_no_output(tmp_path)
 
 
@@ -410,7 +414,7 @@ BAD_ARCHIVES = {
 def test_a_damaged_archive_stops_with_one_line_naming_it_and_writes_nothing(tmp_path, texts, case):
     (tmp_path / "KuaiRand-Pure.tar.gz").write_bytes(BAD_ARCHIVES[case](_archive_bytes(tmp_path, texts)))
     with pytest.raises(DataError) as error:
-        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+        run_recipe("KuaiRandPure", tmp_path, progress=False)
     text = str(error.value)
     assert "\n" not in text and text.startswith(str(tmp_path / "KuaiRand-Pure.tar.gz")) and "corrupt or truncated" in text, text
     assert "47,432,272 bytes" in text
@@ -421,13 +425,13 @@ def test_an_archive_without_a_file_names_the_file(tmp_path, texts):
     files = {name: text for name, text in texts.items() if name != USERS}
     write_download(tmp_path, files)
     with pytest.raises(DataError, match=r"KuaiRand-Pure.tar.gz: holds no data/user_features_pure.csv \(it holds KuaiRand-Pure, "):
-        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+        run_recipe("KuaiRandPure", tmp_path, progress=False)
     assert_no_output(tmp_path)
 
 
 def test_no_download_is_a_user_error_saying_what_where_and_where_from(tmp_path):
     with pytest.raises(UserError) as error:
-        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+        run_recipe("KuaiRandPure", tmp_path, progress=False)
     text = str(error.value)
     assert "KuaiRand-Pure.tar.gz not found" in text and str(tmp_path / "KuaiRandPure" / "KuaiRand-Pure.tar.gz") in text
     assert str(tmp_path / "data") in text and "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz" in text
@@ -439,7 +443,7 @@ def test_an_unpacked_folder_missing_a_file_names_it(tmp_path, texts):
     files = {name: text for name, text in texts.items() if name != VIDEOS_STATISTIC}
     folder = write_download(tmp_path, files, packed=False)
     with pytest.raises(UserError, match=f"video_features_statistic_pure.csv not found in {folder}"):
-        kuairand.run(tmp_path, "KuaiRandPure", progress=False)
+        run_recipe("KuaiRandPure", tmp_path, progress=False)
     assert_no_output(tmp_path)
 
 
@@ -510,12 +514,12 @@ CONVERSIONS = [("KuaiRand1K", True), ("KuaiRand1K", False), ("KuaiRand27K", True
 def test_1k_and_27k_convert_to_exactly_the_rows_of_the_same_data_as_pure(tmp_path, texts, expected, dataset, packed):
     write_version(tmp_path, dataset, version_texts(dataset, texts), packed=packed)
     # Small pieces and batches: rows cross piece, part and split boundaries.
-    result = kuairand.convert(tmp_path, dataset, progress=False, chunk_bytes=2048, log_chunk_bytes=8192, batch_bytes=1024)
+    result = convert(tmp_path, dataset, chunk_bytes=2048, log_chunk_bytes=8192, batch_bytes=1024)
     folder = tmp_path / dataset
     for file in FILES:
         assert read_rows(folder / file) == expected[file], file  # every value, in log-file order (parts in part order)
-    assert result["standard"].rows == {s: len(expected[f"{s}.parquet"]) for s in SPLITS}
-    assert (result["users"], result["videos"]) == (CONFIG.users, CONFIG.videos)
+    assert {s: result.outputs[s].rows for s in SPLITS} == {s: len(expected[f"{s}.parquet"]) for s in SPLITS}
+    assert (result.counts["users"], result.counts["videos"]) == (CONFIG.users, CONFIG.videos)
     assert sorted(p.name for p in folder.iterdir()) == sorted([*FILES, "dataset.yaml", "random.yaml"])
     assert not list(tmp_path.glob(f".{dataset}.tmp*"))
 
@@ -523,11 +527,11 @@ def test_1k_and_27k_convert_to_exactly_the_rows_of_the_same_data_as_pure(tmp_pat
 @pytest.mark.parametrize("dataset", ["KuaiRand1K", "KuaiRand27K"])
 def test_1k_and_27k_specs_name_their_version_and_take_user_and_video_ids_as_they_are(tmp_path, texts, dataset):
     write_version(tmp_path, dataset, version_texts(dataset, texts))
-    kuairand.convert(tmp_path, dataset, progress=False)
+    convert(tmp_path, dataset)
     archive = VERSION_OF[dataset]
     pure_specs = tmp_path / "pure"
     write_download(pure_specs, texts)
-    kuairand.convert(pure_specs, progress=False)
+    convert(pure_specs)
     for spec_file, name in (("dataset.yaml", dataset), ("random.yaml", f"{dataset}-random")):
         text = (tmp_path / dataset / spec_file).read_text()
         assert text.startswith(f"# {dataset}: KuaiRand-{archive} (Gao et al.") and f"KuaiRand-{archive}.tar.gz" in text
@@ -548,7 +552,7 @@ def test_1k_and_27k_specs_name_their_version_and_take_user_and_video_ids_as_they
 @pytest.mark.parametrize("dataset", ["KuaiRandPure", "KuaiRand1K", "KuaiRand27K"])
 def test_each_version_is_registered_with_its_own_download(dataset):
     recipe = find_recipe(dataset)
-    assert recipe.run is kuairand.run and recipe.names == (dataset,) and recipe.download == URLS[dataset]
+    assert recipe is find_recipe("KuaiRandPure") and recipe.download_page(dataset) == URLS[dataset]  # one recipe, each version its download
 
 
 @pytest.mark.parametrize("dataset, packed", [("KuaiRand1K", False), ("KuaiRand27K", True)])
@@ -584,7 +588,7 @@ def test_the_streamed_generator_cuts_the_same_parts(tmp_path):
         assert (data / name).read_bytes() == text, name  # one block: the same draws
     archive = generate_download(tmp_path / "packed", config)
     assert archive.name == "KuaiRand-27K.tar.gz"
-    kuairand.convert(tmp_path / "packed", "KuaiRand27K", progress=False)
+    convert(tmp_path / "packed", "KuaiRand27K")
     assert read_rows(tmp_path / "packed" / "KuaiRand27K" / "test.parquet") == expected_files(joined_files(small, "27K"))["test.parquet"]
 
 
@@ -602,7 +606,7 @@ def test_a_missing_part_is_named(tmp_path, texts, packed):
     error = DataError if packed else UserError
     held = "holds video_features_statistic_27k_part1.csv, video_features_statistic_27k_part3.csv"
     with pytest.raises(error, match=f"{held} but not video_features_statistic_27k_part2.csv"):
-        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+        run_recipe("KuaiRand27K", tmp_path, progress=False)
     assert_no_output(tmp_path, "KuaiRand27K")
 
 
@@ -612,7 +616,7 @@ def test_a_whole_file_beside_its_parts_is_refused(tmp_path, texts, packed):
     files["log_standard_4_22_to_5_08_27k.csv"] = texts[STANDARD_LATE]
     write_version(tmp_path, "KuaiRand27K", files, packed=packed)
     with pytest.raises(UserError, match="holds both log_standard_4_22_to_5_08_27k.csv and log_standard_4_22_to_5_08_27k_part1.csv; keep either"):
-        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+        run_recipe("KuaiRand27K", tmp_path, progress=False)
     assert_no_output(tmp_path, "KuaiRand27K")
 
 
@@ -620,14 +624,14 @@ def test_a_27k_archive_without_a_file_names_it(tmp_path, texts):
     write_version(tmp_path, "KuaiRand27K", _without(version_texts("KuaiRand27K", texts), "user_features_27k.csv"))
     message = r"KuaiRand-27K.tar.gz: holds no data/user_features_27k.csv \(it holds KuaiRand-27K, .*the KuaiRand-27K archive from "
     with pytest.raises(DataError, match=message + URLS["KuaiRand27K"]):
-        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+        run_recipe("KuaiRand27K", tmp_path, progress=False)
     assert_no_output(tmp_path, "KuaiRand27K")
 
 
 def test_a_pure_download_is_not_taken_for_1k(tmp_path, texts):
     write_download(tmp_path, texts)
     with pytest.raises(UserError, match=r"KuaiRand-1K.tar.gz not found.*https://zenodo.org/records/10439422/files/KuaiRand-1K.tar.gz"):
-        kuairand.run(tmp_path, "KuaiRand1K", progress=False)
+        run_recipe("KuaiRand1K", tmp_path, progress=False)
     assert_no_output(tmp_path, "KuaiRand1K")
 
 
@@ -638,7 +642,7 @@ def test_a_bad_value_in_a_part_names_the_part_and_its_own_line(tmp_path, texts, 
     files[part] = _edit(files[part], 3, "is_like", "x")
     write_version(tmp_path, "KuaiRand27K", files, packed=packed)
     with pytest.raises(DataError) as error:
-        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+        run_recipe("KuaiRand27K", tmp_path, progress=False)
     where = "KuaiRand-27K.tar.gz > KuaiRand-27K/data/" if packed else "KuaiRand-27K/data/"
     assert f"{where}{part}, line 3, column is_like: expected an integer, found 'x'" in str(error.value)
     assert_no_output(tmp_path, "KuaiRand27K")
@@ -650,7 +654,7 @@ def test_a_part_without_its_header_is_named(tmp_path, texts):
     files[part] = files[part].split(b"\n", 1)[1]
     write_version(tmp_path, "KuaiRand27K", files)
     with pytest.raises(DataError, match=rf"{part}, line 1, column video_id: expected the column 'video_id' here, found '\d+'"):
-        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+        run_recipe("KuaiRand27K", tmp_path, progress=False)
     assert_no_output(tmp_path, "KuaiRand27K")
 
 
@@ -661,5 +665,5 @@ def test_a_video_in_two_parts_names_both_files(tmp_path, texts):
     files[second] = _edit(files[second], 4, "video_id", video)
     write_version(tmp_path, "KuaiRand27K", files, packed=False)
     with pytest.raises(DataError, match=rf"{second}, line 4, column video_id: video_id {video} has a second row \(the first is line 3 of .*{first}\)"):
-        kuairand.run(tmp_path, "KuaiRand27K", progress=False)
+        run_recipe("KuaiRand27K", tmp_path, progress=False)
     assert_no_output(tmp_path, "KuaiRand27K")

@@ -15,6 +15,8 @@ from generators.census import CensusConfig
 from generators.census import generate_download as census_download
 from generators.kuairand import KuaiRandConfig
 from generators.kuairand import generate_download as kuairand_download
+from generators.tenrec import TenrecConfig, csv_text
+from generators.tenrec import write_download as tenrec_download
 
 from mtreclib.cli import main
 from mtreclib.core.errors import UserError
@@ -27,7 +29,10 @@ DOWNLOADS = {
     "CensusIncome": lambda folder: census_download(folder, CensusConfig(train_rows=900, test_rows=400)),
     "KuaiRandPure": lambda folder: kuairand_download(folder, KuaiRandConfig()),
     "AliCCP": lambda folder: aliccp_download(folder, raw_texts(AliCCPConfig(train_samples=600, test_samples=200, common_rows=40, seed=1))),
+    # ctr_data_1M.csv: the file with the history bag, on top of what QK-video.csv has
+    "Tenrec": lambda folder: tenrec_download(folder, {"ctr_data_1M.csv": csv_text(TenrecConfig(users=60, seed=2), "ctr_data_1M.csv")}),
 }
+FLAGS = {"Tenrec": ["--file", "ctr_data_1M.csv"]}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,7 @@ def data_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("downloads")
     for name, download in DOWNLOADS.items():
         download(folder)
-        assert main(["preprocess", "--dataset", name, "--data-dir", str(folder), "--no-progress"]) == 0
+        assert main(["preprocess", "--dataset", name, "--data-dir", str(folder), "--no-progress", *FLAGS.get(name, [])]) == 0
     return folder
 
 
@@ -46,6 +51,8 @@ def test_every_model_trains_on_each_recipe_or_refuses_in_one_line(data_dir, name
         assert len(dataset.schema.task_names) >= 6 and dataset.schema.bag_num == 1  # many feedback signals, the tag list
     if name == "AliCCP":
         assert dataset.schema.task_implies == ("", "click") and dataset.schema.bag_num == 9 and dataset.train.bags[0].rows is not None
+    if name == "Tenrec":
+        assert list(dataset.schema.task_names) == ["click", "follow", "like", "share"] and dataset.schema.bag_num == 1
     trained, refused = [], {}
     for model in list_models():
         config = small_experiment(model, dataset=name, data_dir=str(data_dir), epochs=1, max_steps=2, batch_size=64, patience=0)

@@ -1,43 +1,47 @@
-"""``mtrec preprocess``: a public dataset's raw download, as its publisher serves it, to a dataset folder."""
+"""``mtrec preprocess``: a public dataset's raw download, as its publisher serves it, to a dataset folder.
+
+Every flag is generated from a settings class: this command's own (``PreprocessConfig``) and
+each recipe's ``Config`` (a flag names the datasets that take it).
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
-from mtreclib.recipes import find_recipe, recipe_names, run_recipe
+from mtreclib.config.experiment import DataConfig, RunConfig
+from mtreclib.config.flags import add_component_settings, add_settings, given
+from mtreclib.core.settings import Settings, setting
+from mtreclib.recipes import find_recipe, recipe_classes, recipe_names, run_recipe
 
 NAME = "preprocess"
-HELP = "convert a public dataset's raw download (AliExpress, Census-Income, Ali-CCP, KuaiRand) to a dataset folder"
+HELP = f"convert a public dataset's raw download ({', '.join(recipe.__name__ for recipe in recipe_classes())}) to a dataset folder"
+
+
+@dataclass(frozen=True)
+class PreprocessConfig(Settings):
+    """Which dataset to make, from where."""
+
+    dataset: str = setting("AliExpress_NL", f"the dataset to make: {', '.join(recipe_names())}")
+    data_dir: str = setting(
+        DataConfig.data_dir, "holds the download (packed or unpacked, in DATA_DIR or DATA_DIR/DATASET/); the output goes to DATA_DIR/DATASET/"
+    )
+    progress: bool = setting(RunConfig.progress, "no progress bars", flag="--no-progress")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="AliExpress_NL", help=f"one of {', '.join(recipe_names())} (default: %(default)s)")
-    parser.add_argument(
-        "--data-dir",
-        default="data",
-        help="holds the download (packed or unpacked, in DATA_DIR or DATA_DIR/DATASET/); the output goes to DATA_DIR/DATASET/ "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--drop-orphans",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="AliExpress: drop item rows whose search id has no user row, and report how many (default: stop with an error)",
-    )
-    parser.add_argument(
-        "--drop-unclicked-conversions",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="AliCCP: drop impressions converted without a click, and report how many (default: stop with an error)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_settings(parser, PreprocessConfig, "preprocess")
+    recipes = {recipe.__name__: recipe for recipe in recipe_classes()}
+    add_component_settings(parser, recipes, "recipe settings (the datasets that take each are in brackets)")
 
 
 def run(args: argparse.Namespace) -> int:
-    # Only the options given: run_recipe refuses an option the dataset's recipe does not have.
-    options = {name: True for name in ("drop_orphans", "drop_unclicked_conversions") if getattr(args, name, False)}
-    recipe = find_recipe(args.dataset)
-    for line in run_recipe(args.dataset, args.data_dir, progress=not args.no_progress, **options):
+    typed = given(args, exclude=("command",))
+    config = PreprocessConfig.build({key: typed.pop(key) for key in PreprocessConfig.keys() if key in typed})
+    # Only the recipe settings given: run_recipe refuses one the dataset's recipe does not take.
+    report = run_recipe(config.dataset, config.data_dir, progress=config.progress, **typed)
+    for line in report.lines():
         print(line)
-    print(f"next: mtrec train --dataset {args.dataset} --data-dir {args.data_dir}   (downloaded from {recipe.download})")
+    page = find_recipe(config.dataset).download_page(config.dataset)
+    print(f"next: mtrec train --dataset {config.dataset} --data-dir {config.data_dir}   (downloaded from {page})")
     return 0

@@ -55,6 +55,8 @@ def add_component_settings(parser: argparse.ArgumentParser, classes: dict[str, t
     seen: dict[str, tuple[dataclasses.Field, Any, list[tuple[str, Any]]]] = {}
     for name, cls in classes.items():
         for field, tp in fields_of(cls.Config):
+            if not meta_of(field).cli:
+                continue
             entry = seen.setdefault(field.name, (field, tp, []))
             entry[2].append((name, field.default))
     for key, (field, tp, owners) in seen.items():

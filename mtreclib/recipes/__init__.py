@@ -7,13 +7,19 @@ streaming in bounded memory, and writes ``DIR/NAME/``: the splits as Parquet fil
 stops it with one ``DataError`` line naming the file, line and column, and leaves no output:
 everything is written under a temporary name and renamed when complete.
 
-Each recipe is one module that registers itself with ``register_recipe``; importing this
-package registers them all.
+What every recipe shares is the kit (``mtreclib.recipes.kit``). Every other module or package
+here is a recipe: a class registered with ``kit.register_recipe``, importing only the kit (and
+its own helpers), never this package. Importing this package imports each of them, so a new
+recipe is one new file here and nothing else.
 """
 
-from mtreclib.recipes.registry import Recipe, find_recipe, recipe_names, register_recipe, run_recipe
+import importlib
+import pkgutil
 
-# Importing each recipe registers it; they import register_recipe from this package, bound above.
-from mtreclib.recipes import aliccp, aliexpress, census, kuairand  # noqa: E402, F401  isort: skip
+from mtreclib.recipes.kit import Recipe, Report, find_recipe, recipe_classes, recipe_names, register_recipe, run_recipe
 
-__all__ = ["Recipe", "find_recipe", "recipe_names", "register_recipe", "run_recipe"]
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "kit" and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["Recipe", "Report", "find_recipe", "recipe_classes", "recipe_names", "register_recipe", "run_recipe"]

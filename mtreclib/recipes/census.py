@@ -2,8 +2,7 @@
 
 Ma et al., "Modeling Task Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts",
 KDD 2018, section 6.3 (https://doi.org/10.1145/3219819.3220007). Raw files: ``census-income.data``
-(199,523 lines) and ``census-income.test`` (99,762 lines), found packed or not by
-``census_files``. A line holds 42 comma-separated values (a space after each comma), in the order
+(199,523 lines) and ``census-income.test`` (99,762 lines), packed or not (below). A line holds 42 comma-separated values (a space after each comma), in the order
 of UCI's ``census-income.names``: 24 attributes, the instance weight (value 25), 16 attributes
 and the income label (``- 50000.`` or ``50000+.``). Nominal values are text, ``?`` marks a
 missing one and ``Not in universe`` is a value like any other.
@@ -28,32 +27,34 @@ What is written (``DIR/CensusIncome/``):
   the ``r``-th output of SplitMix64 seeded with ``SPLIT_SEED`` is below 2^63. That is about half
   (not exactly), and the same whatever the reading's chunking. Rows keep the files' order.
 
+The download: UCI serves ``census+income+kdd.zip``, which holds ``census.tar.gz``, which holds
+the two files; UCI's former directory (``census-income-mld/``) also served each one gzipped
+(``census-income.data.gz``). Each file is read from the least packed form found, in ``DIR`` then
+``DIR/CensusIncome/``: the text, its ``.gz``, ``census.tar.gz``, ``census+income+kdd.zip``.
+
 Memory: the files go through in pieces of ``CHUNK_BYTES`` of text, each written out as Parquet
 row groups, so memory does not grow with the number of rows.
 """
-
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import time
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-import yaml
-from tqdm.auto import tqdm
 
 from mtreclib.core.errors import DataError
-from mtreclib.data.csvchunks import CHUNK_BYTES, Dialect, Piece, line_pieces, parse_piece, prefetch
-from mtreclib.recipes import register_recipe
-from mtreclib.recipes.census_files import DOWNLOAD_PAGE, RawFile, find_raw_files
+from mtreclib.data.csvchunks import Dialect
+from mtreclib.data.encoding import splitmix64
+from mtreclib.recipes.kit import Output, Place, RawFile, Recipe, expect, first, locate, read_pieces, register_recipe
+
+DOWNLOAD_PAGE = "https://archive.ics.uci.edu/dataset/117/census+income+kdd"
+ZIP_NAME = "census+income+kdd.zip"
+TAR_NAME = "census.tar.gz"
+TRAIN_FILE = "census-income.data"
+TEST_FILE = "census-income.test"
 
 # The 42 values of a line, named after census-income.names's attribute list (#0 .. #39).
 COLUMNS = (
@@ -99,7 +100,7 @@ COLLEGE_DEGREES = (
 TASKS = ("income", "never_married", "education")
 DEFAULT_TASKS = ("income", "never_married")
 SPLIT_SEED = 2018
-EXPECTED_LINES = {"census-income.data": 199_523, "census-income.test": 99_762}  # census-income.names
+EXPECTED_LINES = {TRAIN_FILE: 199_523, TEST_FILE: 99_762}  # census-income.names
 SPLITS = ("train", "valid", "test")
 
 _READ_TYPES = {name: pa.float64() if name in (*NUMERICAL, WEIGHT) else pa.string() for name in COLUMNS}
@@ -110,37 +111,19 @@ SCHEMA = pa.schema(
     + [pa.field(task, pa.int8(), nullable=False) for task in TASKS]
 )
 _DIALECT = Dialect(delimiter=",", quoted=False)  # no quoting: UCI turned every comma inside a value into a space
-_GAMMA = 0x9E3779B97F4A7C15
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 
 
 def in_validation(rows: np.ndarray, seed: int = SPLIT_SEED) -> np.ndarray:
     """(n,) bool: which 0-based rows of ``census-income.test`` go to ``valid`` (the rest to ``test``).
 
-    Row ``r`` takes SplitMix64's ``r``-th output for ``seed`` (state ``seed + (r + 1) * gamma``),
-    so the choice depends on the row alone, not on how the file was cut into pieces.
+    Row ``r`` takes SplitMix64's ``r``-th output for ``seed`` (state ``seed + (r + 1) * gamma``;
+    ``splitmix64`` adds the last gamma), so the choice depends on the row alone, not on how the
+    file was cut into pieces.
     """
-    z = np.uint64(seed) + (rows.astype(np.uint64) + np.uint64(1)) * np.uint64(_GAMMA)  # wraps mod 2^64
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return z < np.uint64(1 << 63)
-
-
-@dataclass
-class SplitCount:
-    """Rows written to one split, and the positives of each task among them."""
-
-    rows: int = 0
-    positives: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
-
-    def add(self, table: pa.Table) -> None:
-        self.rows += table.num_rows
-        for task in TASKS:
-            self.positives[task] += int(pc.sum(table.column(task)).as_py() or 0)
-
-
-def _first(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask)[0])
+    with np.errstate(over="ignore"):
+        state = np.uint64(seed) + rows.astype(np.uint64) * _GAMMA  # wraps mod 2^64
+    return splitmix64(state) < np.uint64(1 << 63)
 
 
 def _stripped(path: str, table: pa.Table, name: str, first_line: int) -> pa.ChunkedArray:
@@ -148,7 +131,7 @@ def _stripped(path: str, table: pa.Table, name: str, first_line: int) -> pa.Chun
     values = pc.utf8_trim_whitespace(table.column(name))
     empty = pc.equal(values, "").to_numpy(zero_copy_only=False)
     if empty.any():
-        raise DataError(path, "missing value; expected a value (? for unknown)", line=first_line + _first(empty), column=name)
+        raise DataError(path, "missing value; expected a value (? for unknown)", line=first_line + first(empty), column=name)
     return values
 
 
@@ -157,26 +140,17 @@ def _label(
 ) -> pa.Array:
     """(n,) int8: 1 where ``values`` is in ``positive``; a value outside ``allowed`` is an error."""
     known = pc.is_in(values, value_set=pa.array(allowed)).to_numpy(zero_copy_only=False)
-    if not known.all():
-        row = _first(~known)
-        raise DataError(path, f"expected {what}, found {values[row].as_py()!r}", line=first_line + row, column=name)
+    expect(~known, values, path, first_line, name, what)
     return pa.array(pc.is_in(values, value_set=pa.array(positive)).to_numpy(zero_copy_only=False).astype(np.int8))
 
 
-def convert_piece(path: str, piece: Piece) -> pa.Table:
-    """One piece of raw lines as rows of ``SCHEMA``; raises ``DataError`` at the first bad value."""
-    raw = parse_piece(path, piece, COLUMNS, _READ_TYPES, dialect=_DIALECT)
-    first = piece.first_line
-    arrays = []
+def convert_rows(path: str, raw: pa.Table, first: int) -> pa.Table:
+    """Parsed raw lines (``COLUMNS``, the first on line ``first``) as rows of ``SCHEMA``; ``DataError`` at the first bad value."""
     for name in (*NUMERICAL, WEIGHT):
         values = raw.column(name).to_numpy()
         bad = ~np.isfinite(values) | ((values < 0) if name == WEIGHT else False)
-        if bad.any():
-            row = _first(bad)
-            expected = "a finite weight >= 0" if name == WEIGHT else "a finite number"
-            raise DataError(path, f"expected {expected}, found {values[row]}", line=first + row, column=name)
-    for name in NUMERICAL:
-        arrays.append(raw.column(name))
+        expect(bad, values, path, first, name, "a finite weight >= 0" if name == WEIGHT else "a finite number")
+    arrays = [raw.column(name) for name in NUMERICAL]
     for name in CATEGORICAL:
         values = _stripped(path, raw, name, first)
         arrays.append(pc.if_else(pc.equal(values, "?"), pa.scalar(None, pa.string()), values))
@@ -221,39 +195,55 @@ class _FinalBlankLinesDropped:
         return b""
 
 
-def _convert_file(
-    source: RawFile,
-    writers: dict[str, pq.ParquetWriter],
-    counts: dict[str, SplitCount],
-    *,
-    split_test: bool,
-    chunk_bytes: int,
-    progress: bool,
-) -> int:
-    """Stream ``source`` into the writers (``train``, or ``valid``/``test``); returns its rows."""
-    rows = 0
-    with contextlib.ExitStack() as stack:
-        stream, size = stack.enter_context(source.open())
-        lines = line_pieces(_FinalBlankLinesDropped(stream), chunk_bytes=chunk_bytes)
-        pieces = stack.enter_context(contextlib.closing(prefetch(lines)))
-        bar = stack.enter_context(
-            tqdm(total=size, unit="B", unit_scale=True, desc=source.file_name, disable=None if progress else True, leave=False)
-        )
-        for piece in pieces:
-            table = convert_piece(source.name, piece)
-            bar.update(piece.data.nbytes)
-            if split_test:
-                valid = in_validation(np.arange(rows, rows + table.num_rows))
-                parts = {"valid": table.filter(pa.array(valid)), "test": table.filter(pa.array(~valid))}
-            else:
-                parts = {"train": table}
-            for split, part in parts.items():
-                writers[split].write_table(part, row_group_size=1 << 20)
-                counts[split].add(part)
-            rows += table.num_rows
-    if rows == 0:
-        raise DataError(source.name, f"the file is empty; expected lines of {len(COLUMNS)} values")
-    return rows
+@register_recipe
+class CensusIncome(Recipe):
+    """UCI Census-Income (KDD) with the MMoE paper's tasks (see the module docstring)."""
+
+    names = ("CensusIncome",)
+    page = DOWNLOAD_PAGE
+    title = "UCI Census-Income (KDD), tasks as in the MMoE paper (KDD 2018); docs/recipes/census.md"
+    labels = TASKS
+
+    def find(self) -> dict[str, RawFile]:
+        """``census-income.data`` and ``census-income.test`` by split (train, test), each in its least packed form."""
+        folders = [self.data_dir, self.data_dir / self.name]
+        found = {}
+        for split, file_name in (("train", TRAIN_FILE), ("test", TEST_FILE)):
+            chains = {file_name: ((),), f"{file_name}.gz": ((),), TAR_NAME: ((file_name,),), ZIP_NAME: ((file_name,), (f"{file_name}.gz",), (TAR_NAME, file_name))}
+            places = [Place(folder / name, chain) for name, chain in chains.items() for folder in folders]
+            missing = f"download {ZIP_NAME} from {DOWNLOAD_PAGE} into {self.data_dir}/ (see docs/recipes/census.md)"
+            found[split] = locate(file_name, places, missing=missing, hint=f"is the download complete? Download it again from {DOWNLOAD_PAGE}")
+        return found
+
+    def convert(self, files: dict[str, RawFile], output: Output) -> None:
+        """``census-income.data`` to ``train``; ``census-income.test`` halved into ``valid`` and ``test`` by ``in_validation``."""
+        for split in SPLITS:
+            output.parquet(split, SCHEMA, gather=False)
+        report = output.report
+        for split, file_name in (("train", TRAIN_FILE), ("test", TEST_FILE)):
+            rows = 0
+            with files[split].open() as file:
+                file = dataclasses.replace(file, stream=_FinalBlankLinesDropped(file.stream))
+                pieces = read_pieces(file, COLUMNS, _READ_TYPES, report=report, chunk_bytes=self.config.chunk_bytes, progress=self.progress, dialect=_DIALECT)
+                for piece, raw in pieces:
+                    table = convert_rows(file.name, raw, piece.first_line)
+                    del raw  # the parsed text goes before the next piece is parsed
+                    if split == "train":
+                        output.write("train", table)
+                    else:
+                        valid = in_validation(np.arange(rows, rows + table.num_rows))
+                        output.write("valid", table.filter(pa.array(valid)))
+                        output.write("test", table.filter(pa.array(~valid)))
+                    rows += table.num_rows
+            if rows != EXPECTED_LINES[file_name]:
+                report.notes.append(f"note: {file_name} has {rows:,} lines; census-income.names gives {EXPECTED_LINES[file_name]:,}")
+        report.notes.append(f"the paper's second task group: mtrec train --dataset {self.name} --tasks education,never_married")
+
+    def specs(self, files: dict[str, RawFile]) -> dict[str, tuple[dict, str]]:
+        return {"dataset.yaml": (spec(self.name), "Default tasks: the paper's first group; --tasks education,never_married trains the second.")}
+
+    def sources(self, files: dict[str, RawFile]) -> list[str]:
+        return [files[split].name for split in ("train", "test")]
 
 
 def spec(name: str) -> dict:
@@ -272,70 +262,3 @@ def spec(name: str) -> dict:
         "tasks": list(DEFAULT_TASKS),
         "sample_weight": WEIGHT,
     }
-
-
-def _spec_text(name: str, files: dict[str, RawFile]) -> str:
-    header = (
-        f"# {name}: written by `mtrec preprocess --dataset {name}` (mtreclib/recipes/census.py) from\n"
-        + "".join(f"#   {files[split].name}\n" for split in ("train", "test"))
-        + "# UCI Census-Income (KDD), tasks as in the MMoE paper (KDD 2018); docs/recipes/census.md.\n"
-        "# Default tasks: the paper's first group; --tasks education,never_married trains the second.\n"
-    )
-    return header + yaml.safe_dump(spec(name), sort_keys=False, width=100)
-
-
-def _move_into_place(temporary: Path, output: Path) -> None:
-    """Rename the finished ``temporary`` folder to ``output``, or its files into an existing ``output``.
-
-    ``output`` may already hold an earlier result or the download itself (``DIR/CensusIncome/``),
-    so an existing folder is kept and only the four files are replaced, the spec last.
-    """
-    if not output.exists():
-        os.rename(temporary, output)
-        return
-    for name in (*(f"{split}.parquet" for split in SPLITS), "dataset.yaml"):
-        os.replace(temporary / name, output / name)
-
-
-@register_recipe(("CensusIncome",), DOWNLOAD_PAGE)
-def run(data_dir: Path, name: str, *, progress: bool = True, chunk_bytes: int = CHUNK_BYTES) -> list[str]:
-    """Convert the Census-Income (KDD) download under ``data_dir`` to ``data_dir/<name>/``; summary lines."""
-    start = time.perf_counter()
-    data_dir = Path(data_dir)
-    files = find_raw_files(data_dir, name)
-    output = data_dir / name
-    temporary = data_dir / f".{name}.tmp-{os.getpid()}"
-    counts = {split: SplitCount() for split in SPLITS}
-    lines = {}
-    try:
-        temporary.mkdir(parents=True, exist_ok=True)
-        with contextlib.ExitStack() as stack:
-            writers = {
-                split: stack.enter_context(pq.ParquetWriter(temporary / f"{split}.parquet", SCHEMA, compression="zstd"))
-                for split in SPLITS
-            }
-            for split, split_test in (("train", False), ("test", True)):
-                lines[files[split].file_name] = _convert_file(
-                    files[split], writers, counts, split_test=split_test, chunk_bytes=chunk_bytes, progress=progress
-                )
-        (temporary / "dataset.yaml").write_text(_spec_text(name, files))
-        _move_into_place(temporary, output)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    seconds = time.perf_counter() - start
-    summary = []
-    for split in SPLITS:
-        count = counts[split]
-        rates = ", ".join(f"{task} {count.positives[task] / max(count.rows, 1):.2%}" for task in TASKS)
-        summary.append(f"{split}: {count.rows:,} rows; positives: {rates}")
-    total = sum(lines.values())
-    summary.append(
-        f"{total:,} lines in {seconds:.1f} s ({total / seconds:,.0f} rows/s); wrote {output}/ (train, valid, test .parquet and dataset.yaml)"
-    )
-    for file_name, expected in EXPECTED_LINES.items():
-        if lines[file_name] != expected:
-            summary.append(f"note: {file_name} has {lines[file_name]:,} lines; census-income.names gives {expected:,}")
-    summary.append(
-        f"next: mtrec train --dataset {name} --data-dir {data_dir} (the paper's second task group: --tasks education,never_married)"
-    )
-    return summary

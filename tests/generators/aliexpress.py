@@ -22,8 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from mtreclib.recipes.aliexpress import ITEM_CATEGORICAL, ITEM_COLUMNS, LABEL, USER_CATEGORICAL, USER_COLUMNS
-from mtreclib.recipes.aliexpress_files import KINDS, outer_zip_name
+from mtreclib.recipes.aliexpress import ITEM_CATEGORICAL, ITEM_COLUMNS, KINDS, LABEL, USER_CATEGORICAL, USER_COLUMNS, outer_zip_name
 
 # Vocabulary sizes of the categorical columns (the test split draws from 10% more).
 _USER_VOCAB = (10, 3, 4, 5, 50, 20, 100, 2, 7)

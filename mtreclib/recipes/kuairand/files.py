@@ -37,17 +37,14 @@ order the archive stores them, one pass per call.
 
 from __future__ import annotations
 
-import gzip
 import re
 import tarfile
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
 from mtreclib.core.errors import DataError, UserError
-from mtreclib.recipes.checked import CheckedStream
+from mtreclib.recipes.kit.files import ARCHIVE_ERRORS, CheckedStream, OpenFile, holds_no
 
 HOME_PAGE = "https://kuairand.com/"
 ZENODO = "https://zenodo.org/records/10439422/files/"
@@ -60,9 +57,6 @@ USERS = "user_features"
 VIDEOS_BASIC = "video_features_basic"
 VIDEOS_STATISTIC = "video_features_statistic"
 STEMS = (STANDARD_EARLY, STANDARD_LATE, RANDOM, USERS, VIDEOS_BASIC, VIDEOS_STATISTIC)
-
-# What a damaged .tar.gz raises: bad headers, a bad gzip stream or checksum, a stream cut short.
-_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
 @dataclass(frozen=True)
@@ -115,22 +109,14 @@ VERSIONS = {version.dataset: version for version in (PURE, ONE_K, FULL)}
 
 
 @dataclass(frozen=True)
-class OpenCsv:
-    """One CSV being read.
+class OpenCsv(OpenFile):
+    """One CSV being read (``OpenFile``: ``name`` through the archive, ``file_name``, ``stream``, ``size``).
 
     Attributes:
         stem: which of the six files it is (one of ``STEMS``).
-        csv: its file name (``video_features_statistic_27k_part2.csv``).
-        name: how messages name it: its path, or ``archive > member`` inside the archive.
-        stream: its bytes.
-        size: its uncompressed size in bytes.
     """
 
-    stem: str
-    csv: str
-    name: str
-    stream: BinaryIO
-    size: int
+    stem: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,7 +145,7 @@ class Download:
                 for csv in self.files[stem]:
                     path = self.folder / csv
                     with open(path, "rb") as handle:
-                        yield OpenCsv(stem, csv, str(path), handle, path.stat().st_size)
+                        yield OpenCsv(str(path), csv, handle, path.stat().st_size, stem)
             return
         yield from _archive_csvs(self.archive, self.version, stems)
 
@@ -201,17 +187,16 @@ def _archive_csvs(archive: Path, version: Version, stems: Sequence[str]) -> Iter
                     parts[stem].append(part)
                 name = f"{archive} > {member.name}"
                 stream = tar.extractfile(member)
-                yield OpenCsv(stem, path.name, name, CheckedStream(stream, name, _ARCHIVE_ERRORS, version.check), member.size)
+                yield OpenCsv(name, path.name, CheckedStream(stream, name, version.check), member.size, stem)
             # tarfile ends its iteration quietly at a damaged header: reading on to the end tells
             # damage from a member that is not there.
             while tar.fileobj.read(1 << 20):
                 pass
-    except _ARCHIVE_ERRORS as error:
+    except ARCHIVE_ERRORS as error:
         raise DataError(archive, f"the archive is corrupt or truncated ({error}); {version.check}") from None
     for stem in stems:
         if not plain[stem] and not parts[stem]:
-            held = ", ".join(seen[:10]) or "nothing"
-            raise DataError(archive, f"holds no data/{version.csv(stem)} (it holds {held}); is it the {version.folder} archive from {version.url}?")
+            raise holds_no(archive, [f"data/{version.csv(stem)}"], seen, f"is it the {version.folder} archive from {version.url}?")
         if (problem := _parts_problem(version, stem, plain[stem], parts[stem])) is not None:
             raise DataError(archive, problem)
 
@@ -264,18 +249,3 @@ def find_download(data_dir: str | Path, version: Version) -> Download:
         f"{version.archive} not found, nor its unpacked data/ folder (looked for {looked}); download it from "
         f"{version.url} (linked from {HOME_PAGE}) into {data_dir}/"
     )
-
-
-def read_header(source: OpenCsv, columns: Sequence[str]) -> None:
-    """Consume the header line of ``source``, which must name exactly ``columns``, in order."""
-    line = source.stream.readline(1 << 20)
-    expected = ",".join(columns)
-    if not line:
-        raise DataError(source.name, f"the file is empty; expected the header {expected}")
-    found = line.rstrip(b"\r\n").decode("utf-8", errors="replace").split(",")
-    for position, name in enumerate(columns):
-        if position >= len(found) or found[position] != name:
-            got = repr(found[position]) if position < len(found) else "the end of the line"
-            raise DataError(source.name, f"expected the column {name!r} here, found {got} (the header is {expected})", line=1, column=name)
-    if len(found) > len(columns):
-        raise DataError(source.name, f"expected {len(columns)} columns, found {len(found)} (the header is {expected})", line=1, column=found[len(columns)])

@@ -22,15 +22,15 @@ import datetime
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mtreclib.core.errors import DataError
-from mtreclib.data.csvchunks import CHUNK_BYTES, line_pieces, parse_piece
-from mtreclib.recipes.kuairand_files import USERS, VIDEOS_BASIC, VIDEOS_STATISTIC, OpenCsv, read_header
+from mtreclib.data.csvchunks import CHUNK_BYTES
+from mtreclib.recipes.kit import Report, expect, first, read_pieces, sort_distinct
+from mtreclib.recipes.kuairand.files import USERS, VIDEOS_BASIC, VIDEOS_STATISTIC, OpenCsv
 
 KINDS = ("text", "code", "count", "ratio", "tags", "date")
 BATCH_BYTES = 64 << 20  # converted rows gathered before a record batch is written
@@ -72,7 +72,7 @@ class Feature:
 
 @dataclass(frozen=True)
 class TableLayout:
-    """One feature CSV (``stem``: which of the six files, kuairand_files.py): its header, its id
+    """One feature CSV (``stem``: which of the six files, files.py): its header, its id
     column, and its other columns as features."""
 
     stem: str
@@ -213,30 +213,17 @@ class FeatureTable:
         return gathered.take(pa.array(index, mask=~found))
 
 
-def _fail(source: OpenCsv, message: str, line: int, column: str) -> NoReturn:
-    raise DataError(source.name, message, line=line, column=column)
-
-
-def _first(bad: np.ndarray) -> int:
-    return int(np.flatnonzero(bad)[0])
-
-
 def _numbers(source: OpenCsv, feature: Feature, values: pa.ChunkedArray, first_line: int) -> pa.Array:
     """A numeric column, checked for its kind, as its output type."""
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     numbers = array.to_numpy(zero_copy_only=False)  # nulls become NaN
     present = ~np.asarray(array.is_null().to_numpy(zero_copy_only=False))
-    if (bad := present & ~np.isfinite(numbers)).any():
-        row = _first(bad)
-        _fail(source, f"expected a finite number, found {numbers[row]}", first_line + row, feature.raw)
+    expect(present & ~np.isfinite(numbers), numbers, source.name, first_line, feature.raw, "a finite number")
     if feature.kind == "code":
-        if (bad := present & (numbers != np.round(numbers))).any():
-            row = _first(bad)
-            _fail(source, f"expected an integer code, found {numbers[row]}", first_line + row, feature.raw)
+        expect(present & (numbers != np.round(numbers)), numbers, source.name, first_line, feature.raw, "an integer code")
         return pc.cast(array, pa.int64())
-    if feature.kind == "count" and (bad := present & (numbers <= -1)).any():
-        row = _first(bad)
-        _fail(source, f"expected a count (>= 0; log1p needs > -1), found {numbers[row]}", first_line + row, feature.raw)
+    if feature.kind == "count":
+        expect(present & (numbers <= -1), numbers, source.name, first_line, feature.raw, "a count (>= 0; log1p needs > -1)")
     return pc.cast(array, pa.float32())
 
 
@@ -248,8 +235,8 @@ def _tags(source: OpenCsv, feature: Feature, values: pa.ChunkedArray, first_line
     # Ids of at most 18 digits fit int64; more is reported as not an id.
     good = pc.and_(pc.match_substring_regex(flat, r"^[0-9]+$"), pc.less_equal(pc.utf8_length(flat), 18))
     if not pc.all(good).as_py() and len(flat):
-        row = int(pc.list_parent_indices(lists)[_first(~good.to_numpy(zero_copy_only=False))].as_py())
-        _fail(source, f"expected comma-separated integer tag ids, found {array[row].as_py()!r}", first_line + row, feature.raw)
+        row = int(pc.list_parent_indices(lists)[first(~good.to_numpy(zero_copy_only=False))].as_py())
+        raise DataError(source.name, f"expected comma-separated integer tag ids, found {array[row].as_py()!r}", line=first_line + row, column=feature.raw)
     return pa.ListArray.from_arrays(lists.offsets, pc.cast(flat, pa.int64()))
 
 
@@ -271,8 +258,7 @@ def _days(source: OpenCsv, feature: Feature, values: pa.ChunkedArray, first_line
     days = np.array([np.nan if (day := parse_day(text)) is None else day for text in distinct.to_pylist()], dtype=np.float64)
     if np.isnan(days).any():
         bad = pc.is_in(array, value_set=distinct.filter(pa.array(np.isnan(days)))).to_numpy(zero_copy_only=False)
-        row = _first(bad)
-        _fail(source, f"expected a date YYYY-MM-DD, found {array[row].as_py()!r}", first_line + row, feature.raw)
+        expect(bad, array, source.name, first_line, feature.raw, "a date YYYY-MM-DD")
     index = pc.index_in(array, value_set=distinct)
     present = ~np.asarray(index.is_null().to_numpy(zero_copy_only=False))
     out = np.full(len(array), np.nan)
@@ -311,21 +297,18 @@ class TableBuilder:
         self._days = open(folder / f"{layout.stem}.days", "wb") if layout.date is not None else None  # float64
         self._parts: list[tuple[int, str]] = []  # (first row, source name) of each part read
 
-    def add(self, source: OpenCsv) -> None:
+    def add(self, source: OpenCsv, *, progress: bool = False, report: Report | None = None) -> None:
         """Read ``source``, a CSV (or one part of it) of the layout.
 
         Raises ``DataError`` naming the line and column of the first bad value, or for a file
         without rows.
         """
         layout = self.layout
-        read_header(source, layout.columns)
         types = {layout.id_column: pa.int64(), **{f.raw: _READ_TYPES[f.kind] for f in layout.features}}
         nullable = tuple(f.raw for f in layout.features)
-        first = self.rows
-        self._parts.append((first, source.name))
-        for piece in line_pieces(source.stream, first_line=2, chunk_bytes=self.chunk_bytes):
-            # Rows are whole lines (parse_piece refuses empty lines), so row r is line first_line + r.
-            table = parse_piece(source.name, piece, layout.columns, types, nullable=nullable)
+        self._parts.append((self.rows, source.name))
+        pieces = read_pieces(source, layout.columns, types, report=report, header=True, chunk_bytes=self.chunk_bytes, progress=progress, nullable=nullable)
+        for piece, table in pieces:
             self._ids.write(table.column(layout.id_column).to_numpy().astype(np.int64).tobytes())
             arrays = []
             for feature in layout.features:
@@ -344,8 +327,6 @@ class TableBuilder:
             self.rows += len(table)
             if self._pending_bytes >= self.batch_bytes:
                 self._flush()
-        if self.rows == first:
-            raise DataError(source.name, f"the file has a header but no rows; expected rows of {len(layout.columns)} values")
 
     def _flush(self) -> None:
         if self._pending:
@@ -373,18 +354,18 @@ class TableBuilder:
         self._flush()
         self.close()
         layout = self.layout
-        ids = np.fromfile(self._ids.name, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")
-        ids = ids[order]
-        if (repeated := np.flatnonzero(ids[1:] == ids[:-1])).size:
-            (first_name, first_line), (second_name, second_line) = (self._where(int(order[i])) for i in (repeated[0], repeated[0] + 1))
-            first = f"line {first_line}" if first_name == second_name else f"line {first_line} of {first_name}"
+        read = np.fromfile(self._ids.name, dtype=np.int64)  # in reading order
+        order, ids, repeat = sort_distinct(read)
+        if repeat is not None:
+            (first_name, first_line), (second_name, second_line) = (self._where(row) for row in repeat)
+            earlier = f"line {first_line}" if first_name == second_name else f"line {first_line} of {first_name}"
             raise DataError(
                 second_name,
-                f"{layout.id_column} {ids[repeated[0]]} has a second row (the first is {first}); one row per id is expected",
+                f"{layout.id_column} {read[repeat[0]]} has a second row (the first is {earlier}); one row per id is expected",
                 line=second_line,
                 column=layout.id_column,
             )
+        del read
         stem = self.folder / layout.stem
         ids, order = _mapped(stem.with_suffix(".ids.npy"), ids), _mapped(stem.with_suffix(".rows.npy"), order)
         days = None if self._days is None else np.memmap(self._days.name, dtype=np.float64, mode="r")

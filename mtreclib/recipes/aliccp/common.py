@@ -12,18 +12,15 @@ number of common-features lines, not of samples.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
 
-from mtreclib.core.errors import DataError
-from mtreclib.data.csvchunks import Dialect, line_pieces, parse_piece, prefetch
-from mtreclib.recipes.aliccp_features import COMMON, FIELDS, FieldValues, parse_features, parse_keys, weight_column
-from mtreclib.recipes.aliccp_files import RawFile
+from mtreclib.data.csvchunks import Dialect
+from mtreclib.recipes.aliccp.features import COMMON, FIELDS, FieldValues, parse_features, parse_keys, weight_column
+from mtreclib.recipes.kit import RawFile, Report, distinct_lines, read_pieces
 
 COLUMNS = ("common_feature_index", "feature_count", "feature_list")
 TYPES = {"common_feature_index": pa.string(), "feature_count": pa.int64(), "feature_list": pa.string()}
@@ -94,25 +91,22 @@ class CommonTable:
         return out
 
 
-def read_common(source: RawFile, write: Callable[[pa.Table], None], *, chunk_bytes: int = PIECE_BYTES, progress: bool = True) -> tuple[CommonTable, int]:
+def read_common(
+    source: RawFile, write: Callable[[pa.Table], None], *, chunk_bytes: int = PIECE_BYTES, progress: bool = True, report: Report | None = None
+) -> CommonTable:
     """The common-features file, checked line by line: ``write`` gets each piece's side-table rows
-    (``SIDE_SCHEMA``, in file order); returns the table for the join, and the file's size in bytes."""
+    (``SIDE_SCHEMA``, in file order); returns the table for the join."""
     keys = []
     profile = {field.name: ([], []) for field in PROFILE}  # ids, presence of each piece
     features = 0
-    with contextlib.ExitStack() as stack:
-        stream, size = stack.enter_context(source.open())
-        pieces = stack.enter_context(contextlib.closing(prefetch(line_pieces(stream, chunk_bytes=chunk_bytes))))
-        bar = stack.enter_context(
-            tqdm(total=size, unit="B", unit_scale=True, desc=source.csv_name, disable=None if progress else True, leave=False)
-        )
-        for piece in pieces:
-            data = parse_piece(source.name, piece, COLUMNS, TYPES, dialect=DIALECT, nullable=("feature_list",))
-            key = parse_keys(source.name, piece.first_line, data.column("common_feature_index"))
+    with source.open() as file:
+        pieces = read_pieces(file, COLUMNS, TYPES, report=report, chunk_bytes=chunk_bytes, progress=progress, dialect=DIALECT, nullable=("feature_list",))
+        for piece, data in pieces:
+            key = parse_keys(file.name, piece.first_line, data.column("common_feature_index"))
             keys.append(key)
             counts = data.column("feature_count").to_numpy()
             lists = data.column("feature_list").combine_chunks()
-            fields = parse_features(source.name, piece.first_line, lists, counts, COMMON)
+            fields = parse_features(file.name, piece.first_line, lists, counts, COMMON)
             del data, lists
             for field in PROFILE:
                 values = fields[field.name]
@@ -126,22 +120,8 @@ def read_common(source: RawFile, write: Callable[[pa.Table], None], *, chunk_byt
                 arrays += list_columns(fields[field.name])
                 features += len(fields[field.name].ids)
             write(pa.Table.from_arrays(arrays, schema=SIDE_SCHEMA))
-            bar.update(piece.data.nbytes)
-    if not keys:
-        raise DataError(source.name, f"the file is empty; expected lines of {len(COLUMNS)} values ({', '.join(COLUMNS)})")
     key = np.concatenate(keys)
-    order = np.argsort(key, kind="stable")
-    sorted_keys = key[order]
-    repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
-    if len(repeated):
-        first, second = sorted(int(order[i]) + 1 for i in (repeated[0], repeated[0] + 1))
-        raise DataError(
-            source.name,
-            f"common feature index {int(sorted_keys[repeated[0]]):016x} has a second line (the first is line {first}); "
-            "an index has one line",
-            line=second,
-            column="common_feature_index",
-        )
+    order, sorted_keys = distinct_lines(key, source.name, "common_feature_index", lambda k: f"common feature index {int(k):016x}", "line", "an index has one line")
     ids = {name: np.concatenate(parts[0]) for name, parts in profile.items()}
     present = {name: np.concatenate(parts[1]) for name, parts in profile.items()}
-    return CommonTable(sorted_keys, order, ids, present, features), size
+    return CommonTable(sorted_keys, order, ids, present, features)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mtreclib.core.errors import DataError
+from mtreclib.recipes.kit.checks import first_rejected
 
 COMMON = "common"  # the common-features file (user side)
 SAMPLE = "sample"  # the skeleton file (item and context side)
@@ -120,21 +121,8 @@ def _as_numbers(texts: pa.Array, kind: pa.DataType, locator: _Locator, what: str
     try:
         return pc.cast(texts, kind).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
-        index = _first_rejected(texts, kind)
+        index = first_rejected(texts, kind)
         raise locator.error(index, f"expected {what}, found {texts[index].as_py()!r}") from None
-
-
-def _first_rejected(texts: pa.Array, kind: pa.DataType) -> int:
-    """The first of ``texts`` that Arrow's cast rejects (by halving: a few casts of zero-copy slices)."""
-    low, high = 0, len(texts)  # the first rejected one is in [low, high)
-    while high - low > 1:
-        middle = (low + high) // 2
-        try:
-            pc.cast(texts.slice(low, middle - low), kind)
-            low = middle
-        except pa.ArrowInvalid:
-            high = middle
-    return low
 
 
 def _split_pairs(texts: pa.Array, separator: str, locator: _Locator, expected: str) -> tuple[pa.Array, pa.Array]:
