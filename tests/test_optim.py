@@ -205,6 +205,25 @@ def test_defaults_are_adam_at_a_constant_rate_without_clipping():
     assert type(trainer.optimizer) is torch.optim.Adam and trainer.scheduler is None
 
 
+def test_on_the_torchrec_backend_the_optimizer_and_schedule_are_the_dense_parts(one_thread):
+    """The tables are no parameters: the dense optimizer, its schedule and clipping never see them,
+    and their fused optimizer trains them still."""
+    from mtreclib.embeddings import use_torchrec
+
+    torch.manual_seed(0)
+    model = use_torchrec(small_model("mmoe"), optimizer="sgd", lr=0.1, device=CPU)
+    config = TrainConfig(batch_size=64, epochs=2, patience=0, optimizer="adagrad", lr_schedule="warmup-cosine", warmup_steps=2, clip_grad_norm=0.5)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    tables = [key for key in before if ".ebc.embedding_bags." in key]
+    trainer = Trainer(model, config, CPU, progress=False)
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert tables and optimized == {id(p) for p in model.parameters()} and type(trainer.optimizer) is torch.optim.Adagrad
+    trainer.fit(random_table(640, seed=1), random_table(0, seed=2))
+    after = model.state_dict()
+    assert all(not torch.equal(before[key], after[key]) for key in tables)  # the fused optimizer's updates
+    assert any(not torch.equal(before[key], after[key]) for key in before if key not in tables)
+
+
 # ----- two processes: clipping sees the all-reduced gradient -----
 
 WORLD_SIZE = 2
