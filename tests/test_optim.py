@@ -104,6 +104,16 @@ def test_each_optimizer_makes_the_updates_of_pytorchs_own(name, cls):
         assert not torch.equal(p, s)  # they moved
 
 
+@pytest.mark.parametrize("device, fused", [("cpu", {"adam", "adamw", "adagrad"}), ("cuda", {"adam", "adamw"})])
+def test_fused_only_where_pytorch_has_the_kernel(device, fused):
+    """PyTorch's fused Adagrad runs on the CPU only and says so only at the first step, on the GPU:
+    the choice is made when the optimizer is built (no GPU needed: the parameters are not moved)."""
+    for name in OPTIMIZERS:
+        optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], TrainConfig(optimizer=name), torch.device(device))
+        assert bool(optimizer.defaults["fused"]) == (name in fused), name
+        assert bool(optimizer.defaults["foreach"]) == (device == "cuda" and name not in fused), name
+
+
 @pytest.mark.parametrize("name, expected", [("adamw", 0.95), ("adam", 0.9), ("adagrad", 0.9)])
 def test_weight_decay_is_decoupled_for_adamw_and_an_l2_gradient_for_the_others(name, expected):
     """A weight of 1 with no gradient, lr 0.1, weight decay 0.5, one step. AdamW shrinks it by

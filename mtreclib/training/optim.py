@@ -40,14 +40,20 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
+# Fused Adam and AdamW: CUDA since PyTorch 2.0, CPU since 2.4; fused Adagrad: CPU only. PyTorch
+# tells an unsupported device only at the first step, so the devices with a kernel are named here.
+FUSED_ONLY_ON: dict[type[torch.optim.Optimizer], tuple[str, ...]] = {torch.optim.Adagrad: ("cpu",)}
+
+
 def _fused(cls: type[torch.optim.Optimizer], parameters: Iterable[nn.Parameter], device: torch.device, **kwargs: float) -> torch.optim.Optimizer:
     """``cls`` fused into one kernel per step where PyTorch has that kernel; the same update, in fewer passes."""
     parameters = list(parameters)
-    try:
-        # Fused Adam and AdamW: CUDA since PyTorch 2.0, CPU since 2.4; fused Adagrad: CPU.
-        return cls(parameters, **kwargs, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return cls(parameters, **kwargs, foreach=device.type == "cuda")
+    if device.type in FUSED_ONLY_ON.get(cls, (device.type,)):
+        try:
+            return cls(parameters, **kwargs, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return cls(parameters, **kwargs, foreach=device.type == "cuda")
 
 
 def adam(parameters: Iterable[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
