@@ -110,7 +110,7 @@ class TrainConfig(Settings):
         "cosine from --lr down to --lr-min over the run's other steps); step (times --lr-gamma every --lr-step-epochs epochs)",
         choices=LR_SCHEDULES,
     )
-    warmup_steps: int = setting(0, "warmup-cosine: optimizer steps of linear warm-up, step s at lr * (s + 1) / (N + 1)", minimum=0)
+    warmup_steps: int = setting(0, "warmup-cosine: optimizer steps of linear warm-up, step s at lr * (s + 1) / (warmup_steps + 1)", minimum=0)
     lr_min: float = setting(0.0, "warmup-cosine: the learning rate the cosine decays to (below --lr)", minimum=0)
     lr_step_epochs: int | None = setting(None, "step: epochs between two decays (--lr-schedule step needs it)", minimum=1)
     lr_gamma: float = setting(0.1, "step: the factor of each decay", above=0, maximum=1)

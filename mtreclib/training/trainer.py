@@ -175,6 +175,7 @@ class Trainer:
         self.objective: nn.Module = TrainingObjective(model)
         self.optimizer = build_optimizer([*model.parameters(), *self.strategy.parameters()], config, device)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # built by fit, which knows the steps per epoch
+        self.planned_steps = 0  # the run's steps if it never stops early (fit)
         # Clipping bounds the model's gradient; a strategy's own parameters (UW's log-variances,
         # GradNorm's weights) learn from their own losses and are left as they are.
         self.clipped = [p for p in model.parameters() if p.requires_grad]
