@@ -20,6 +20,7 @@ from mtreclib.models import list_models
 from mtreclib.runs import checkpoint
 from mtreclib.runs.checkpoint import RunDirectory
 from mtreclib.training.experiment import run_experiment
+from mtreclib.training.trainer import Trainer
 
 
 def _without_times(record) -> list[dict]:
@@ -37,12 +38,65 @@ def test_a_run_resumed_after_an_epoch_ends_bitwise_equal_to_an_uninterrupted_one
     # The same run, stopped after its first epoch (as if killed), then resumed with the full epoch count.
     first = small_experiment(name, save_dir=str(tmp_path / "b"), save=True, **{**settings, "epochs": 1})
     run_experiment(first, dataset=tiny_synthetic, announce=False)
-    resumed = run_experiment(first.replace(epochs=3, resume="last"), dataset=tiny_synthetic, announce=False)
+    resumed = run_experiment(with_changes(first, epochs=3, resume="last"), dataset=tiny_synthetic, announce=False)
     assert resumed.tasks == whole.tasks and resumed.best_epoch == whole.best_epoch and resumed.steps == whole.steps
     assert _without_times(resumed) == _without_times(whole)
     a, b = _best_state(whole), _best_state(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
     assert resumed.checkpoint == str(tmp_path / "b" / "synthetic_" f"{name}" / "run-1" / "best.pt")  # the same run folder
+
+
+def _assert_same_run(resumed, whole) -> None:
+    assert resumed.tasks == whole.tasks and resumed.best_epoch == whole.best_epoch and resumed.steps == whole.steps
+    assert _without_times(resumed) == _without_times(whole)
+    a, b = _best_state(whole), _best_state(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+class Killed(Exception):
+    """Stands for the process dying during an epoch."""
+
+
+# A cosine is planned over the run's length, so its run is interrupted as a kill would, inside its
+# second epoch with its settings unchanged; a step schedule does not depend on the length, and
+# takes the pattern above (stopped after an epoch, resumed with more).
+SCHEDULES = {
+    "warmup-cosine": dict(optimizer="adamw", lr_schedule="warmup-cosine", warmup_steps=4, lr_min=1e-4, clip_grad_norm=0.5, weight_decay=1e-2),
+    "step": dict(optimizer="adagrad", lr_schedule="step", lr_step_epochs=2, lr_gamma=0.5, clip_grad_norm=0.5),
+}
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_a_run_with_a_schedule_and_clipping_resumes_bitwise(tiny_synthetic, tmp_path, monkeypatch, schedule):
+    settings = {"epochs": 3, "patience": 2, "dropout": 0.2, "lr": 5e-3, "mto": "uw", **SCHEDULES[schedule]}
+    whole = run_experiment(small_experiment(save_dir=str(tmp_path / "a"), save=True, **settings), dataset=tiny_synthetic, announce=False)
+    if schedule == "warmup-cosine":
+        first = small_experiment(save_dir=str(tmp_path / "b"), save=True, **settings)
+        train_epoch = Trainer._train_epoch
+
+        def dies_in_the_second_epoch(self, loader, epoch, *args):
+            if epoch == 1:
+                raise Killed
+            return train_epoch(self, loader, epoch, *args)
+
+        monkeypatch.setattr(Trainer, "_train_epoch", dies_in_the_second_epoch)
+        with pytest.raises(Killed):
+            run_experiment(first, dataset=tiny_synthetic, announce=False)
+        monkeypatch.undo()
+    else:
+        first = small_experiment(save_dir=str(tmp_path / "b"), save=True, **{**settings, "epochs": 1})
+        run_experiment(first, dataset=tiny_synthetic, announce=False)
+    assert checkpoint.load(tmp_path / "b" / "synthetic_mmoe" / "run-1" / "last.pt", "resume")["loop"]["epochs_run"] == 1
+    resumed = run_experiment(with_changes(first, epochs=3, resume="last"), dataset=tiny_synthetic, announce=False)
+    _assert_same_run(resumed, whole)
+
+
+def test_a_cosine_cannot_be_resumed_over_another_length(tiny_synthetic, tmp_path):
+    config = small_experiment(save_dir=str(tmp_path), save=True, epochs=1, patience=0, lr_schedule="warmup-cosine", warmup_steps=2)
+    run_experiment(config, dataset=tiny_synthetic, announce=False)
+    # 2,700 training rows (3,000 less the validation tenth) in batches of 256: 10 steps an epoch.
+    with pytest.raises(UserError, match=r"^--resume: the warmup-cosine schedule was planned over 10 optimizer steps and would now be over 20; "):
+        run_experiment(with_changes(config, resume="last", epochs=2), dataset=tiny_synthetic, announce=False)
 
 
 def test_resume_refuses_other_settings_and_a_run_that_does_not_exist(tiny_synthetic, tmp_path):

@@ -9,10 +9,11 @@ the defaults and checks below are the only ones.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtreclib.core.settings import ConfigError, Settings, setting
+from mtreclib.core.settings import ConfigError, Settings, flag_name, setting
 from mtreclib.models import model_class
 from mtreclib.mto import strategy_class
 
@@ -22,6 +23,10 @@ EMBEDDING_BACKENDS = ("dense", "torchrec")
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam")
 SHARDINGS = ("auto", "table_wise", "row_wise", "column_wise")
 VALID_SPLITS = ("tail", "random")
+OPTIMIZERS = ("adam", "adamw", "adagrad")
+LR_SCHEDULES = ("constant", "warmup-cosine", "step")
+# The settings of one learning-rate schedule, refused with another when set.
+SCHEDULE_SETTINGS = {"warmup_steps": "warmup-cosine", "lr_min": "warmup-cosine", "lr_step_epochs": "step", "lr_gamma": "step"}
 
 
 @dataclass(frozen=True)
@@ -48,14 +53,16 @@ class DataConfig(Settings):
 
 @dataclass(frozen=True)
 class TrainConfig(Settings):
-    """Optimisation: Adam as the original configures it, early stopping on validation mean AUC."""
+    """Optimisation: Adam as the original configures it (by default), early stopping on validation mean AUC."""
 
     epochs: int = setting(50, "most epochs", minimum=1)
     batch_size: int = setting(
         2048, "rows per step over all processes: the global batch, shared by the processes under torchrun", minimum=2
     )
-    lr: float = setting(1e-3, "Adam learning rate", above=0)
-    weight_decay: float = setting(1e-6, "Adam weight decay", minimum=0)
+    lr: float = setting(1e-3, "the dense optimizer's learning rate (the peak of a schedule)", above=0)
+    weight_decay: float = setting(
+        1e-6, "adam, adagrad: an L2 term weight_decay * w added to the gradient; adamw: decoupled, w shrinks by lr * weight_decay each step", minimum=0
+    )
     patience: int = setting(
         2, "stop after N epochs without a better validation mean AUC; 0 trains every epoch and keeps the last", minimum=0
     )
@@ -91,6 +98,40 @@ class TrainConfig(Settings):
         "within each process's memory)",
         choices=SHARDINGS,
     )
+    # The dense optimizer, its learning-rate schedule and gradient clipping (mtreclib.training.optim).
+    optimizer: str = setting(
+        "adam",
+        "the dense parameters' optimizer, PyTorch's (on the torchrec backend the tables keep --embedding-optimizer)",
+        choices=OPTIMIZERS,
+    )
+    lr_schedule: str = setting(
+        "constant",
+        "the learning rate per optimizer step: constant; warmup-cosine (a linear rise over --warmup-steps, then half a "
+        "cosine from --lr down to --lr-min over the run's other steps); step (times --lr-gamma every --lr-step-epochs epochs)",
+        choices=LR_SCHEDULES,
+    )
+    warmup_steps: int = setting(0, "warmup-cosine: optimizer steps of linear warm-up, step s at lr * (s + 1) / (warmup_steps + 1)", minimum=0)
+    lr_min: float = setting(0.0, "warmup-cosine: the learning rate the cosine decays to (below --lr)", minimum=0)
+    lr_step_epochs: int | None = setting(None, "step: epochs between two decays (--lr-schedule step needs it)", minimum=1)
+    lr_gamma: float = setting(0.1, "step: the factor of each decay", above=0, maximum=1)
+    clip_grad_norm: float | None = setting(
+        None,
+        "clip the model's gradients to this global L2 norm before each optimizer step, after the strategy has combined "
+        "them (and the processes averaged them); none: no clipping",
+        above=0,
+    )
+
+    def check(self) -> None:
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for key, schedule in SCHEDULE_SETTINGS.items():
+            if self.lr_schedule != schedule and getattr(self, key) != defaults[key]:
+                raise ConfigError(
+                    f"{key} ({flag_name(key)}) is a setting of --lr-schedule {schedule}, not of --lr-schedule {self.lr_schedule}"
+                )
+        if self.lr_schedule == "step" and self.lr_step_epochs is None:
+            raise ConfigError("lr_step_epochs (--lr-step-epochs) must be set for --lr-schedule step: the epochs between two decays")
+        if self.lr_min >= self.lr and self.lr_schedule == "warmup-cosine":
+            raise ConfigError(f"lr_min (--lr-min) must be below lr (--lr) {self.lr:g}, got {self.lr_min:g}")
 
 
 @dataclass(frozen=True)

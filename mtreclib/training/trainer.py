@@ -2,7 +2,8 @@
 
 A model maps a batch to per-task logits and gives the per-task losses of a step
 (``MultiTaskModel.task_losses``); an optimisation strategy (``mtreclib.mto``) turns those into
-gradients; the trainer cuts batches, steps the optimizer, evaluates on the validation split after
+gradients; the trainer cuts batches, clips the gradients if asked, steps the optimizer and its
+learning-rate schedule (``mtreclib.training.optim``), evaluates on the validation split after
 every epoch, stops early on its mean AUC and keeps the best weights. It holds no global state,
 and takes a rank and world size so that one process per device can run it.
 
@@ -13,8 +14,8 @@ the metrics once and broadcasts them, so every rank takes the same early-stoppin
 the metrics are those of the whole split. Only rank 0 shows progress and writes checkpoints.
 
 ``state()`` and ``fit(..., resume=state)`` carry everything a run needs to continue where an
-epoch ended (weights, optimizer, strategy, early-stopping counters, history, random states), so
-that on CPU a resumed run ends bitwise equal to one that was never interrupted.
+epoch ended (weights, optimizer, learning-rate schedule, strategy, early-stopping counters,
+history, random states), so that on CPU a resumed run ends bitwise equal to one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from mtreclib.data.table import MultiTaskTable
 from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.mto import StepContext, Strategy, create_strategy
 from mtreclib.nn.layers import sparse_tables
+from mtreclib.training.optim import adam, build_optimizer, build_schedule, planned_steps  # noqa: F401 - adam re-exported
 
 
 @dataclass
@@ -105,17 +107,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def adam(parameters: Sequence[nn.Parameter], config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam as the original configures it, fused into one kernel per step where PyTorch can."""
-    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
-    parameters = list(parameters)
-    try:
-        # Fused Adam: CUDA since PyTorch 2.0, CPU since 2.4; the same update, in fewer passes.
-        return torch.optim.Adam(parameters, **kwargs, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(parameters, **kwargs, foreach=device.type == "cuda")
-
-
 def _groups(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
     """Consecutive batches in groups of ``size``; the last group may be shorter."""
     group: list[Batch] = []
@@ -143,7 +134,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class Trainer:
-    """Trains one model with Adam and early stopping on a validation split.
+    """Trains one model with its optimizer (Adam at a constant rate by default) and early stopping on a validation split.
 
     Args:
         model: a ``MultiTaskModel``, already on ``device``.
@@ -182,7 +173,12 @@ class Trainer:
         self.strategy = (strategy or create_strategy(config.mto, model.task_num)).to(device)
         self.strategy.attach(model)
         self.objective: nn.Module = TrainingObjective(model)
-        self.optimizer = adam([*model.parameters(), *self.strategy.parameters()], config, device)
+        self.optimizer = build_optimizer([*model.parameters(), *self.strategy.parameters()], config, device)
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # built by fit, which knows the steps per epoch
+        self.planned_steps = 0  # the run's steps if it never stops early (fit)
+        # Clipping bounds the model's gradient; a strategy's own parameters (UW's log-variances,
+        # GradNorm's weights) learn from their own losses and are left as they are.
+        self.clipped = [p for p in model.parameters() if p.requires_grad]
         if config.compile:
             # In place, so that the model's own task_losses calls the compiled forward.
             model.compile()
@@ -218,6 +214,8 @@ class Trainer:
         loader = self._loader(train, train=True)
         steps_per_epoch = math.ceil(len(loader) / self.model.batches_per_step)
         result, best_state = FitResult(), None
+        self.scheduler = build_schedule(self.optimizer, config, steps_per_epoch)
+        self.planned_steps = planned_steps(config, steps_per_epoch)
         if resume is not None:
             result, best_state = self._restore(resume)
             if config.patience == 0:
@@ -270,6 +268,7 @@ class Trainer:
         return {
             "model": distributed.gather_state(self.model.state_dict()),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else {"planned_steps": self.planned_steps, "state": self.scheduler.state_dict()},
             "strategy": self.strategy.state_dict(),
             "fused_optimizers": fused,
             "loop": loop,
@@ -279,6 +278,7 @@ class Trainer:
     def _restore(self, state: dict[str, Any]) -> tuple[FitResult, dict | None]:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._restore_schedule(state.get("scheduler"))
         self.strategy.load_state_dict(state["strategy"])
         fused = state.get("fused_optimizers") or [[]]
         for tables, part in zip(sparse_tables(self.model), fused[self.rank] if self.rank < len(fused) else []):
@@ -287,6 +287,19 @@ class Trainer:
         rng = state["rng"]
         set_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0])
         return result, state.get("best_state")
+
+    def _restore_schedule(self, saved: dict[str, Any] | None) -> None:
+        """The schedule where the run left it; a cosine planned over another length cannot be continued."""
+        if self.scheduler is None:
+            return
+        if saved is None:
+            raise UserError("--resume: that run was saved without a learning-rate schedule's state")
+        if self.config.lr_schedule == "warmup-cosine" and saved["planned_steps"] != self.planned_steps:
+            raise UserError(
+                f"--resume: the warmup-cosine schedule was planned over {saved['planned_steps']:,} optimizer steps and would now be "
+                f"over {self.planned_steps:,}; resume with that run's --epochs and --max-steps"
+            )
+        self.scheduler.load_state_dict(saved["state"])
 
     def _train_epoch(self, loader: BatchLoader, epoch: int, steps_per_epoch: int, result: FitResult) -> dict:
         """One pass over ``loader``; returns the epoch's record (losses over all ranks, seconds)."""
@@ -307,7 +320,12 @@ class Trainer:
                 self.strategy.backward(losses, context)
             if self.world_size > 1:
                 distributed.average_gradients(self.strategy.parameters())
+            if config.clip_grad_norm is not None:
+                # On the gradients the strategy combined, averaged over the processes: the same cut on every rank.
+                nn.utils.clip_grad_norm_(self.clipped, config.clip_grad_norm)
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             self.strategy.after_step(context)
             task_losses = losses.tasks.detach().double().cpu()
             loss = float(task_losses.mean()) + (0.0 if losses.auxiliary is None else float(losses.auxiliary.detach()))
