@@ -1,4 +1,4 @@
-"""Scoring speed and memory of ``mtrec predict`` against ``Trainer.evaluate`` on the same rows.
+"""Scoring speed and memory of ``mtrec predict`` against ``mtrec evaluate``'s scoring on the same rows.
 
 Generates an AliExpress-shaped Parquet file of ``--rows`` rows (16 categorical fields with
 integer ids through built vocabularies, a multi-valued field of 0-5 tags, 63 numerical features,
@@ -7,8 +7,9 @@ few steps (``mtrec train --max-steps``), then runs, each in a fresh process meas
 
     predict    ``predict_file`` (what ``mtrec predict`` runs): Parquet in, chunk by chunk encoded
                with the checkpoint's encoders on a background thread, scored, written to Parquet
-    evaluate   ``Trainer.evaluate`` on the same rows already encoded in the dataset cache (built
-               beforehand, not timed): batches cut from memory-mapped arrays, no parsing
+    evaluate   ``mtrec evaluate``'s scoring (``mtreclib.scoring``) of the same rows already encoded
+               in the dataset cache (built beforehand, not timed): batches cut from memory-mapped
+               arrays, no parsing
 
 and reports each one's samples/s (scoring alone, after start-up and loading) and peak RSS
 (``wait4`` of the child). Bounded memory shows as predict's peak staying flat as ``--rows``
@@ -59,15 +60,15 @@ print(json.dumps({"rows": summary.rows, "seconds": summary.seconds}))
 
 CHILD_EVALUATE = r"""
 import json, sys, time
+from mtreclib.core.metrics import logit_metrics
 from mtreclib.data.datasets import load_dataset
+from mtreclib.serving.evaluation import table_logits
 from mtreclib.serving.inference import load_checkpoint
-from mtreclib.training.trainer import Trainer
 checkpoint, spec = sys.argv[1:3]
 inference = load_checkpoint(checkpoint)
 test = load_dataset(spec, progress=False).select_tasks(inference.tasks).test
-trainer = Trainer(inference.model, inference.config.train, inference.device, progress=False)
 start = time.perf_counter()
-metrics = trainer.evaluate(test)
+metrics = logit_metrics(table_logits(inference, test), test.label_rows(), inference.tasks)
 print(json.dumps({"rows": len(test), "seconds": time.perf_counter() - start, "metrics": metrics}))
 """
 

@@ -1,22 +1,26 @@
 """A saved model's per-task AUC and log-loss on a split of a dataset, without training.
 
 The split is cut as the training run cut it (its validation rows carved from the training
-split with the run's own settings), and scored by ``Trainer.evaluate`` with the run's batch size
-and precision: a checkpoint's test metrics are the training run's. A dataset whose encoding
+split with the run's own settings), and scored by ``mtreclib.scoring.logits`` with the run's
+batch size and precision, as training scored it: a checkpoint's test metrics are the training
+run's. Nothing of training is built (no trainer, no strategy), so a run evaluates whatever
+strategy settings it was trained with. A dataset whose encoding
 differs from the checkpoint's (vocabularies or transforms fitted on other training data) is
 refused: its ids would mean other values to the model, and the metrics would be silently wrong.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+import torch
+
 from mtreclib.core.errors import UserError
-from mtreclib.core.metrics import task_metrics
+from mtreclib.core.metrics import logit_metrics, task_metrics
 from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.data.table import MultiTaskTable, split_validation
 from mtreclib.runs.record import RunRecord, metrics_map
+from mtreclib.scoring import logits
 from mtreclib.serving.inference import Inference
 
 SPLITS = ("test", "valid", "train")
@@ -75,6 +79,11 @@ def split_table(dataset: Dataset, split: str, inference: Inference) -> MultiTask
     return valid if split == "valid" else fit
 
 
+def table_logits(inference: Inference, table: MultiTaskTable) -> torch.Tensor:
+    """(N, T) float32 logits of ``table``'s rows: the model at its batch size and the run's precision."""
+    return logits(inference.model, table, batch_size=inference.batch_size, device=inference.device, precision=inference.precision)
+
+
 def evaluate_checkpoint(
     inference: Inference,
     dataset: str | None = None,
@@ -87,8 +96,6 @@ def evaluate_checkpoint(
 
     Returns the results record ``mtrec train`` writes, with ``split`` set and no training figures.
     """
-    from mtreclib.training.trainer import Trainer
-
     if split not in SPLITS:
         raise UserError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     config = inference.config
@@ -99,9 +106,7 @@ def evaluate_checkpoint(
     if len(table) == 0:
         raise UserError(f"dataset {loaded.name}: the {split} split has no rows")
     # The run's own batch size and precision: the same batches, so the same figures as training reported.
-    train = dataclasses.replace(config.train, compile=False)
-    trainer = Trainer(inference.model, train, inference.device, progress=False)
-    tasks = trainer.evaluate(table)
+    tasks = logit_metrics(table_logits(inference, table), table.label_rows(), inference.tasks)
     probabilities = table.probability_rows()
     oracle = task_metrics(probabilities, table.label_rows(), inference.tasks) if probabilities is not None else None
     return RunRecord(
@@ -115,6 +120,6 @@ def evaluate_checkpoint(
         rows={split: len(table)},
         device=str(inference.device),
         checkpoint=str(inference.path),
-        seed=train.seed,
+        seed=config.train.seed,
         split=split,
     )

@@ -4,8 +4,8 @@
 ``mtreclib.runs.checkpoint``): the model from its registered name, typed settings and feature schema;
 the encoders (vocabularies, numerical transforms) that turn raw rows into the ids and features
 it was trained on. ``Inference.probabilities`` scores encoded arrays and ``score_table`` raw
-rows, through the same batch loader as evaluation, so that a row gets the same probability
-whichever way it comes in.
+rows through ``mtreclib.scoring``, as evaluation and training do, at the run's precision, so
+that a row gets the same probability whichever way it comes in.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from mtreclib.core.errors import UserError
 from mtreclib.core.schema import FeatureSchema
 from mtreclib.data.encoders import Encoded, Encoders
 from mtreclib.data.encoding import Place
-from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import BagColumn, MultiTaskTable
 from mtreclib.models import MultiTaskModel, create_model
 from mtreclib.runs import checkpoint
+from mtreclib.scoring import logits
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Inference:
         epoch: the epoch whose weights these are.
         device: where the model runs.
         batch_size: rows per forward pass (default: the training batch size).
+        precision: the forward passes' precision, the training run's (``fp32`` or ``bf16``).
     """
 
     model: MultiTaskModel
@@ -56,6 +57,7 @@ class Inference:
     epoch: int
     device: torch.device
     batch_size: int
+    precision: str
 
     @property
     def schema(self) -> FeatureSchema:
@@ -101,13 +103,8 @@ class Inference:
             BagColumn(bag.values, np.concatenate([[0], np.cumsum(bag.lengths)]).astype(np.int64), bag.weights) for bag in encoded.bags
         )
         table = MultiTaskTable(encoded.categorical, encoded.numerical, np.zeros((n, 0), np.uint8), bags=bags)
-        out = np.empty((n, len(self.tasks)), dtype=np.float32)
-        start = 0
-        for batch in BatchLoader(table, self.batch_size, device=self.device):
-            logits = self.model.logits(batch)  # (B, T)
-            out[start : start + batch.size] = torch.sigmoid(logits.float()).cpu().numpy()
-            start += batch.size
-        return out
+        scores = logits(self.model, table, batch_size=self.batch_size, device=self.device, precision=self.precision)  # (n, T)
+        return torch.sigmoid(scores).numpy()
 
     def score_table(self, table: pa.Table, place: Place | None = None) -> np.ndarray:
         """(n, T) probabilities of raw rows."""
@@ -154,4 +151,5 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
         epoch=int(payload.get("epoch", 0)),
         device=device,
         batch_size=batch_size or config.train.batch_size,
+        precision=config.train.precision,
     )

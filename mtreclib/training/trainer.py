@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.config.experiment import PRECISIONS, TrainConfig
+from mtreclib.config.experiment import TrainConfig
 from mtreclib.core import distributed
 from mtreclib.core.errors import UserError
 from mtreclib.core.metrics import logit_metrics, mean_auc
@@ -44,6 +44,7 @@ from mtreclib.data.table import MultiTaskTable
 from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.mto import StepContext, Strategy, create_strategy
 from mtreclib.nn.layers import sparse_tables
+from mtreclib.scoring import autocast, logits
 from mtreclib.training.optim import adam, build_optimizer, build_schedule, planned_steps  # noqa: F401 - adam re-exported
 
 
@@ -98,15 +99,6 @@ def validation_score(metrics: dict[str, dict[str, float]]) -> float:
     return score if not math.isnan(score) else -float(np.mean([m["logloss"] for m in metrics.values()]))
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The context that runs forward passes at ``precision`` on ``device``."""
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
 def _groups(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
     """Consecutive batches in groups of ``size``; the last group may be shorter."""
     group: list[Batch] = []
@@ -145,7 +137,6 @@ class Trainer:
         progress: show progress and per-epoch lines (rank 0 only).
         checkpoints: where best and last states go (None: nowhere).
         log: where per-step and per-epoch figures go (None: nowhere).
-        sample_weights: pass the dataset's sample weights to the loss.
     """
 
     def __init__(
@@ -189,17 +180,18 @@ class Trainer:
     def task_names(self) -> tuple[str, ...]:
         return self.model.schema.task_names
 
-    def _loader(self, table: MultiTaskTable, *, train: bool) -> BatchLoader:
+    def _loader(self, table: MultiTaskTable) -> BatchLoader:
+        """The training batches: shuffled, this rank's share of each global batch."""
         return BatchLoader(
             table,
             self.config.batch_size,
-            shuffle=train,
-            drop_last=train,
+            shuffle=True,
+            drop_last=True,
             seed=self.config.seed,
             device=self.device,
-            rank=self.rank if train else 0,
-            world_size=self.world_size if train else 1,
-            sample_weights=train and self.config.sample_weights,
+            rank=self.rank,
+            world_size=self.world_size,
+            sample_weights=self.config.sample_weights,
         )
 
     def fit(self, train: MultiTaskTable, valid: MultiTaskTable, *, resume: dict[str, Any] | None = None) -> FitResult:
@@ -211,7 +203,7 @@ class Trainer:
         config = self.config
         if config.patience > 0 and len(valid) == 0:
             raise UserError("early stopping needs a validation split: set a validation fraction above 0, or patience 0")
-        loader = self._loader(train, train=True)
+        loader = self._loader(train)
         steps_per_epoch = math.ceil(len(loader) / self.model.batches_per_step)
         result, best_state = FitResult(), None
         self.scheduler = build_schedule(self.optimizer, config, steps_per_epoch)
@@ -371,29 +363,13 @@ class Trainer:
         auxiliary = None if losses.auxiliary is None else losses.auxiliary.detach()
         return TaskLosses(losses.tasks.detach(), auxiliary)
 
-    @torch.inference_mode()
     def predict(self, table: MultiTaskTable, *, forwards: int | None = None, spare: MultiTaskTable | None = None) -> torch.Tensor:
-        """(N, T) float32 logits of every row of ``table``, in order, on the CPU.
-
-        ``forwards``: make that many forward passes in all, the ones past ``table``'s batches on
-        a batch of ``spare``, their outputs dropped: a lookup in sharded tables is a collective,
-        so every process must make as many as the others.
-        """
-        self.model.eval()
-        logits = torch.empty(len(table), len(self.task_names))
-        start, made = 0, 0
-        for batch in self._loader(table, train=False):
-            with autocast(self.device, self.config.precision):
-                out = self.model.logits(batch)
-            logits[start : start + batch.size] = out.float().cpu()
-            start += batch.size
-            made += 1
-        if forwards is not None and made < forwards:
-            filler = next(iter(self._loader(spare if spare is not None else table, train=False)))
-            for _ in range(forwards - made):
-                with autocast(self.device, self.config.precision):
-                    self.model.logits(filler)
-        return logits
+        """(N, T) float32 logits of every row of ``table``, in order, on the CPU (``mtreclib.scoring.logits``
+        with the run's batch size and precision; ``forwards`` and ``spare`` pad the passes of sharded tables)."""
+        config = self.config
+        return logits(
+            self.model, table, batch_size=config.batch_size, device=self.device, precision=config.precision, forwards=forwards, spare=spare
+        )
 
     def evaluate(self, table: MultiTaskTable) -> dict[str, dict[str, float]]:
         """``{task: {"auc", "logloss"}}`` of the model on the whole of ``table``, on every rank.
@@ -409,8 +385,8 @@ class Trainer:
         first, last = distributed.shard_range(batch_num, self.rank, self.world_size)
         shard = table.select(slice(first * self.config.batch_size, min(last * self.config.batch_size, len(table))))
         forwards = math.ceil(batch_num / self.world_size) if sparse_tables(self.model) else None
-        logits = distributed.gather_rows(self.predict(shard, forwards=forwards, spare=table).to(self.device))
-        metrics = logit_metrics(logits.cpu(), labels, self.task_names) if self.rank == 0 else None
+        gathered = distributed.gather_rows(self.predict(shard, forwards=forwards, spare=table).to(self.device))
+        metrics = logit_metrics(gathered.cpu(), labels, self.task_names) if self.rank == 0 else None
         return distributed.broadcast_object(metrics)
 
     def _report_epoch(self, record: dict) -> None:
