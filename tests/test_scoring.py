@@ -18,6 +18,7 @@ from mtreclib.cli import main
 from mtreclib.data.datasets import load_dataset
 from mtreclib.data.table import split_validation
 from mtreclib.runs import checkpoint
+from mtreclib.runs.checkpoint import ModelCheckpoint
 from mtreclib.runs.record import metrics_map
 from mtreclib.scoring import batch_logits, logits
 from mtreclib.serving.evaluation import table_logits
@@ -72,6 +73,19 @@ def test_evaluate_and_predict_give_the_same_probabilities_at_the_runs_precision(
     rescored = torch.sigmoid(logits(inference.model, test, batch_size=64, device=inference.device, precision=other)).numpy()
     gap = np.abs(rescored - evaluated).max()
     assert gap > 1e-4 and gap < 0.05, gap
+
+
+def test_a_checkpoint_holds_its_configuration_and_schema_once(fixed_run):
+    _, run, trained = fixed_run
+    payload = checkpoint.load(run, "model")
+    assert payload["version"] == checkpoint.VERSION == 2
+    assert set(payload) == {"format", "version", "kind", "run", "state_dict", "epoch", "valid", "path"}
+    assert set(payload["run"]) == {"dataset", "config", "schema", "encoding"}
+    saved = ModelCheckpoint.read(run)
+    assert saved.run.config.to_dict() == trained["config"] and saved.run.schema.task_names == TASKS
+    assert saved.run.config.mto_config.task_weights == (1.0, 0.5) and saved.run.dataset == "myshop"
+    last = checkpoint.load(run, "resume")
+    assert last["config"] == trained["config"] and "run" not in last and "encoding" not in last
 
 
 def test_the_trainers_validation_is_the_same_scoring(fixed_run):

@@ -8,11 +8,16 @@ next free N), so that a second run never overwrites the first one's checkpoint:
     config.yaml   the resolved configuration (a config file: ``--config`` reads it back)
     results.json  the results record
 
-``best.pt`` describes itself, like Hugging Face's ``config.json`` beside the weights: the model's
-name and typed settings, the feature schema, the dataset's encoders (vocabularies, numerical
-transforms) and the run's whole configuration travel with the weights, so evaluating,
-predicting or exporting needs nothing repeated by hand. Every file is written to a temporary
-name and renamed, and loads with ``torch.load(weights_only=True)`` (no pickled code).
+``best.pt`` describes itself, like Hugging Face's ``config.json`` beside the weights: a
+``RunDescription`` travels with the weights (the run's configuration, which names the model and
+holds its typed settings; the feature schema; the dataset's encoders: vocabularies, numerical
+transforms), each once, so evaluating, predicting or exporting needs nothing repeated by hand.
+``last.pt`` holds the configuration and the trainer's state. Every file is written to a
+temporary name and renamed, and loads with ``torch.load(weights_only=True)`` (no pickled code).
+
+Format versions: 2 (this one) keeps the description under ``run``; version 1 kept the schema,
+the encoding and the configuration at the top level, with the model's name and settings a
+second time beside it. Both are read; a file of another version is refused in one line.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from typing import Any
 
 import torch
 
+from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.core.atomic import atomic_output
 from mtreclib.core.errors import UserError
+from mtreclib.core.schema import FeatureSchema
 
 FORMAT = "mtreclib-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 BEST = "best.pt"
 LAST = "last.pt"
 CONFIG = "config.yaml"
@@ -99,6 +107,74 @@ class RunDirectory:
 
 
 
+@dataclass(frozen=True)
+class RunDescription:
+    """What a model checkpoint's weights are: the metadata that travels with them, each part once.
+
+    Attributes:
+        dataset: the name of the dataset the model was trained on.
+        config: the run's resolved configuration (the model's name and typed settings in it).
+        schema: the feature schema the model was built for.
+        encoding: the dataset's fitted encoders as plain data (``Encoders.to_dict``).
+    """
+
+    dataset: str
+    config: ExperimentConfig
+    schema: FeatureSchema
+    encoding: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "config": self.config.to_dict(), "schema": self.schema.describe(), "encoding": self.encoding}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunDescription:
+        config = ExperimentConfig.from_dict(data["config"])
+        return cls(
+            dataset=str(data.get("dataset", config.data.dataset)),
+            config=config,
+            schema=FeatureSchema.from_description(data["schema"]),
+            encoding=data["encoding"],
+        )
+
+
+@dataclass(frozen=True)
+class ModelCheckpoint:
+    """A ``best.pt``: the weights and what they are.
+
+    Attributes:
+        run: the weights' description.
+        state_dict: the model's weights.
+        epoch: the epoch these weights are from.
+        valid: per task, the validation metrics of that epoch (None without a validation split).
+        path: the file it was read from.
+    """
+
+    run: RunDescription
+    state_dict: dict[str, torch.Tensor]
+    epoch: int = 0
+    valid: dict[str, Any] | None = None
+    path: Path | None = None
+
+    def save(self, path: Path) -> None:
+        save(path, {"kind": "model", "run": self.run.to_dict(), "state_dict": self.state_dict, "epoch": self.epoch, "valid": self.valid})
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> ModelCheckpoint:
+        """A model checkpoint (or a run folder's ``best.pt``) of any readable version."""
+        payload = load(path, "model")
+        where = payload["path"]
+        # Version 1 kept the description's parts at the top level.
+        description = payload["run"] if payload["version"] >= 2 else payload
+        try:
+            run = RunDescription.from_dict(description)
+            state_dict = payload["state_dict"]
+        except UserError as error:
+            raise UserError(f"{where}: {error}") from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"{where}: an incomplete or damaged checkpoint ({type(error).__name__}: {error})") from None
+        return cls(run, state_dict, int(payload.get("epoch", 0)), payload.get("valid"), Path(where))
+
+
 def save(path: Path, payload: dict[str, Any]) -> None:
     """``torch.save`` to a temporary name in the same folder, then rename over ``path``."""
     with atomic_output(path) as temporary:
@@ -118,8 +194,9 @@ def load(path: str | os.PathLike, kind: str) -> dict[str, Any]:
         raise UserError(f"{path}: not a readable mtreclib checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path}: not an mtreclib checkpoint (written by another program?)")
-    if payload.get("version") != VERSION:
-        raise UserError(f"{path}: checkpoint version {payload.get('version')}, this mtreclib reads version {VERSION}")
+    if payload.get("version") not in READABLE:
+        readable = " and ".join(str(v) for v in READABLE)
+        raise UserError(f"{path}: checkpoint format version {payload.get('version')}; this mtreclib reads versions {readable}")
     if payload.get("kind") != kind:
         raise UserError(f"{path}: a {payload.get('kind')} checkpoint; expected a {kind} checkpoint")
     payload["path"] = str(path)

@@ -1,11 +1,11 @@
 """A trained model ready to use: its checkpoint loaded into the model, its encoders and its settings.
 
-``load_checkpoint`` rebuilds everything from the self-describing ``best.pt`` (see
-``mtreclib.runs.checkpoint``): the model from its registered name, typed settings and feature schema;
-the encoders (vocabularies, numerical transforms) that turn raw rows into the ids and features
-it was trained on. ``Inference.probabilities`` scores encoded arrays and ``score_table`` raw
-rows through ``mtreclib.scoring``, as evaluation and training do, at the run's precision, so
-that a row gets the same probability whichever way it comes in.
+``load_checkpoint`` rebuilds everything from the self-describing ``best.pt`` (its
+``RunDescription``, see ``mtreclib.runs.checkpoint``): the model from its registered name, typed
+settings and feature schema; the encoders (vocabularies, numerical transforms) that turn raw rows
+into the ids and features it was trained on. ``Inference.probabilities`` scores encoded arrays
+and ``score_table`` raw rows through ``mtreclib.scoring``, as evaluation and training do, at the
+run's precision, so that a row gets the same probability whichever way it comes in.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from mtreclib.data.encoders import Encoded, Encoders
 from mtreclib.data.encoding import Place
 from mtreclib.data.table import BagColumn, MultiTaskTable
 from mtreclib.models import MultiTaskModel, create_model
-from mtreclib.runs import checkpoint
+from mtreclib.runs.checkpoint import ModelCheckpoint
 from mtreclib.scoring import logits
 
 
@@ -122,21 +122,20 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     A checkpoint of a model this installation does not have, or whose weights do not fit the
     model its settings describe, is a user error naming the file.
     """
-    payload = checkpoint.load(path, "model")
-    where = payload["path"]
+    saved = ModelCheckpoint.read(path)
+    where, run = saved.path, saved.run
+    config = run.config
     try:
-        config = ExperimentConfig.from_dict(payload["config"])
-        schema = FeatureSchema.from_description(payload["schema"])
-        model = create_model(payload["model_name"], schema, config.model_config)
-        encoders = Encoders.from_dict(payload["encoding"])
+        model = create_model(config.model, run.schema, config.model_config)
+        encoders = Encoders.from_dict(run.encoding)
     except UserError as error:
         raise UserError(f"{where}: {error}") from None
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"{where}: an incomplete or damaged checkpoint ({type(error).__name__}: {error})") from None
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(saved.state_dict)
     except RuntimeError as error:
-        raise UserError(f"{where}: the weights do not fit model {payload['model_name']} ({str(error).splitlines()[0]})") from None
+        raise UserError(f"{where}: the weights do not fit model {config.model} ({str(error).splitlines()[0]})") from None
     if batch_size is not None and batch_size < 1:
         raise UserError(f"batch size must be positive, got {batch_size}")
     device = _as_device(device)
@@ -144,11 +143,11 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     return Inference(
         model=model,
         encoders=encoders,
-        encoding=payload["encoding"],
+        encoding=run.encoding,
         config=config,
-        dataset=payload.get("dataset", config.data.dataset),
+        dataset=run.dataset,
         path=Path(where),
-        epoch=int(payload.get("epoch", 0)),
+        epoch=saved.epoch,
         device=device,
         batch_size=batch_size or config.train.batch_size,
         precision=config.train.precision,

@@ -31,7 +31,7 @@ from mtreclib.models import MultiTaskModel, create_model
 from mtreclib.mto import create_strategy
 from mtreclib.nn.layers import deferred_tables, sparse_tables
 from mtreclib.runs import checkpoint
-from mtreclib.runs.checkpoint import RunDirectory
+from mtreclib.runs.checkpoint import ModelCheckpoint, RunDescription, RunDirectory
 from mtreclib.runs.record import EpochRecord, RunRecord, metrics_map
 from mtreclib.training.tensorboard import TensorBoardLog, check_available
 from mtreclib.training.trainer import Trainer
@@ -108,20 +108,13 @@ class RunCheckpoints:
 
     def __init__(self, directory: RunDirectory, config: ExperimentConfig, dataset: Dataset):
         self.directory = directory
-        self.meta = {
-            "model_name": config.model,
-            "model_config": config.model_config.to_dict(),
-            "schema": dataset.schema.describe(),
-            "encoding": dataset.encoding,
-            "dataset": dataset.name,
-            "config": config.to_dict(),
-        }
+        self.run = RunDescription(dataset=dataset.name, config=config, schema=dataset.schema, encoding=dataset.encoding)
 
     def save_best(self, state_dict: dict[str, torch.Tensor], epoch: int, valid: dict | None) -> None:
-        checkpoint.save(self.directory.best, {"kind": "model", **self.meta, "state_dict": state_dict, "epoch": epoch, "valid": valid})
+        ModelCheckpoint(self.run, state_dict, epoch, valid).save(self.directory.best)
 
     def save_last(self, state: dict[str, Any]) -> None:
-        checkpoint.save(self.directory.last, {"kind": "resume", "config": self.meta["config"], **state})
+        checkpoint.save(self.directory.last, {"kind": "resume", "config": self.run.config.to_dict(), **state})
 
 
 def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPlace) -> tuple[RunDirectory | None, dict | None]:
@@ -141,7 +134,12 @@ def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPl
         else:
             directory = RunDirectory(Path(config.run.resume))
         state = checkpoint.load(directory.path, "resume")
-        differences = _differences(state["config"], config.to_dict())
+        try:
+            # Through the typed configuration: a setting added since that run compares at its default.
+            before = ExperimentConfig.from_dict(state["config"]).to_dict()
+        except UserError as error:
+            raise UserError(f"{directory.last}: {error}") from None
+        differences = _differences(before, config.to_dict())
         if differences:
             raise UserError(f"--resume {directory.path}: the settings differ from that run's ({differences[0]}); only --epochs and --max-steps may change")
         if directory.best.is_file():
