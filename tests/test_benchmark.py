@@ -179,8 +179,8 @@ def test_results_made_with_other_settings_are_refused_before_anything_runs(data_
     "flags, message",
     [
         (["--models", "sharedbottom,nope"], "unknown model 'nope'"),
-        (["--models", " , "], "--models names nothing"),
-        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--models", " , "], "models (--models) must name at least one value"),
+        (["--seeds", "0"], "seeds (--seeds) must be at least 1"),
         (["--epochs", "0"], "epochs (--epochs) must be at least 1"),
         (["--datasets", "tiny,missing"], "dataset 'missing' not found"),
     ],

@@ -190,7 +190,7 @@ def test_a_missing_column_is_refused_before_any_row_is_scored(shop_run, tmp_path
         (["--input", "{tmp}/none.parquet", "--output", "{tmp}/s.csv"], "--input {tmp}/none.parquet: no such file"),
         (["--input", "{root}/data/myshop/test.parquet", "--output", "{root}/data/myshop/test.parquet"], "is the input file"),
         (["--input", "{root}/data/myshop/test.parquet", "--output", "{tmp}/s.csv", "--id-column", "buy"], "--id-column buy: the output already has"),
-        (["--input", "{root}/data/myshop/test.parquet", "--output", "{tmp}/s.csv", "--batch-size", "0"], "batch size must be positive"),
+        (["--input", "{root}/data/myshop/test.parquet", "--output", "{tmp}/s.csv", "--batch-size", "0"], "batch_size (--batch-size) must be at least 2, got 0"),
     ],
 )
 def test_predict_refuses_bad_arguments_in_one_line(shop_run, tmp_path, capsys, args, message):

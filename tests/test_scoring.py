@@ -47,7 +47,7 @@ def test_a_run_trained_with_fixed_task_weights_evaluates_to_its_test_metrics(fix
     root, run, trained = fixed_run
     assert trained["config"]["mto_config"]["task_weights"] == [1.0, 0.5] and list(trained["tasks"]) == list(TASKS)
     evaluated = tmp_path / "eval.json"
-    assert main(["evaluate", str(run), "--results", str(evaluated), "--no-progress"]) == 0
+    assert main(["evaluate", str(run), "--results", str(evaluated), "--threads", "1", "--no-progress"]) == 0
     assert "test results: mmoe on myshop" in capsys.readouterr().out
     assert json.loads(evaluated.read_text())["tasks"] == trained["tasks"]  # the run's test AUC and log-loss, to the last digit
     assert mtreclib.load(run).evaluate().tasks == metrics_map(trained["tasks"])

@@ -3,59 +3,52 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from mtreclib.commands.options import add_run_flags, file_and_flags
 from mtreclib.comparison.runner import BenchmarkConfig, BenchmarkSummary, run_benchmark
+from mtreclib.config.flags import add_settings
 from mtreclib.config.resolve import normalise, resolve
-from mtreclib.core.errors import UserError
+from mtreclib.core.settings import ConfigError, Settings, setting
 from mtreclib.data.datasets import builtin_datasets
 from mtreclib.models import list_models, model_class
 from mtreclib.mto import list_strategies, strategy_class
 
 NAME = "benchmark"
 HELP = "train every model on every dataset with several seeds (and strategies), resuming where a previous call stopped"
-GRID = ("models", "datasets", "seeds", "mtos", "out")
+
+
+@dataclass(frozen=True)
+class BenchmarkGrid(Settings):
+    """The grid of ``mtrec benchmark``: flags, and keys of its ``--config`` file."""
+
+    models: tuple[str, ...] = setting(("all",), f"model names, or all ({', '.join(list_models())})", nonempty=True)
+    datasets: tuple[str, ...] = setting(
+        ("synthetic",),
+        f"dataset names: built-in ({', '.join(builtin_datasets())}), folders under --data-dir, or dataset specs",
+        nonempty=True,
+    )
+    seeds: int = setting(5, "runs per model and dataset: seeds SEED .. SEED+SEEDS-1", minimum=1)
+    mtos: tuple[str, ...] = setting(
+        ("ew",),
+        f"multi-task optimisation strategies (mtrec strategies lists them), or all ({', '.join(list_strategies())}); "
+        "each model is trained with each",
+        nonempty=True,
+    )
+    out: str = setting(
+        "runs", "run files go to OUT/DATASET/MODEL/seedK.json, OUT/DATASET/MODEL+STRATEGY/seedK.json for a strategy other than ew"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    grid = parser.add_argument_group("the grid (also keys of --config)")
-    grid.add_argument(
-        "--models",
-        default=argparse.SUPPRESS,
-        help=f"comma-separated model names, or all ({', '.join(list_models())}) (default: all)",
-    )
-    grid.add_argument(
-        "--datasets",
-        default=argparse.SUPPRESS,
-        help=f"comma-separated dataset names: built-in ({', '.join(builtin_datasets())}), folders under --data-dir, "
-        "or dataset specs (default: synthetic)",
-    )
-    grid.add_argument("--seeds", default=argparse.SUPPRESS, help="runs per model and dataset: seeds SEED .. SEED+SEEDS-1 (default: 5)")
-    grid.add_argument(
-        "--mtos",
-        "--mto",
-        dest="mtos",
-        default=argparse.SUPPRESS,
-        help=f"comma-separated multi-task optimisation strategies (mtrec strategies lists them), or all "
-        f"({', '.join(list_strategies())}); each model is trained with each (default: ew)",
-    )
-    grid.add_argument(
-        "--out",
-        default=argparse.SUPPRESS,
-        help="run files go to OUT/DATASET/MODEL/seedK.json, OUT/DATASET/MODEL+STRATEGY/seedK.json for a strategy other "
-        "than ew (default: runs)",
-    )
-    add_run_flags(parser, model=False, skip=("dataset", "mto", "save_dir", "save", "results", "tensorboard"))
+    add_settings(parser, BenchmarkGrid, "the grid (also keys of --config)")
+    add_run_flags(parser, model=False, skip=("dataset", "mto", "save_dir", "save", "results", "tensorboard", "resume"))
 
 
-def names(text: object, what: str) -> tuple[str, ...]:
-    """``"a, b,a"`` or a YAML list -> ``("a", "b")``: order kept, duplicates and blanks dropped."""
-    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
-    found = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
-    if not found:
-        raise UserError(f"--{what} names nothing; give a comma-separated list")
-    return found
+def names(items: tuple[str, ...]) -> tuple[str, ...]:
+    """``("a", " b", "a")`` -> ``("a", "b")``: order kept, duplicates and blanks dropped."""
+    return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
 
 
 def benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
@@ -65,27 +58,26 @@ def benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
     models with experts); a key that no model, strategy or concern knows is an error.
     """
     values, sources = file_and_flags(args)
-    grid = {key: values.pop(key) for key in GRID if key in values}
-    models = tuple(list_models()) if str(grid.get("models", "all")).strip() == "all" else names(grid["models"], "models")
-    mtos = tuple(list_strategies()) if str(grid.get("mtos", "ew")).strip() == "all" else names(grid.get("mtos", "ew"), "mtos")
+    keys = BenchmarkGrid.keys()
+    try:
+        grid = BenchmarkGrid.build({key: values.pop(key) for key in keys if key in values})
+    except ConfigError as error:
+        where = next((sources[key] for key in keys if key in sources and str(error).startswith(f"{key} (")), None)
+        raise ConfigError(f"{where}: {error}" if where else str(error)) from None
+    models = tuple(list_models()) if names(grid.models) == ("all",) else names(grid.models)
+    mtos = tuple(list_strategies()) if names(grid.mtos) == ("all",) else names(grid.mtos)
     for model in models:
         model_class(model)  # an unknown name lists the known ones
     for mto in mtos:
         strategy_class(mto)
-    try:
-        seeds = int(grid.get("seeds", 5))
-    except ValueError:
-        raise UserError(f"--seeds must be an integer, got {grid['seeds']!r}") from None
-    if seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}")
     settings = {normalise(key): value for key, value in values.items()}
     base = resolve(settings, sources=sources, strict=False)
     return BenchmarkConfig(
         base=base,
         models=models,
-        datasets=names(grid.get("datasets", "synthetic"), "datasets"),
-        seeds=tuple(range(base.train.seed, base.train.seed + seeds)),
-        out=Path(str(grid.get("out", "runs"))),
+        datasets=names(grid.datasets),
+        seeds=tuple(range(base.train.seed, base.train.seed + grid.seeds)),
+        out=Path(grid.out),
         progress=base.run.progress,
         mtos=mtos,
         settings=settings,

@@ -3,32 +3,47 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+
+from mtreclib.commands.options import Shared, use_threads
+from mtreclib.config.experiment import DataConfig, RunConfig, TrainConfig
+from mtreclib.config.flags import add_settings, same, settings_from
+from mtreclib.core.atomic import check_writable
+from mtreclib.core.settings import Settings, setting
+from mtreclib.serving.evaluation import SPLITS, evaluate_checkpoint
+from mtreclib.serving.inference import load_checkpoint
+from mtreclib.training.experiment import format_results
 
 NAME = "evaluate"
 HELP = "per-task AUC and log-loss of a saved model on a split of a dataset (default: the test split of the data it was trained on)"
 
 
+@dataclass(frozen=True)
+class EvaluateOptions(Settings):
+    """What ``mtrec evaluate`` takes."""
+
+    checkpoint: str = same(Shared, "checkpoint")
+    dataset: str | None = same(DataConfig, "dataset", run_default=True)
+    data_dir: str | None = same(DataConfig, "data_dir", run_default=True)
+    split: str = setting("test", "which split, cut as training cut it", choices=SPLITS)
+    results: str | None = same(RunConfig, "results")
+    device: str = same(RunConfig, "device")
+    threads: int | None = same(TrainConfig, "threads")
+    progress: bool = same(RunConfig, "progress")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (SAVE_DIR/DATASET_MODEL/run-N) or its best.pt")
-    parser.add_argument("--dataset", help="the dataset, as mtrec train takes it (default: the one the model was trained on)")
-    parser.add_argument("--data-dir", help="where dataset folders live (default: the training run's)")
-    parser.add_argument("--split", default="test", choices=("test", "valid", "train"), help="which split, cut as training cut it (default: %(default)s)")
-    parser.add_argument("--results", metavar="FILE", help="also write the results as JSON, in the layout of mtrec train --results")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress while a dataset's cache is built")
+    add_settings(parser, EvaluateOptions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtreclib.core.atomic import check_writable
-    from mtreclib.serving.evaluation import evaluate_checkpoint
-    from mtreclib.serving.inference import load_checkpoint
-    from mtreclib.training.experiment import format_results
-
-    if args.results:
-        check_writable(args.results, "--results")
-    inference = load_checkpoint(args.checkpoint, device=args.device)
-    record = evaluate_checkpoint(inference, args.dataset, data_dir=args.data_dir, split=args.split, progress=not args.no_progress)
+    options = settings_from(EvaluateOptions, args)
+    if options.results:
+        check_writable(options.results, "--results")
+    use_threads(options.threads)
+    inference = load_checkpoint(options.checkpoint, device=options.device)
+    record = evaluate_checkpoint(inference, options.dataset, data_dir=options.data_dir, split=options.split, progress=options.progress)
     print(format_results(record))
-    if args.results:
-        record.write(args.results)
+    if options.results:
+        record.write(options.results)
     return 0

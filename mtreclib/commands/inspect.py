@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
+from mtreclib.config.experiment import DataConfig, RunConfig
+from mtreclib.config.flags import add_settings, same, settings_from
 from mtreclib.core.atomic import write_json
+from mtreclib.core.settings import Settings, setting
+from mtreclib.data.datasets import load_dataset
+from mtreclib.data.inspect import format_inspection, inspect
 
 NAME = "inspect"
 HELP = "what a dataset holds: rows per split, label rates per task, per field the vocabulary, test OOV share, missing values"
 
 
+@dataclass(frozen=True)
+class InspectOptions(Settings):
+    """What ``mtrec inspect`` takes."""
+
+    dataset: str = setting(None, "a built-in dataset, a folder under --data-dir, or a dataset spec (.yaml)", flag="DATASET")
+    data_dir: str = same(DataConfig, "data_dir")
+    json: str | None = setting(None, "also write the figures as JSON to this file")
+    progress: bool = same(RunConfig, "progress")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="a built-in dataset, a folder under --data-dir, or a dataset spec (.yaml)")
-    parser.add_argument("--data-dir", default="data", help="where dataset folders live (default: %(default)s)")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--no-progress", action="store_true", help="no progress while the cache is built")
+    add_settings(parser, InspectOptions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtreclib.data.datasets import load_dataset
-    from mtreclib.data.inspect import format_inspection, inspect
-
-    report = inspect(load_dataset(args.dataset, args.data_dir, progress=not args.no_progress))
+    options = settings_from(InspectOptions, args)
+    report = inspect(load_dataset(options.dataset, options.data_dir, progress=options.progress))
     print(format_inspection(report))
-    if args.json:
-        write_json(args.json, report)
+    if options.json:
+        write_json(options.json, report)
     return 0

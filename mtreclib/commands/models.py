@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import dataclass
 
+from mtreclib.config.flags import add_settings, settings_from
+from mtreclib.core.settings import Settings, setting
 from mtreclib.models import list_models, model_class, model_settings
 
 NAME = "models"
 HELP = "list the models that --model accepts, with their papers"
 
 
+@dataclass(frozen=True)
+class ModelsOptions(Settings):
+    """What ``mtrec models`` takes."""
+
+    settings: bool = setting(False, "also list each model's settings and their defaults")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--settings", action="store_true", help="also list each model's settings and their defaults")
+    add_settings(parser, ModelsOptions)
 
 
 def summary(cls: type) -> str:
@@ -22,11 +32,12 @@ def summary(cls: type) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    options = settings_from(ModelsOptions, args)
     for name in list_models():
         cls = model_class(name)
         print(f"{name:<14} {summary(cls)}")
         if cls.paper:
             print(f"{'':<14} {cls.paper}")
-        if args.settings:
+        if options.settings:
             print(f"{'':<14} " + ", ".join(f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}" for key, value in model_settings(name).items()))
     return 0

@@ -1,25 +1,40 @@
-"""What the commands that configure a run share: the flags, ``--config FILE``, and their resolution.
+"""What the commands share: the flags of a run, ``--config FILE`` and their resolution, and the
+settings of several commands that no run holds (a checkpoint to read, a file to write).
 
-Precedence, lowest first: the settings' defaults, the config file, the flags typed.
+Every flag of every command is generated from a typed settings class (``mtreclib.config.flags``);
+a command that takes another's flag declares it with ``same``, so a flag is written once and
+means one thing, with one default, everywhere.
+
+Precedence of a run's settings, lowest first: the settings' defaults, the config file, the flags typed.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from mtreclib.config.experiment import ExperimentConfig
-from mtreclib.config.files import read_config_file
-from mtreclib.config.flags import add_experiment_flags, given
+from mtreclib.config.files import ConfigFile, read_config_file
+from mtreclib.config.flags import add_experiment_flags, add_settings, given
 from mtreclib.config.resolve import resolve
+from mtreclib.core.settings import Settings, setting
+
+
+@dataclass(frozen=True)
+class Shared(Settings):
+    """Settings of several commands that are no run's: each command takes them with ``same``."""
+
+    checkpoint: str = setting(None, "a run folder (SAVE_DIR/DATASET_MODEL/run-N) or its best.pt", flag="CHECKPOINT")
+    output: str = setting(
+        None, "the file to write, whole or not at all (a temporary name renamed when complete); its suffix names its format"
+    )
 
 
 def add_run_flags(parser: argparse.ArgumentParser, *, model: bool = True, skip: tuple[str, ...] = ()) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="a YAML file of settings keyed by the flags' names (embed_dim: 64), or in sections; flags override it",
-    )
+    add_settings(parser, ConfigFile)
     add_experiment_flags(parser, model=model, skip=skip)
 
 
@@ -41,3 +56,9 @@ def experiment_config(args: argparse.Namespace, *, strict: bool = True, exclude:
     """The ``ExperimentConfig`` that ``--config`` and the flags describe."""
     values, sources = file_and_flags(args, exclude)
     return resolve(values, sources=sources, strict=strict)
+
+
+def use_threads(threads: int | None) -> None:
+    """``--threads``: PyTorch's CPU threads (None: PyTorch's choice)."""
+    if threads is not None:
+        torch.set_num_threads(threads)

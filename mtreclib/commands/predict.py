@@ -3,38 +3,49 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+
+from mtreclib.commands.options import Shared, use_threads
+from mtreclib.config.experiment import RunConfig, TrainConfig
+from mtreclib.config.flags import add_settings, same, settings_from
+from mtreclib.core.progress import note
+from mtreclib.core.settings import Settings, setting
+from mtreclib.serving.inference import load_checkpoint
+from mtreclib.serving.streaming import predict_file
 
 NAME = "predict"
 HELP = "score new rows (Parquet or CSV, no labels needed) with a saved model: one probability column per task"
 
 
+@dataclass(frozen=True)
+class PredictOptions(Settings):
+    """What ``mtrec predict`` takes."""
+
+    checkpoint: str = same(Shared, "checkpoint")
+    input: str = setting(None, "the rows: .parquet, .csv, .csv.gz (the format from the suffix)")
+    output: str = same(Shared, "output")
+    id_columns: tuple[str, ...] = setting(
+        (), "input columns copied to the output, before the scores (the flag may be repeated)", flag="--id-column"
+    )
+    batch_size: int | None = same(TrainConfig, "batch_size", run_default=True)
+    delimiter: str | None = setting(None, "CSV input: the separator; none: the dataset spec's (tab for .tsv)")
+    header: bool | None = setting(None, "CSV input: whether the first line names the columns; none: as the dataset spec says")
+    device: str = same(RunConfig, "device")
+    threads: int | None = same(TrainConfig, "threads")
+    progress: bool = same(RunConfig, "progress")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder (SAVE_DIR/DATASET_MODEL/run-N) or its best.pt")
-    parser.add_argument("--input", required=True, metavar="FILE", help="the rows: .parquet, .csv, .csv.gz (the format from the suffix)")
-    parser.add_argument("--output", required=True, metavar="FILE", help="the scores: .parquet, .csv or .csv.gz, written whole or not at all")
-    parser.add_argument(
-        "--id-column", action="append", default=[], metavar="COLUMN", dest="id_columns",
-        help="copy this input column to the output, before the scores (repeatable)",
-    )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass (default: the training batch size)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
-    parser.add_argument("--delimiter", metavar="CHAR", help="CSV input: the separator (default: the dataset spec's; tab for .tsv)")
-    parser.add_argument(
-        "--header", action=argparse.BooleanOptionalAction, default=None,
-        help="CSV input: whether the first line names the columns (default: the dataset spec's)",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="no progress while scoring")
+    add_settings(parser, PredictOptions)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtreclib.core.progress import note
-    from mtreclib.serving.inference import load_checkpoint
-    from mtreclib.serving.streaming import predict_file
-
-    inference = load_checkpoint(args.checkpoint, device=args.device, batch_size=args.batch_size)
+    options = settings_from(PredictOptions, args)
+    use_threads(options.threads)
+    inference = load_checkpoint(options.checkpoint, device=options.device, batch_size=options.batch_size)
     summary = predict_file(
-        inference, args.input, args.output, id_columns=args.id_columns, delimiter=args.delimiter, header=args.header,
-        progress=not args.no_progress,
+        inference, options.input, options.output, id_columns=options.id_columns, delimiter=options.delimiter,
+        header=options.header, progress=options.progress,
     )  # fmt: skip
     note(
         f"mtrec: {summary.rows:,} rows scored by {inference.model_name} (tasks {', '.join(inference.tasks)}) in "

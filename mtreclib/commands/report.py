@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+
+from mtreclib.config.flags import add_settings, settings_from
+from mtreclib.core.settings import Settings, setting
 
 NAME = "report"
 HELP = "tables (Markdown, CSV) and plots (PNG) of the runs that mtrec benchmark wrote"
 
 
+@dataclass(frozen=True)
+class ReportOptions(Settings):
+    """What ``mtrec report`` takes."""
+
+    runs: str = setting("runs", "the benchmark's --out folder", flag="RUNS")
+    out: str | None = setting(None, "where results.md, results.csv and the PNGs go; none: RUNS/report")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="?", default="runs", help="the benchmark's --out folder (default: %(default)s)")
-    parser.add_argument("--out", help="where results.md, results.csv and the PNGs go (default: RUNS/report)")
+    add_settings(parser, ReportOptions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from mtreclib.comparison.summary import build_tables, machines, shared_settings
     from mtreclib.comparison.table import csv_text, markdown
 
-    runs, failures = load_runs(args.runs)
-    out = Path(args.out) if args.out else Path(args.runs) / "report"
+    options = settings_from(ReportOptions, args)
+    runs, failures = load_runs(options.runs)
+    out = Path(options.out) if options.out else Path(options.runs) / "report"
     tables = build_tables(runs)
     settings, differing = shared_settings(runs)
     plots = draw_plots(tables, out)

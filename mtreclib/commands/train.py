@@ -20,15 +20,6 @@ HELP = "train one model and report per-task test AUC and log-loss"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_flags(parser)
-    parser.add_argument(
-        "--resume",
-        nargs="?",
-        const="last",
-        default=argparse.SUPPRESS,
-        metavar="RUN",
-        help="continue an interrupted run from its last finished epoch, with the same settings (--epochs may be raised): "
-        "the newest run of this model and dataset in --save-dir, or the run folder RUN",
-    )
 
 
 def run(args: argparse.Namespace) -> int:

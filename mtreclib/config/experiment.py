@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mtreclib.core.settings import ConfigError, Settings, flag_name, setting
 from mtreclib.models import model_class
@@ -27,6 +27,13 @@ OPTIMIZERS = ("adam", "adamw", "adagrad")
 LR_SCHEDULES = ("constant", "warmup-cosine", "step")
 # The settings of one learning-rate schedule, refused with another when set.
 SCHEDULE_SETTINGS = {"warmup_steps": "warmup-cosine", "lr_min": "warmup-cosine", "lr_step_epochs": "step", "lr_gamma": "step"}
+
+
+@dataclass(frozen=True)
+class ModelChoice(Settings):
+    """Which model a run trains (its own settings are ``model_class(model).Config``)."""
+
+    model: str = setting("mmoe", "the model, by its registered name (mtrec models lists them)")
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ class TrainConfig(Settings):
 
     epochs: int = setting(50, "most epochs", minimum=1)
     batch_size: int = setting(
-        2048, "rows per step over all processes: the global batch, shared by the processes under torchrun", minimum=2
+        2048, "rows per batch over all processes (the global batch, shared by the processes under torchrun)", minimum=2
     )
     lr: float = setting(1e-3, "the dense optimizer's learning rate (the peak of a schedule)", above=0)
     weight_decay: float = setting(
@@ -76,7 +83,7 @@ class TrainConfig(Settings):
     )
     compile: bool = setting(False, "run the model through torch.compile")
     threads: int | None = setting(
-        None, "CPU threads for PyTorch (default: PyTorch's choice, one per core); lower it when other jobs share the CPU", minimum=1
+        None, "CPU threads for PyTorch, lower when other jobs share the CPU; none: PyTorch's choice (one per core)", minimum=1
     )
     sample_weights: bool = setting(False, "weigh each row's loss by the dataset's sample-weight column (when it has one)")
     mto: str = setting("ew", "multi-task optimisation strategy: how task losses and gradients are combined (mtrec strategies lists them)")
@@ -138,6 +145,9 @@ class TrainConfig(Settings):
 class RunConfig(Settings):
     """Where the run happens and what it writes."""
 
+    # A flag given without a value means this value.
+    bare_flags: ClassVar[dict[str, str]] = {"resume": "last"}
+
     device: str = setting(
         "auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N; under torchrun each process takes cuda:LOCAL_RANK"
     )
@@ -148,9 +158,8 @@ class RunConfig(Settings):
     tensorboard: str | None = setting(None, "write TensorBoard logs (per-step loss, per-epoch metrics) under this folder")
     resume: str | None = setting(
         None,
-        "continue an interrupted run from its last epoch: 'last' (the newest run of this dataset and model in SAVE_DIR) "
-        "or a run folder",
-        cli=False,  # mtrec train adds --resume itself: it takes an optional value
+        "continue an interrupted run from its last finished epoch, with the same settings (--epochs may be raised): "
+        "the newest run of this model and dataset in --save-dir (--resume alone), or the run folder RESUME",
     )
 
 
@@ -167,7 +176,7 @@ class ExperimentConfig:
             means its defaults.
     """
 
-    model: str = "mmoe"
+    model: str = ModelChoice.model
     model_config: Any = None
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -15,15 +15,25 @@ Sections are ``data``, ``train``, ``run``, ``model`` (``name`` plus the model's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mtreclib.config.experiment import DataConfig, RunConfig, TrainConfig
 from mtreclib.config.resolve import model_keys, normalise, strategy_keys
-from mtreclib.core.settings import ConfigError
+from mtreclib.core.settings import ConfigError, Settings, setting
 from mtreclib.core.yamlfile import read_yaml
 
 _SECTIONS = {"data": DataConfig, "train": TrainConfig, "run": RunConfig}
+
+
+@dataclass(frozen=True)
+class ConfigFile(Settings):
+    """The config file a command reads its settings from, under the flags typed."""
+
+    config: str | None = setting(
+        None, "a YAML file of settings keyed by the flags' names (embed_dim: 64), or in sections; flags override it"
+    )
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

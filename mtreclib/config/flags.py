@@ -9,13 +9,37 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from mtreclib.config.experiment import DataConfig, RunConfig, TrainConfig
+from mtreclib.config.experiment import DataConfig, ModelChoice, RunConfig, TrainConfig
 from mtreclib.core.settings import Settings, describe_type, fields_of, flag_name, meta_of
 from mtreclib.models import list_models, model_class
 from mtreclib.mto import list_strategies, strategy_class
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+# Field metadata key of a setting whose default is the training run's value (``same(..., run_default=True)``).
+_RUN_DEFAULT = "mtreclib.run_default"
+
+
+def same(cls: type[Settings], key: str, *, run_default: bool = False) -> Any:
+    """A field that is ``cls``'s setting ``key`` again: the same flag, help, bounds and default.
+
+    A command that shares a flag with another declares it this way, so that the flag is written
+    once and means one thing with one default everywhere. ``run_default``: the command works on
+    a trained run, and the setting's default is that run's value (the field defaults to None).
+    """
+    found = {field.name: field for field in dataclasses.fields(cls)}[key]
+    if run_default:
+        return dataclasses.field(default=None, metadata={**found.metadata, _RUN_DEFAULT: True})
+    return dataclasses.field(default=found.default, metadata=found.metadata)
+
+
+def is_run_default(field: dataclasses.Field) -> bool:
+    return bool(field.metadata.get(_RUN_DEFAULT))
 
 
 def _default_text(value: Any) -> str:
@@ -24,29 +48,75 @@ def _default_text(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def _add(group: argparse._ArgumentGroup, field: dataclasses.Field, tp: Any, help_text: str) -> None:
+def _optional(tp: Any) -> tuple[Any, bool]:
+    members = typing.get_args(tp)
+    if type(None) in members and len(members) == 2:
+        return next(m for m in members if m is not type(None)), True
+    return tp, False
+
+
+class _Join(argparse.Action):
+    """A list flag given several times: its values joined (``--id-column a --id-column b`` is ``a,b``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, values if before is None else f"{before},{values}")
+
+
+def _add(group: argparse._ArgumentGroup, field: dataclasses.Field, tp: Any, help_text: str, *, bare: str | None = None) -> argparse.Action:
+    """The flag (or positional argument) of one setting; the action remembers the field it came from."""
     meta = meta_of(field)
     flag = flag_name(field.name, field)
-    if tp is bool:
-        inverted = flag.startswith("--no-")
-        group.add_argument(flag, dest=field.name, action="store_const", const=not inverted, default=argparse.SUPPRESS, help=help_text)
-        return
-    metavar = None
-    if meta.choices:
-        metavar = "{" + ",".join(meta.choices) + "}"
-    elif "list" in describe_type(tp):
-        metavar = "N,N,..." if "integer" in describe_type(tp) or "number" in describe_type(tp) else "A,B,..."
-    group.add_argument(flag, dest=field.name, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
+    inner, optional = _optional(tp)
+    required = field.default is None and not optional
+    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
+    if not flag.startswith("-"):
+        # A positional argument: ``flag`` is its name in the usage line.
+        action = group.add_argument(field.name, metavar=flag, nargs=None if required else "?", **kwargs)
+    elif inner is bool and optional:
+        action = group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, **kwargs)
+    elif inner is bool:
+        action = group.add_argument(flag, dest=field.name, action="store_const", const=not flag.startswith("--no-"), **kwargs)
+    else:
+        if meta.choices:
+            kwargs["metavar"] = "{" + ",".join(meta.choices) + "}"
+        elif typing.get_origin(inner) is tuple:
+            words = describe_type(tp)
+            kwargs["metavar"] = "N,N,..." if "integer" in words or "number" in words else "A,B,..."
+            kwargs["action"] = _Join
+        if bare is not None:
+            kwargs.update(nargs="?", const=bare)
+        action = group.add_argument(flag, dest=field.name, required=required, **kwargs)
+    action.setting_field = field  # type: ignore[attr-defined] - read by the tests: every flag is generated
+    return action
 
 
-def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], title: str, *, skip: Iterable[str] = ()) -> None:
-    """One flag per command-line setting of ``cls``, in a help group named ``title``."""
-    group = parser.add_argument_group(title)
+def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], title: str | None = None, *, skip: Iterable[str] = ()) -> None:
+    """One flag (or positional argument) per command-line setting of ``cls``, in a help group named ``title``.
+
+    A setting without a default (None for a type that is not optional) is required. A tuple
+    setting's flag may be given several times. A boolean ``X | None`` gets ``--X`` and ``--no-X``.
+    ``cls.bare_flags`` names the value of a flag given alone (``--resume`` means ``last``).
+    """
+    group = parser.add_argument_group(title) if title else parser
+    bare_flags = getattr(cls, "bare_flags", {})
     for field, tp in fields_of(cls):
         if not meta_of(field).cli or field.name in skip:
             continue
-        default = "" if tp is bool else f" (default: {_default_text(field.default)})"
-        _add(group, field, tp, meta_of(field).help + default)
+        _, optional = _optional(tp)
+        if is_run_default(field):
+            default = " (default: the training run's)"
+        elif tp is bool or (field.default is None and (not optional or "none:" in meta_of(field).help)):
+            default = ""  # required, a switch, or a help that says what none means
+        else:
+            default = f" (default: {_default_text(field.default)})"
+        _add(group, field, tp, meta_of(field).help + default, bare=bare_flags.get(field.name))
+
+
+def settings_from(cls: type[SettingsT], args: argparse.Namespace) -> SettingsT:
+    """The ``cls`` of the parsed flags (its defaults where none was typed), checked."""
+    keys = cls.keys()
+    return cls.build({key: value for key, value in vars(args).items() if key in keys})  # type: ignore[return-value]
 
 
 def add_component_settings(parser: argparse.ArgumentParser, classes: dict[str, type], title: str) -> None:
@@ -75,9 +145,7 @@ def add_experiment_flags(parser: argparse.ArgumentParser, *, model: bool = True,
 
     skip = set(skip)
     if model:
-        parser.add_argument(
-            "--model", default=argparse.SUPPRESS, help=f"one of {', '.join(list_models())} (default: mmoe); mtrec models lists them"
-        )
+        add_settings(parser, ModelChoice, "model")
     add_settings(parser, DataConfig, "data", skip=skip)
     add_component_settings(parser, {name: model_class(name) for name in list_models()}, "model settings (the models that take each are in brackets)")
     add_settings(parser, TrainConfig, "training", skip=skip)
