@@ -1,5 +1,6 @@
 """Every command's options are typed once: settings classes generate every flag of every command,
-and one flag name means one thing with one default everywhere."""
+one flag name means one thing with one default everywhere, and which settings may differ on
+resume or between the runs of one table is a marker on the setting, read by one comparison."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from mtreclib.cli import COMMANDS, build_parser
+from mtreclib.config.compare import differences
+from mtreclib.config.experiment import RESUME, TABLE, DataConfig, ExperimentConfig, RunConfig, TrainConfig
 from mtreclib.config.flags import is_run_default
+from mtreclib.config.resolve import with_changes
 from mtreclib.core.settings import meta_of
 
 COMMANDS_DIR = Path(__file__).resolve().parents[1] / "mtreclib" / "commands"
@@ -108,3 +112,30 @@ def test_a_bad_value_of_any_command_is_one_line_from_its_setting(args, message, 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_the_markers_say_what_may_differ_on_resume_and_in_a_table():
+    marked = {
+        context: sorted(
+            f"{section}.{field.name}"
+            for section, cls in (("data", DataConfig), ("train", TrainConfig), ("run", RunConfig))
+            for field in cls.__dataclass_fields__.values()
+            if context in meta_of(field).may_differ
+        )
+        for context in (RESUME, TABLE)
+    }
+    where = ["data.data_dir", *(f"run.{key}" for key in RunConfig.keys()), "train.threads"]
+    assert marked[TABLE] == sorted(where)  # where and how visibly a run happens
+    assert marked[RESUME] == sorted([*where, "train.epochs", "train.max_steps"])  # and, on resume, how long
+
+
+def test_one_comparison_reads_the_markers():
+    base = ExperimentConfig()
+    longer = with_changes(base, epochs=80, device="cpu", threads=2, data_dir="/elsewhere")
+    assert differences(base, longer, RESUME) == []
+    assert differences(base, longer, TABLE) == ["train.epochs was 50, now 80"]
+    other = with_changes(base, lr=0.01, expert_num=4)
+    assert differences(base.to_dict(), other, RESUME) == [
+        "model_config.expert_num was 8, now 4",
+        "train.lr was 0.001, now 0.01",
+    ]

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mtreclib.comparison.machine import machine_info
-from mtreclib.comparison.settings import comparable, config_difference
-from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.config.compare import differences
+from mtreclib.config.experiment import TABLE, ExperimentConfig
 from mtreclib.config.resolve import with_changes
 from mtreclib.core.atomic import write_json
 from mtreclib.core.errors import UserError
@@ -125,11 +125,10 @@ def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[Ru
         if not path.is_file():
             continue
         existing = RunRecord.read(path)
-        wanted = comparable(run_config(config, spec, progress=False))
-        difference = config_difference(comparable(existing.config), wanted)
-        if difference is not None:
+        found = differences(existing.config, run_config(config, spec, progress=False), TABLE)
+        if found:
             raise UserError(
-                f"{path} holds a run made with other settings ({difference}); "
+                f"{path} holds a run made with other settings ({found[0]}); "
                 "use another --out folder, or delete the old runs to redo them"
             )
         done.append(spec)

@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mtreclib.comparison.runs import run_label
-from mtreclib.comparison.settings import comparable
 from mtreclib.comparison.stats import Spread, indistinguishable, spread
+from mtreclib.config.compare import comparable
+from mtreclib.config.experiment import TABLE
 from mtreclib.models import list_models
 from mtreclib.mto import list_strategies
 from mtreclib.runs.record import EpochRecord, Metrics, RunRecord
@@ -211,7 +212,7 @@ def shared_settings(runs: Sequence[RunRecord]) -> tuple[dict[str, Any], dict[str
     A model's or strategy's setting whose value differs only from one model or strategy to
     another (their defaults differ) is in neither.
     """
-    flats = [(run, comparable(run.config)) for run in runs]
+    flats = [(run, comparable(run.config, TABLE)) for run in runs]
     keys = sorted({key for _, flat in flats for key in flat} - set(VARIED))
     shared, differing = {}, {}
     for key in keys:

@@ -27,6 +27,12 @@ OPTIMIZERS = ("adam", "adamw", "adagrad")
 LR_SCHEDULES = ("constant", "warmup-cosine", "step")
 # The settings of one learning-rate schedule, refused with another when set.
 SCHEDULE_SETTINGS = {"warmup_steps": "warmup-cosine", "lr_min": "warmup-cosine", "lr_step_epochs": "step", "lr_gamma": "step"}
+# Where a setting may differ without changing what a run computes (``Meta.may_differ``, read by
+# ``mtreclib.config.compare``): a resumed run may change how long it trains; it, and the runs of
+# one results table, may change where and how visibly they run.
+RESUME = "resume"
+TABLE = "table"
+WHERE = (RESUME, TABLE)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class DataConfig(Settings):
         "a built-in dataset, a folder DATA_DIR/NAME (with a dataset.yaml, or train.csv and test.csv in the "
         "AliExpress processed layout), or the path of a dataset spec (.yaml)",
     )
-    data_dir: str = setting("data", "where dataset folders live")
+    data_dir: str = setting("data", "where dataset folders live", may_differ=WHERE)
     tasks: tuple[str, ...] = setting((), "the tasks to train, by name, in order (default: the dataset's default tasks)")
     task_num: int | None = setting(None, "train only the first N of those tasks (default: all)", minimum=1)
     valid_fraction: float = setting(
@@ -62,7 +68,7 @@ class DataConfig(Settings):
 class TrainConfig(Settings):
     """Optimisation: Adam as the original configures it (by default), early stopping on validation mean AUC."""
 
-    epochs: int = setting(50, "most epochs", minimum=1)
+    epochs: int = setting(50, "most epochs", minimum=1, may_differ=(RESUME,))
     batch_size: int = setting(
         2048, "rows per batch over all processes (the global batch, shared by the processes under torchrun)", minimum=2
     )
@@ -73,7 +79,7 @@ class TrainConfig(Settings):
     patience: int = setting(
         2, "stop after N epochs without a better validation mean AUC; 0 trains every epoch and keeps the last", minimum=0
     )
-    max_steps: int | None = setting(None, "stop after N optimizer steps", minimum=1)
+    max_steps: int | None = setting(None, "stop after N optimizer steps", minimum=1, may_differ=(RESUME,))
     seed: int = setting(0, "seeds initialisation, shuffling and dropout", minimum=0)
     precision: str = setting(
         "fp32",
@@ -83,7 +89,10 @@ class TrainConfig(Settings):
     )
     compile: bool = setting(False, "run the model through torch.compile")
     threads: int | None = setting(
-        None, "CPU threads for PyTorch, lower when other jobs share the CPU; none: PyTorch's choice (one per core)", minimum=1
+        None,
+        "CPU threads for PyTorch, lower when other jobs share the CPU; none: PyTorch's choice (one per core)",
+        minimum=1,
+        may_differ=WHERE,
     )
     sample_weights: bool = setting(False, "weigh each row's loss by the dataset's sample-weight column (when it has one)")
     mto: str = setting("ew", "multi-task optimisation strategy: how task losses and gradients are combined (mtrec strategies lists them)")
@@ -149,17 +158,24 @@ class RunConfig(Settings):
     bare_flags: ClassVar[dict[str, str]] = {"resume": "last"}
 
     device: str = setting(
-        "auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N; under torchrun each process takes cuda:LOCAL_RANK"
+        "auto",
+        "auto (CUDA if present, else CPU), cpu, cuda, cuda:N; under torchrun each process takes cuda:LOCAL_RANK",
+        may_differ=WHERE,
     )
-    save_dir: str = setting("chkpt", "each run's checkpoints, configuration and results go to SAVE_DIR/DATASET_MODEL/run-N/")
-    save: bool = setting(True, "keep no checkpoint files", flag="--no-save")
-    results: str | None = setting(None, "also write the results as JSON to this file")
-    progress: bool = setting(True, "no progress bars or per-epoch lines", flag="--no-progress")
-    tensorboard: str | None = setting(None, "write TensorBoard logs (per-step loss, per-epoch metrics) under this folder")
+    save_dir: str = setting(
+        "chkpt", "each run's checkpoints, configuration and results go to SAVE_DIR/DATASET_MODEL/run-N/", may_differ=WHERE
+    )
+    save: bool = setting(True, "keep no checkpoint files", flag="--no-save", may_differ=WHERE)
+    results: str | None = setting(None, "also write the results as JSON to this file", may_differ=WHERE)
+    progress: bool = setting(True, "no progress bars or per-epoch lines", flag="--no-progress", may_differ=WHERE)
+    tensorboard: str | None = setting(
+        None, "write TensorBoard logs (per-step loss, per-epoch metrics) under this folder", may_differ=WHERE
+    )
     resume: str | None = setting(
         None,
         "continue an interrupted run from its last finished epoch, with the same settings (--epochs may be raised): "
         "the newest run of this model and dataset in --save-dir (--resume alone), or the run folder RESUME",
+        may_differ=WHERE,
     )
 
 

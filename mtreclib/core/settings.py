@@ -45,6 +45,10 @@ class Meta:
             sets False).
         cli: whether the setting is a command-line flag at all.
         nonempty: a tuple must have at least one member.
+        may_differ: where a value may differ from another run's without changing what is
+            computed: ``"resume"`` (a resumed run may change it), ``"table"`` (the runs of one
+            results table may differ in it). Where and how visibly a run happens has both; how
+            long it trains has ``"resume"`` only.
     """
 
     help: str
@@ -56,6 +60,7 @@ class Meta:
     flag: str | None = None
     cli: bool = True
     nonempty: bool = False
+    may_differ: tuple[str, ...] = ()
 
 
 def setting(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - mirrors argparse's keyword

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 import yaml
 
-from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.config.compare import differences
+from mtreclib.config.experiment import RESUME, ExperimentConfig
 from mtreclib.config.resolve import resolve
 from mtreclib.core import distributed
 from mtreclib.core.atomic import atomic_output, check_writable
@@ -35,11 +36,6 @@ from mtreclib.runs.checkpoint import ModelCheckpoint, RunDescription, RunDirecto
 from mtreclib.runs.record import EpochRecord, RunRecord, metrics_map
 from mtreclib.training.tensorboard import TensorBoardLog, check_available
 from mtreclib.training.trainer import Trainer
-
-# Settings a resumed run may change: where and how visibly it runs, and how long.
-RESUMABLE_CHANGES = ("train.epochs", "train.max_steps", "train.threads", "data.data_dir") + tuple(
-    f"run.{key}" for key in ("device", "save_dir", "save", "results", "progress", "tensorboard", "resume")
-)
 
 
 def check_outputs(config: ExperimentConfig) -> None:
@@ -91,18 +87,6 @@ def parameter_count(model: MultiTaskModel) -> int:
     return sum(p.numel() for p in model.parameters()) + sum(t.element_count for t in sparse_tables(model))
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    found = []
-    for key in sorted(old.keys() | new.keys()):
-        where = f"{prefix}{key}"
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found += _differences(a, b, f"{where}.")
-        elif a != b and where not in RESUMABLE_CHANGES:
-            found.append(f"{where} was {a!r}, now {b!r}")
-    return found
-
-
 class RunCheckpoints:
     """The trainer's checkpoints, written into a run folder, each describing itself."""
 
@@ -136,12 +120,15 @@ def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPl
         state = checkpoint.load(directory.path, "resume")
         try:
             # Through the typed configuration: a setting added since that run compares at its default.
-            before = ExperimentConfig.from_dict(state["config"]).to_dict()
+            before = ExperimentConfig.from_dict(state["config"])
         except UserError as error:
             raise UserError(f"{directory.last}: {error}") from None
-        differences = _differences(before, config.to_dict())
-        if differences:
-            raise UserError(f"--resume {directory.path}: the settings differ from that run's ({differences[0]}); only --epochs and --max-steps may change")
+        changed = differences(before, config, RESUME)
+        if changed:
+            raise UserError(
+                f"--resume {directory.path}: the settings differ from that run's ({changed[0]}); "
+                "only how long it trains (--epochs, --max-steps) and where it runs may change"
+            )
         if directory.best.is_file():
             state["best_state"] = checkpoint.load(directory.best, "model")["state_dict"]
         return directory, state
