@@ -111,16 +111,6 @@ class FeatureSchema:
         return len(self.bags)
 
     @property
-    def embedded_field_num(self) -> int:
-        """Fields that get one embedding each: F + K, plus one for the numerical features if any."""
-        return self.field_num + self.bag_num + (1 if self.numerical_num else 0)
-
-    @property
-    def embedded_field_names(self) -> tuple[str, ...]:
-        """Names of the embedded fields in their order (the numerical field is ``"numerical"``)."""
-        return (*self.field_names, *(b.name for b in self.bags), *(("numerical",) if self.numerical_num else ()))
-
-    @property
     def task_num(self) -> int:
         return len(self.task_names)
 

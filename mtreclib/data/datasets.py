@@ -11,7 +11,7 @@ import numpy as np
 
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import FeatureSchema
-from mtreclib.data import synthetic
+import mtreclib.data.synthetic as synthetic  # the module, not the package (whose __init__ imports this one)
 from mtreclib.data.builtin import aliexpress_spec, is_aliexpress_folder
 from mtreclib.data.cache import open_cache
 from mtreclib.data.encoders import Encoders

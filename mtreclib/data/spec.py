@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -240,9 +240,6 @@ class DatasetSpec:
         content = json.dumps(self.raw, sort_keys=True, default=str)
         files = [str(path) for path in (*self.files(), *self.table_files())]
         return hashlib.sha1((content + "\n" + "\n".join(files)).encode()).hexdigest()[:16]
-
-    def with_splits(self, splits: dict[str, tuple[Path, ...]]) -> DatasetSpec:
-        return replace(self, splits=splits, split=None)
 
     @classmethod
     def load(cls, path: str | Path) -> DatasetSpec:
