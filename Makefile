@@ -25,7 +25,9 @@ $(VENV)/.installed: pyproject.toml
 train: install
 	$(BIN)/mtrec train
 
+# The layering contract (pyproject.toml, [tool.importlinter]) is checked before the tests.
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 clean:
