@@ -5,6 +5,7 @@ resume or between the runs of one table is a marker on the setting, read by one 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,19 @@ def test_one_comparison_reads_the_markers():
         "model_config.expert_num was 8, now 4",
         "train.lr was 0.001, now 0.01",
     ]
+
+
+def test_the_readmes_command_reference_names_every_generated_flag():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## Command reference\n\n```\n(.*?)```", text, re.S).group(1)
+    lines = {name: "" for name in subcommands()}
+    current = None
+    for line in block.splitlines():
+        match = re.match(r"mtrec (\w+)", line)
+        current = match.group(1) if match else current
+        if current in lines:
+            lines[current] += line
+    for name in ("evaluate", "predict", "export", "inspect", "generate", "report", "models"):
+        for action in flags_of(subcommands()[name]):
+            for flag in action.option_strings:
+                assert flag in lines[name], f"README's command reference: mtrec {name} lacks {flag}"
