@@ -18,9 +18,8 @@ from mtreclib.config.resolve import with_changes
 from mtreclib.core.settings import meta_of
 
 COMMANDS_DIR = Path(__file__).resolve().parents[1] / "mtreclib" / "commands"
-# commands/preprocess.py still declares its flags by hand: its recipes are being given typed
-# options of their own (issue 18's recipe kit). Remove it from here once converted.
-HAND_WRITTEN = {"preprocess"}
+# Commands whose flags are still declared by hand: none left.
+HAND_WRITTEN: set[str] = set()
 # A flag that several commands take with different meanings on purpose: --dataset is the data a
 # command reads or writes (train's and evaluate's any dataset, generate's built-in preset,
 # preprocess's recipe); --out is the folder a command writes (benchmark's runs, report's tables).

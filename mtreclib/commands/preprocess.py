@@ -10,12 +10,15 @@ import argparse
 from dataclasses import dataclass
 
 from mtreclib.config.experiment import DataConfig, RunConfig
-from mtreclib.config.flags import add_component_settings, add_settings, given
+from mtreclib.config.flags import add_component_settings, add_settings, given, same
 from mtreclib.core.settings import Settings, setting
 from mtreclib.recipes import find_recipe, recipe_classes, recipe_names, run_recipe
 
 NAME = "preprocess"
-HELP = f"convert a public dataset's raw download ({', '.join(recipe.__name__ for recipe in recipe_classes())}) to a dataset folder"
+HELP = (
+    f"convert a public dataset's raw download ({', '.join(recipe.__name__ for recipe in recipe_classes())}), packed or unpacked "
+    "in DATA_DIR or DATA_DIR/DATASET/, to the dataset folder DATA_DIR/DATASET/"
+)
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,8 @@ class PreprocessConfig(Settings):
     """Which dataset to make, from where."""
 
     dataset: str = setting("AliExpress_NL", f"the dataset to make: {', '.join(recipe_names())}")
-    data_dir: str = setting(
-        DataConfig.data_dir, "holds the download (packed or unpacked, in DATA_DIR or DATA_DIR/DATASET/); the output goes to DATA_DIR/DATASET/"
-    )
-    progress: bool = setting(RunConfig.progress, "no progress bars", flag="--no-progress")
+    data_dir: str = same(DataConfig, "data_dir")
+    progress: bool = same(RunConfig, "progress")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
