@@ -151,7 +151,7 @@ def test_the_readmes_command_reference_names_every_generated_flag():
         current = match.group(1) if match else current
         if current in lines:
             lines[current] += line
-    for name in ("evaluate", "predict", "export", "inspect", "generate", "report", "models"):
+    for name in ("evaluate", "predict", "export", "inspect", "preprocess", "generate", "report", "models"):
         for action in flags_of(subcommands()[name]):
             for flag in action.option_strings:
                 assert flag in lines[name], f"README's command reference: mtrec {name} lacks {flag}"
