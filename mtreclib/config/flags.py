@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from mtreclib.config.experiment import DataConfig, ModelChoice, RunConfig, TrainConfig
-from mtreclib.core.settings import Settings, describe_type, fields_of, flag_name, meta_of
+from mtreclib.core.settings import Settings, _optional, describe_type, fields_of, flag_name, meta_of
 from mtreclib.models import list_models, model_class
 from mtreclib.mto import list_strategies, strategy_class
 
@@ -46,13 +46,6 @@ def _default_text(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value) or "none"
     return "none" if value is None else str(value)
-
-
-def _optional(tp: Any) -> tuple[Any, bool]:
-    members = typing.get_args(tp)
-    if type(None) in members and len(members) == 2:
-        return next(m for m in members if m is not type(None)), True
-    return tp, False
 
 
 class _Join(argparse.Action):
