@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.config.resolve import with_changes
 from mtreclib.core.schema import Bag, BagField, Batch, FeatureSchema
 from mtreclib.data import synthetic
 from mtreclib.data.datasets import Dataset, load_dataset
@@ -36,7 +37,7 @@ def small_model(name: str, schema: FeatureSchema = SMALL_SCHEMA, **overrides) ->
 def small_experiment(model: str = "mmoe", **settings) -> ExperimentConfig:
     """A quiet run of a small model on the CPU that keeps no files; ``settings`` by flat key."""
     base = {**SMALL_CONFIG, "batch_size": 256, "save": False, "device": "cpu", "progress": False}
-    return ExperimentConfig().replace(model=model, **{**base, **settings})
+    return with_changes(ExperimentConfig(), model=model, **{**base, **settings})
 
 
 # Two multi-valued fields (one weighted), no numerical features: the general schema's other side.

@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import BAG_SCHEMA, SMALL_CONFIG, SMALL_SCHEMA, random_batch, randomise_batchnorm, small_experiment
 
+from mtreclib.config.resolve import with_changes
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import BagField, FeatureSchema
 from mtreclib.embeddings import use_torchrec
@@ -228,7 +229,7 @@ def test_a_torchrec_run_resumed_after_an_epoch_ends_bitwise_equal(tiny_synthetic
     whole = run_experiment(small_experiment("mmoe", save_dir=str(tmp_path / "a"), save=True, **settings), dataset=tiny_synthetic, announce=False)
     first = small_experiment("mmoe", save_dir=str(tmp_path / "b"), save=True, **{**settings, "epochs": 1})
     run_experiment(first, dataset=tiny_synthetic, announce=False)
-    resumed = run_experiment(first.replace(epochs=3, resume="last"), dataset=tiny_synthetic, announce=False)
+    resumed = run_experiment(with_changes(first, epochs=3, resume="last"), dataset=tiny_synthetic, announce=False)
     assert resumed.tasks == whole.tasks and resumed.steps == whole.steps
     a = checkpoint.load(whole.checkpoint, "model")["state_dict"]
     b = checkpoint.load(resumed.checkpoint, "model")["state_dict"]

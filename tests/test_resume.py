@@ -37,7 +37,7 @@ def test_a_run_resumed_after_an_epoch_ends_bitwise_equal_to_an_uninterrupted_one
     # The same run, stopped after its first epoch (as if killed), then resumed with the full epoch count.
     first = small_experiment(name, save_dir=str(tmp_path / "b"), save=True, **{**settings, "epochs": 1})
     run_experiment(first, dataset=tiny_synthetic, announce=False)
-    resumed = run_experiment(first.replace(epochs=3, resume="last"), dataset=tiny_synthetic, announce=False)
+    resumed = run_experiment(with_changes(first, epochs=3, resume="last"), dataset=tiny_synthetic, announce=False)
     assert resumed.tasks == whole.tasks and resumed.best_epoch == whole.best_epoch and resumed.steps == whole.steps
     assert _without_times(resumed) == _without_times(whole)
     a, b = _best_state(whole), _best_state(resumed)
