@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from mtreclib.core.schema import FeatureSchema
-from mtreclib.data.encoders import Encoded, EncodedBag
+from mtreclib.core.schema import Bag, FeatureSchema
+from mtreclib.data.encoders import Encoded
 from mtreclib.runs.record import RunRecord
 from mtreclib.serving.evaluation import evaluate_checkpoint
 from mtreclib.serving.export import FORMATS, SUFFIXES, ExportReport, export_model
@@ -129,7 +129,7 @@ class Model:
                 raise ValueError(f"{field.name}: ids outside its vocabulary 0..{field.vocab_size - 1}")
             if field.weighted and weights is None:
                 raise ValueError(f"{field.name}: a weighted field; give (values, offsets, weights)")
-            encoded_bags.append(EncodedBag(values, np.diff(offsets), weights if field.weighted else None))
+            encoded_bags.append(Bag(values, offsets, weights if field.weighted else None))
         return self.inference.probabilities(Encoded(categorical, numerical, None, encoded_bags))
 
     def predict_file(

@@ -401,9 +401,9 @@ def test_a_side_table_is_stored_once_and_joined_to_every_row_by_its_key(tmp_path
     vocab = {"a": 1, "b": 2, "c": 3}  # each side-table row counted once, not once per row that refers to it
 
     by_user = {u: [vocab.get(v, 0) for v in h] for u, h in zip(users["uid"], users["history"])}
-    lengths = bag.lengths()
+    lengths = dataset.train.bag_lengths(0)
     for i, uid in enumerate(rows["uid"]):
-        r = bag.rows[i]
+        r = dataset.train.side_rows[0][i]
         assert bag.values[bag.offsets[r] : bag.offsets[r + 1]].tolist() == by_user[uid] and lengths[i] == len(by_user[uid])
     loader = BatchLoader(dataset.train.select(np.array([4, 1, 3])), 3)
     batch = next(iter(loader))
@@ -411,7 +411,7 @@ def test_a_side_table_is_stored_once_and_joined_to_every_row_by_its_key(tmp_path
     assert got == [by_user[9], by_user[7], by_user[3]]
     assert batch.bags[0].weights.tolist() == [0.5, 1.0, 2.0, 3.0]
     test = dataset.test.bags[0]
-    assert [test.values[test.offsets[r] : test.offsets[r + 1]].tolist() for r in test.rows] == [[1], [2]]  # test users' own rows
+    assert [test.values[test.offsets[r] : test.offsets[r + 1]].tolist() for r in dataset.test.side_rows[0]] == [[1], [2]]  # test users' own rows
     assert main(["train", "--dataset", "s", "--data-dir", str(tmp_path), "--embed-dim", "4", "--batch-size", "2", "--epochs", "1",
                  "--patience", "0", "--valid-fraction", "0", "--no-save", "--no-progress"]) == 0  # fmt: skip
 

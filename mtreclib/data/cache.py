@@ -53,11 +53,12 @@ import pyarrow.compute as pc
 from mtreclib.core.atomic import write_json
 from mtreclib.core.errors import DataError, UserError
 from mtreclib.core.progress import Progress
-from mtreclib.data.encoders import Encoded, EncodedBag, Encoders
+from mtreclib.core.schema import Bag
+from mtreclib.data.encoders import Encoded, Encoders
 from mtreclib.data.encoding import Place, normalise_ids, splitmix64
 from mtreclib.data.sources import Chunk, check_columns, read_chunks
 from mtreclib.data.spec import DatasetSpec
-from mtreclib.data.table import BagColumn, MultiTaskTable
+from mtreclib.data.table import MultiTaskTable
 
 try:
     import fcntl
@@ -155,20 +156,21 @@ class SplitWriter:
         }
         self.encoders = encoders
 
-    def _append_bag(self, k: int, bag: EncodedBag) -> None:
+    def _append_bag(self, k: int, bag: Bag) -> None:
+        """A compact bag's rows after those written: its offsets moved past the values before them."""
         w = self.writers
         w[f"bag{k}.values"].append(bag.values)
-        w[f"bag{k}.offsets"].append(np.cumsum(bag.lengths) + self.totals[k])
-        self.totals[k] += int(bag.lengths.sum())
+        w[f"bag{k}.offsets"].append(bag.offsets[1:] + self.totals[k])
+        self.totals[k] += len(bag.values)
         if bag.weights is not None:
             w[f"bag{k}.weights"].append(bag.weights)
         self.stats["bag_zero_ids"][k] += int((bag.values == 0).sum())
 
-    def append_side(self, bags: dict[int, EncodedBag]) -> None:
+    def append_side(self, bags: dict[int, Bag]) -> None:
         """Rows of a side table: its fields' values, stored once however many rows share them."""
         for k, bag in bags.items():
             self._append_bag(k, bag)
-            self.side_lengths[k].append(bag.lengths)
+            self.side_lengths[k].append(bag.lengths())
 
     def append(self, encoded: Encoded, side_rows: dict[str, np.ndarray] | None = None) -> None:
         w, stats = self.writers, self.stats
@@ -188,7 +190,7 @@ class SplitWriter:
             if bag is None:
                 continue  # kept in a side table: written by append_side
             self._append_bag(k, bag)
-            stats["bag_lengths"][k] += np.bincount(np.minimum(bag.lengths, LENGTH_BINS), minlength=LENGTH_BINS + 1)
+            stats["bag_lengths"][k] += np.bincount(np.minimum(bag.lengths(), LENGTH_BINS), minlength=LENGTH_BINS + 1)
         stats["rows"] += len(encoded)
         stats["positives"] += encoded.labels.sum(axis=0, dtype=np.int64)
         stats["zero_ids"] += (encoded.categorical == unknown_ids(self.encoders)).sum(axis=0)
@@ -341,7 +343,7 @@ class MemoryWriter:
     def __init__(self, encoders: Encoders):
         self.encoders = encoders
         self.parts: list[Encoded] = []
-        self.side: dict[int, list[EncodedBag]] = {}
+        self.side: dict[int, list[Bag]] = {}
         self.side_rows: dict[str, list[np.ndarray]] = {}
 
     def append(self, encoded: Encoded, side_rows: dict[str, np.ndarray] | None = None) -> None:
@@ -349,7 +351,7 @@ class MemoryWriter:
         for table, rows in (side_rows or {}).items():
             self.side_rows.setdefault(table, []).append(rows)
 
-    def append_side(self, bags: dict[int, EncodedBag]) -> None:
+    def append_side(self, bags: dict[int, Bag]) -> None:
         for k, bag in bags.items():
             self.side.setdefault(k, []).append(bag)
 
@@ -369,20 +371,20 @@ class MemoryWriter:
             arrays = [getattr(p, key) for p in parts]
             return None if arrays[0] is None else np.concatenate(arrays)
 
-        bags = []
+        bags, side_rows = [], []
         for k, encoder in enumerate(self.encoders.bags):
             table = encoder.spec.table
-            pieces = self.side.get(k, []) if table is not None else [p.bags[k] for p in parts]
-            lengths = np.concatenate([b.lengths for b in pieces]) if pieces else np.zeros(0, np.int64)
-            bags.append(
-                BagColumn(
-                    np.concatenate([b.values for b in pieces]) if pieces else np.zeros(0, np.int32),
-                    np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                    np.concatenate([b.weights for b in pieces]) if encoder.spec.weights and pieces else None,
-                    np.concatenate(self.side_rows[table]) if table is not None else None,
-                )
-            )
-        return MultiTaskTable(stack("categorical"), stack("numerical"), stack("labels"), bags=tuple(bags), weights=stack("weights"), group=stack("group"))
+            bags.append(Bag.concat(self.side.get(k, []) if table is not None else [p.bags[k] for p in parts]))
+            side_rows.append(np.concatenate(self.side_rows[table]) if table is not None else None)
+        return MultiTaskTable(
+            stack("categorical"),
+            stack("numerical"),
+            stack("labels"),
+            bags=tuple(bags),
+            side_rows=tuple(side_rows) if any(rows is not None for rows in side_rows) else (),
+            weights=stack("weights"),
+            group=stack("group"),
+        )
 
 
 def encode_splits(spec: DatasetSpec, make_writer: Any, *, progress: bool = True, chunk_bytes: int | None = None) -> tuple[Encoders, dict[str, Any]]:
@@ -529,19 +531,20 @@ def _open(spec: DatasetSpec, folder: Path) -> CachedDataset | None:
             if any(len(a) != stats["rows"] for a in arrays.values()):
                 return None
             bags = tuple(
-                BagColumn(
+                Bag(
                     _map(split / f"bag{k}.values.npy"),
                     _map(split / f"bag{k}.offsets.npy"),
                     _map(split / f"bag{k}.weights.npy") if bag.spec.weights else None,
-                    _map(split / f"side-{bag.spec.table}.rows.npy") if bag.spec.table else None,
                 )
                 for k, bag in enumerate(encoders.bags)
             )
+            side_rows = tuple(_map(split / f"side-{bag.spec.table}.rows.npy") if bag.spec.table else None for bag in encoders.bags)
             tables[name] = MultiTaskTable(
                 arrays["categorical"],
                 arrays["numerical"],
                 arrays["labels"],
                 bags=bags,
+                side_rows=side_rows if any(rows is not None for rows in side_rows) else (),
                 weights=_map(split / "weights.npy") if spec.sample_weight else None,
                 group=_map(split / "group.npy") if spec.group else None,
             )

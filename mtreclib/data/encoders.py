@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtreclib.core.schema import BagField, FeatureSchema
+from mtreclib.core.schema import Bag, BagField, FeatureSchema
 from mtreclib.data.encoding import (
     CategoricalEncoder,
     LabelEncoder,
@@ -32,22 +32,13 @@ from mtreclib.data.spec import CategoricalSpec, DatasetSpec
 
 
 @dataclass
-class EncodedBag:
-    """One multi-valued field of a chunk: the flat ids, each row's length, the flat weights."""
-
-    values: np.ndarray  # (V,) int32
-    lengths: np.ndarray  # (n,) int64
-    weights: np.ndarray | None  # (V,) float32
-
-
-@dataclass
 class Encoded:
     """A chunk of rows, encoded."""
 
     categorical: np.ndarray  # (n, F) int32
     numerical: np.ndarray  # (n, M) float32
     labels: np.ndarray | None  # (n, T) uint8; None when the rows have no labels (prediction)
-    bags: list[EncodedBag | None] = field(default_factory=list)  # None: the field is in a side table
+    bags: list[Bag | None] = field(default_factory=list)  # None: the field is in a side table
     side_keys: dict[str, pa.Array] = field(default_factory=dict)  # per side table, each row's key
     weights: np.ndarray | None = None  # (n,) float32
     group: np.ndarray | None = None  # (n,) int64
@@ -173,11 +164,11 @@ class Encoders:
         """Positions among the multi-valued fields of those kept in side table ``table``."""
         return [k for k, e in enumerate(self.bags) if e.spec.table == table]
 
-    def encode_side(self, name: str, table: pa.Table, place: Place, *, training: bool = False) -> dict[int, EncodedBag]:
+    def encode_side(self, name: str, table: pa.Table, place: Place, *, training: bool = False) -> dict[int, Bag]:
         """A chunk of side table ``name``'s rows: its multi-valued fields, by position among all."""
         return {k: self._bag(self.bags[k], table, place, training) for k in self.side_bags(name)}
 
-    def _bag(self, encoder: CategoricalEncoder, table: pa.Table, place: Place, training: bool) -> EncodedBag:
+    def _bag(self, encoder: CategoricalEncoder, table: pa.Table, place: Place, training: bool) -> Bag:
         spec = encoder.spec
         lists = list_column(table.column(spec.column), spec, place, spec.column)
         lengths = _lengths(lists)
@@ -198,7 +189,7 @@ class Encoders:
             if np.isnan(weights).any() or not np.isfinite(weights).all():
                 row = int(np.searchsorted(np.cumsum(lengths), _first(~np.isfinite(weights)), side="right"))
                 raise place.error(row, spec.weights, "expected finite weights")
-        return EncodedBag(values, lengths, weights)
+        return Bag.from_lengths(values, lengths, weights)
 
     def _weights(self, table: pa.Table, place: Place) -> np.ndarray:
         column = self.spec.sample_weight

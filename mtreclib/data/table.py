@@ -6,39 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class BagColumn:
-    """The values of one multi-valued field for every row of a split, flat.
-
-    Row ``i``'s values are ``values[offsets[i]:offsets[i + 1]]``; or, for a field kept in a side
-    table, ``values[offsets[r]:offsets[r + 1]]`` with ``r = rows[i]``, its side-table row. A
-    table's slice keeps ``values`` whole and slices ``offsets`` (which stay absolute positions
-    into ``values``), or ``rows``.
-
-    Attributes:
-        values: (V,) int32 ids.
-        offsets: (N + 1,) int64, non-decreasing (or (S + 1,) over the S side-table rows).
-        weights: (V,) float32 per-value weights, or None.
-        rows: (N,) int32 each row's side-table row, or None.
-    """
-
-    values: np.ndarray
-    offsets: np.ndarray
-    weights: np.ndarray | None = None
-    rows: np.ndarray | None = None
-
-    def select(self, rows: slice) -> BagColumn:
-        """Rows ``rows`` (a step-1 slice) as a view."""
-        if self.rows is not None:
-            return replace(self, rows=self.rows[rows])
-        start, stop, _ = rows.indices(len(self.offsets) - 1)
-        return replace(self, offsets=self.offsets[start : stop + 1])
-
-    def lengths(self) -> np.ndarray:
-        """(N,) each row's number of values."""
-        lengths = np.diff(self.offsets)
-        return lengths if self.rows is None else lengths[self.rows]
+from mtreclib.core.schema import Bag
 
 
 @dataclass(frozen=True)
@@ -49,11 +17,14 @@ class MultiTaskTable:
         categorical: (N, F) integer ids (int32 in storage).
         numerical: (N, M) float32 features.
         labels: (N, T_all) 0/1 labels (uint8 in storage), every label the dataset has.
-        probabilities: (N, T_all) true probability of each label where known (synthetic data),
+        probabilities: (N, T_all) true probability of each label where known (generated data),
             so that the best achievable metrics (the oracle) can be reported.
         index: rows of the arrays that belong to this table, or None for all of them. Lets a
             random validation split share the arrays instead of copying them.
-        bags: one ``BagColumn`` per multi-valued field.
+        bags: one ``Bag`` per multi-valued field. A field kept in a side table holds the side
+            table's rows (``side_rows`` picks each row's).
+        side_rows: per multi-valued field, (N,) int32 each row's side-table row, or None for a
+            field on the rows themselves; empty when no field is in a side table.
         weights: (N,) float32 sample weights, or None.
         group: (N,) int64 group ids (search page, session), or None.
         label_columns: which label columns are the trained tasks, in task order (None: all).
@@ -64,7 +35,8 @@ class MultiTaskTable:
     labels: np.ndarray
     probabilities: np.ndarray | None = None
     index: np.ndarray | None = None
-    bags: tuple[BagColumn, ...] = ()
+    bags: tuple[Bag, ...] = ()
+    side_rows: tuple[np.ndarray | None, ...] = ()
     weights: np.ndarray | None = None
     group: np.ndarray | None = None
     label_columns: tuple[int, ...] | None = None
@@ -80,29 +52,43 @@ class MultiTaskTable:
         """The same rows with ``columns`` of the labels as the tasks."""
         return replace(self, label_columns=tuple(columns))
 
+    def side_row_of(self, k: int) -> np.ndarray | None:
+        """(N,) each row's side-table row of multi-valued field ``k``, or None when the field is on the rows."""
+        return self.side_rows[k] if self.side_rows else None
+
     def select(self, rows: slice | np.ndarray) -> MultiTaskTable:
         """The table of ``rows`` of this table: array views for a step-1 slice, an index otherwise."""
         if self.index is None and isinstance(rows, slice) and rows.step in (None, 1):
+            start, stop, _ = rows.indices(len(self))
 
             def cut(array: np.ndarray | None) -> np.ndarray | None:
                 return None if array is None else array[rows]
 
+            # A side-table field keeps the side table whole and cuts the rows' pointers into it.
+            bags = tuple(bag if self.side_row_of(k) is not None else bag.rows(start, stop) for k, bag in enumerate(self.bags))
             return replace(
                 self,
                 categorical=self.categorical[rows],
                 numerical=self.numerical[rows],
                 labels=self.labels[rows],
                 probabilities=cut(self.probabilities),
-                bags=tuple(bag.select(rows) for bag in self.bags),
+                bags=bags,
+                side_rows=tuple(cut(side) for side in self.side_rows),
                 weights=cut(self.weights),
                 group=cut(self.group),
             )
-        base = np.arange(len(self.labels)) if self.index is None else self.index
+        base = np.arange(len(self)) if self.index is None else self.index
         return replace(self, index=base[rows])
 
     def rows(self, array: np.ndarray) -> np.ndarray:
         """``array``'s rows that belong to this table (a copy only when there is an index)."""
         return array if self.index is None else array[self.index]
+
+    def bag_lengths(self, k: int) -> np.ndarray:
+        """(N,) each row's number of values of multi-valued field ``k`` (through its side table)."""
+        lengths = self.bags[k].lengths()
+        side = self.side_row_of(k)
+        return self.rows(lengths if side is None else lengths[side])
 
     def label_rows(self) -> np.ndarray:
         """(N, T) labels of the trained tasks for this table's rows."""

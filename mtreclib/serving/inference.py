@@ -26,7 +26,7 @@ from mtreclib.core.schema import FeatureSchema
 from mtreclib.data.encoders import Encoded, Encoders
 from mtreclib.data.encoding import Place
 from mtreclib.data.loader import BatchLoader
-from mtreclib.data.table import BagColumn, MultiTaskTable
+from mtreclib.data.table import MultiTaskTable
 from mtreclib.models import MultiTaskModel, create_model
 from mtreclib.runs import checkpoint
 
@@ -97,10 +97,7 @@ class Inference:
     def probabilities(self, encoded: Encoded) -> np.ndarray:
         """(n, T) float32 probabilities of encoded rows, in their order."""
         n = len(encoded)
-        bags = tuple(
-            BagColumn(bag.values, np.concatenate([[0], np.cumsum(bag.lengths)]).astype(np.int64), bag.weights) for bag in encoded.bags
-        )
-        table = MultiTaskTable(encoded.categorical, encoded.numerical, np.zeros((n, 0), np.uint8), bags=bags)
+        table = MultiTaskTable(encoded.categorical, encoded.numerical, np.zeros((n, 0), np.uint8), bags=tuple(encoded.bags))
         out = np.empty((n, len(self.tasks)), dtype=np.float32)
         start = 0
         for batch in BatchLoader(table, self.batch_size, device=self.device):
