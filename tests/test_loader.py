@@ -103,3 +103,10 @@ def test_a_tables_rows_share_their_bags_values_and_batch_compact():
     got = shuffled.bags[0]
     rows = shuffled.categorical[:, 0].tolist()
     assert [got.values[got.offsets[b] : got.offsets[b + 1]].tolist() for b in range(4)] == [expected[r] for r in rows]
+
+
+def test_rows_to_score_have_no_labels_and_batch_like_any_table():
+    table = replace(numbered_table(5), labels=None)
+    batches = list(BatchLoader(table, 2))
+    assert [b.size for b in batches] == [2, 2, 1] and all(b.labels is None for b in batches)
+    assert rows(BatchLoader(table, 2)) == list(range(5))

@@ -266,7 +266,7 @@ class Batch(NamedTuple):
     Attributes:
         categorical: (B, F) int64 ids, already within each field's vocabulary.
         numerical: (B, M) float32 features.
-        labels: (B, T) float32 in {0, 1}.
+        labels: (B, T) float32 in {0, 1}, or None for rows to score.
         bags: one ``Bag`` per multi-valued field, in the schema's order.
         weights: (B,) float32 sample weights, or None (every row weighs 1).
         group: (B,) int64 group ids (search page, session, user), or None.
@@ -274,7 +274,7 @@ class Batch(NamedTuple):
 
     categorical: torch.Tensor
     numerical: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor | None
     bags: tuple[Bag, ...] = ()
     weights: torch.Tensor | None = None
     group: torch.Tensor | None = None
@@ -282,14 +282,14 @@ class Batch(NamedTuple):
     @property
     def size(self) -> int:
         """Number of rows B."""
-        return self.labels.shape[0]
+        return self.categorical.shape[0]
 
     def slice(self, start: int, stop: int) -> Batch:
         """Rows ``start:stop`` of every tensor (views, no copy)."""
         return Batch(
             self.categorical[start:stop],
             self.numerical[start:stop],
-            self.labels[start:stop],
+            None if self.labels is None else self.labels[start:stop],
             tuple(bag.slice(start, stop) for bag in self.bags),
             None if self.weights is None else self.weights[start:stop],
             None if self.group is None else self.group[start:stop],

@@ -54,7 +54,7 @@ from mtreclib.core.atomic import write_json
 from mtreclib.core.errors import DataError, UserError
 from mtreclib.core.progress import Progress
 from mtreclib.core.schema import Bag
-from mtreclib.data.encoders import Encoded, Encoders
+from mtreclib.data.encoders import Encoders
 from mtreclib.data.encoding import Place, normalise_ids, splitmix64
 from mtreclib.data.sources import Chunk, check_columns, read_chunks
 from mtreclib.data.spec import DatasetSpec
@@ -172,7 +172,8 @@ class SplitWriter:
             self._append_bag(k, bag)
             self.side_lengths[k].append(bag.lengths())
 
-    def append(self, encoded: Encoded, side_rows: dict[str, np.ndarray] | None = None) -> None:
+    def append(self, encoded: MultiTaskTable, side_rows: dict[str, np.ndarray], missing: tuple[list[int], list[int]]) -> None:
+        """Encoded rows (their side-table fields None), each row's side-table rows, the chunk's missing values."""
         w, stats = self.writers, self.stats
         for table, rows in (side_rows or {}).items():
             w[f"side-{table}.rows"].append(rows)
@@ -194,8 +195,8 @@ class SplitWriter:
         stats["rows"] += len(encoded)
         stats["positives"] += encoded.labels.sum(axis=0, dtype=np.int64)
         stats["zero_ids"] += (encoded.categorical == unknown_ids(self.encoders)).sum(axis=0)
-        stats["missing"] += np.asarray(encoded.missing, np.int64).reshape(-1)[: len(stats["missing"])]
-        stats["numerical_missing"] += np.asarray(encoded.numerical_missing, np.int64).reshape(-1)[: len(stats["numerical_missing"])]
+        stats["missing"] += np.asarray(missing[0], np.int64).reshape(-1)[: len(stats["missing"])]
+        stats["numerical_missing"] += np.asarray(missing[1], np.int64).reshape(-1)[: len(stats["numerical_missing"])]
 
     def finish(self) -> dict[str, Any]:
         for writer in self.writers.values():
@@ -342,13 +343,13 @@ class MemoryWriter:
 
     def __init__(self, encoders: Encoders):
         self.encoders = encoders
-        self.parts: list[Encoded] = []
+        self.parts: list[MultiTaskTable] = []
         self.side: dict[int, list[Bag]] = {}
         self.side_rows: dict[str, list[np.ndarray]] = {}
 
-    def append(self, encoded: Encoded, side_rows: dict[str, np.ndarray] | None = None) -> None:
+    def append(self, encoded: MultiTaskTable, side_rows: dict[str, np.ndarray], missing: tuple[list[int], list[int]]) -> None:
         self.parts.append(encoded)
-        for table, rows in (side_rows or {}).items():
+        for table, rows in side_rows.items():
             self.side_rows.setdefault(table, []).append(rows)
 
     def append_side(self, bags: dict[int, Bag]) -> None:
@@ -417,8 +418,8 @@ def encode_splits(spec: DatasetSpec, make_writer: Any, *, progress: bool = True,
                 keys = {name: _side_tables(spec, encoders, name, writers[name], read, training=name == "train" and not fitted) for name in group}
                 for name, chunk in _chunks_by_split(spec, assigner, group, read):
                     encoded = encoders.encode(chunk.table, chunk.place, training=name == "train" and not fitted)
-                    rows = {table: _side_rows(spec, table, keys[name][table], key, chunk.place) for table, key in encoded.side_keys.items()}
-                    writers[name].append(encoded, rows)
+                    rows = {table: _side_rows(spec, table, keys[name][table], chunk, chunk.place) for table in spec.tables}
+                    writers[name].append(encoded, rows, encoders.missing(chunk.table))
                     bar.update(len(chunk))
             for name, writer in writers.items():
                 splits[name] = writer.finish()
@@ -458,10 +459,10 @@ def _side_tables(spec: DatasetSpec, encoders: Encoders, split: str, writer: Any,
     return found
 
 
-def _side_rows(spec: DatasetSpec, table: str, keys: pa.Array, row_keys: pa.Array, place: Place) -> np.ndarray:
+def _side_rows(spec: DatasetSpec, table: str, keys: pa.Array, chunk: Chunk, place: Place) -> np.ndarray:
     """(n,) int32 each row's side-table row, found by its key; a key the table lacks is an error."""
     column = spec.tables[table][0].row_key
-    row_keys = normalise_ids(row_keys, place, column)
+    row_keys = normalise_ids(chunk.table.column(column).combine_chunks(), place, column)
     if row_keys.type != keys.type:
         row_keys, keys = row_keys.cast(pa.string()), keys.cast(pa.string())
     position = pc.index_in(row_keys, value_set=keys)

@@ -9,7 +9,6 @@ implied relations on the way.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,24 +28,7 @@ from mtreclib.data.encoding import (
     normalise_ids,
 )
 from mtreclib.data.spec import CategoricalSpec, DatasetSpec
-
-
-@dataclass
-class Encoded:
-    """A chunk of rows, encoded."""
-
-    categorical: np.ndarray  # (n, F) int32
-    numerical: np.ndarray  # (n, M) float32
-    labels: np.ndarray | None  # (n, T) uint8; None when the rows have no labels (prediction)
-    bags: list[Bag | None] = field(default_factory=list)  # None: the field is in a side table
-    side_keys: dict[str, pa.Array] = field(default_factory=dict)  # per side table, each row's key
-    weights: np.ndarray | None = None  # (n,) float32
-    group: np.ndarray | None = None  # (n,) int64
-    missing: list[int] = field(default_factory=list)  # per categorical field, missing values
-    numerical_missing: list[int] = field(default_factory=list)  # per numerical feature, missing (filled) values
-
-    def __len__(self) -> int:
-        return len(self.categorical)
+from mtreclib.data.table import MultiTaskTable
 
 
 def list_column(array: pa.Array, spec: CategoricalSpec, place: Place, column: str) -> pa.Array:
@@ -131,34 +113,40 @@ class Encoders:
 
     def encode(
         self, table: pa.Table, place: Place, *, training: bool = False, labels: bool = True, inline: bool = False
-    ) -> Encoded:
-        """A chunk of raw rows (the spec's columns) as arrays; every value checked.
+    ) -> MultiTaskTable:
+        """A chunk of raw rows (the spec's columns) as encoded rows; every value checked.
 
         ``labels=False``: rows to score, of the feature columns alone (no labels, group or weights).
-        A multi-valued field kept in a side table is left out (None; the rows' keys are returned
-        to join it) unless ``inline``: prediction input carries such fields on the rows themselves.
+        A multi-valued field kept in a side table is left out (None; the cache joins it by the
+        rows' keys) unless ``inline``: prediction input carries such fields on the rows themselves.
         """
         n = table.num_rows
         spec = self.spec
         columns = [e.encode(table.column(e.spec.column).combine_chunks(), place, training=training) for e in self.categorical]
         categorical = np.stack(columns, axis=1) if columns else np.zeros((n, 0), np.int32)
-        missing = [table.column(e.spec.column).null_count for e in self.categorical]
         numerical = np.empty((n, len(self.numerical)), dtype=np.float32)
         for j, encoder in enumerate(self.numerical):
             numerical[:, j] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
-        bags = [self._bag(e, table, place, training) if e.spec.table is None or inline else None for e in self.bags]
-        side_keys = {} if inline else {name: table.column(side.row_key).combine_chunks() for name, (side, _) in spec.tables.items()}
-        encoded_labels = None
-        if labels:
-            encoded_labels = np.empty((n, len(self.labels)), dtype=np.uint8)
-            for t, encoder in enumerate(self.labels):
-                encoded_labels[:, t] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
-            self._check_implies(encoded_labels, place)
-        # Rows to score have no labels, and no use for what only training and evaluation read.
-        weights = self._weights(table, place) if spec.sample_weight and labels else None
-        group = group_ids(table.column(spec.group)) if spec.group and labels else None
-        numerical_missing = [table.column(e.spec.column).null_count for e in self.numerical]
-        return Encoded(categorical, numerical, encoded_labels, bags, side_keys, weights, group, missing, numerical_missing)
+        bags = tuple(self._bag(e, table, place, training) if e.spec.table is None or inline else None for e in self.bags)
+        if not labels:
+            # Rows to score have no labels, and no use for what only training and evaluation read.
+            return MultiTaskTable(categorical, numerical, None, bags=bags)
+        encoded_labels = np.empty((n, len(self.labels)), dtype=np.uint8)
+        for t, encoder in enumerate(self.labels):
+            encoded_labels[:, t] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
+        self._check_implies(encoded_labels, place)
+        return MultiTaskTable(
+            categorical,
+            numerical,
+            encoded_labels,
+            bags=bags,
+            weights=self._weights(table, place) if spec.sample_weight else None,
+            group=group_ids(table.column(spec.group)) if spec.group else None,
+        )
+
+    def missing(self, table: pa.Table) -> tuple[list[int], list[int]]:
+        """Missing values in a chunk of raw rows: per categorical field, per numerical feature."""
+        return [table.column(e.spec.column).null_count for e in self.categorical], [table.column(e.spec.column).null_count for e in self.numerical]
 
     def side_bags(self, table: str) -> list[int]:
         """Positions among the multi-valued fields of those kept in side table ``table``."""

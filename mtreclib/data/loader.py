@@ -70,9 +70,9 @@ class BatchLoader:
         self._categorical = _as_tensor(table.categorical)
         self._numerical = _as_tensor(table.numerical)
         labels = table.labels
-        if table.label_columns is not None and table.label_columns != tuple(range(labels.shape[1])):
+        if labels is not None and table.label_columns is not None and table.label_columns != tuple(range(labels.shape[1])):
             labels = np.ascontiguousarray(labels[:, list(table.label_columns)])
-        self._labels = _as_tensor(labels)
+        self._labels = None if labels is None else _as_tensor(labels)
         self._bags = [_as_tensors(bag) for bag in table.bags]
         self._side_rows = [None if table.side_row_of(k) is None else _as_tensor(table.side_row_of(k)) for k in range(len(table.bags))]
         self._weights = _as_tensor(table.weights) if sample_weights and table.weights is not None else None
@@ -114,8 +114,8 @@ class BatchLoader:
         return bag.slice(start, stop) if rows is None else bag.take(rows)
 
     def _gather(self, start: int, stop: int, order: torch.Tensor | None) -> Batch:
-        sources = [self._categorical, self._numerical, self._labels]
-        optional = [t for t in (self._weights, self._group) if t is not None]
+        sources = [self._categorical, self._numerical]
+        optional = [t for t in (self._labels, self._weights, self._group) if t is not None]
         sources += optional
         rows = None
         if order is not None or self._index is not None:
@@ -138,8 +138,9 @@ class BatchLoader:
         bags = tuple(self._bag(k, start, stop, rows).to(self.device, self._pin) for k in range(len(self._bags)))
         # Narrow types cross to the device; widening happens there.
         moved = [p.to(self.device, non_blocking=self._pin) for p in parts]
-        categorical, numerical, labels = moved[:3]
-        extra = iter(moved[3:])
+        categorical, numerical = moved[:2]
+        extra = iter(moved[2:])
+        labels = next(extra).float() if self._labels is not None else None
         weights = next(extra).float() if self._weights is not None else None
         group = next(extra).long() if self._group is not None else None
-        return Batch(categorical.long(), numerical.float(), labels.float(), bags, weights, group)
+        return Batch(categorical.long(), numerical.float(), labels, bags, weights, group)

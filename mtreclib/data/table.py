@@ -1,4 +1,4 @@
-"""In-memory (or memory-mapped) rows of one split, and subsets of them without copies."""
+"""Encoded rows (in memory or memory-mapped), and subsets of them without copies."""
 
 from __future__ import annotations
 
@@ -11,18 +11,22 @@ from mtreclib.core.schema import Bag
 
 @dataclass(frozen=True)
 class MultiTaskTable:
-    """The arrays batches are cut from.
+    """Encoded rows: what the encoders make, caches hold and batches are cut from.
+
+    Rows to score carry no labels; rows of a split carry every label the dataset has.
 
     Attributes:
         categorical: (N, F) integer ids (int32 in storage).
         numerical: (N, M) float32 features.
-        labels: (N, T_all) 0/1 labels (uint8 in storage), every label the dataset has.
+        labels: (N, T_all) 0/1 labels (uint8 in storage), every label the dataset has; None for
+            rows to score.
         probabilities: (N, T_all) true probability of each label where known (generated data),
             so that the best achievable metrics (the oracle) can be reported.
         index: rows of the arrays that belong to this table, or None for all of them. Lets a
             random validation split share the arrays instead of copying them.
         bags: one ``Bag`` per multi-valued field. A field kept in a side table holds the side
-            table's rows (``side_rows`` picks each row's).
+            table's rows (``side_rows`` picks each row's); while a chunk of rows is encoded for
+            the cache, such a field is None (the cache joins it).
         side_rows: per multi-valued field, (N,) int32 each row's side-table row, or None for a
             field on the rows themselves; empty when no field is in a side table.
         weights: (N,) float32 sample weights, or None.
@@ -32,21 +36,17 @@ class MultiTaskTable:
 
     categorical: np.ndarray
     numerical: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     probabilities: np.ndarray | None = None
     index: np.ndarray | None = None
-    bags: tuple[Bag, ...] = ()
+    bags: tuple[Bag | None, ...] = ()
     side_rows: tuple[np.ndarray | None, ...] = ()
     weights: np.ndarray | None = None
     group: np.ndarray | None = None
     label_columns: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
-        return len(self.labels) if self.index is None else len(self.index)
-
-    @property
-    def task_columns(self) -> tuple[int, ...]:
-        return tuple(range(self.labels.shape[1])) if self.label_columns is None else self.label_columns
+        return len(self.categorical) if self.index is None else len(self.index)
 
     def with_tasks(self, columns: tuple[int, ...]) -> MultiTaskTable:
         """The same rows with ``columns`` of the labels as the tasks."""
@@ -70,7 +70,7 @@ class MultiTaskTable:
                 self,
                 categorical=self.categorical[rows],
                 numerical=self.numerical[rows],
-                labels=self.labels[rows],
+                labels=cut(self.labels),
                 probabilities=cut(self.probabilities),
                 bags=bags,
                 side_rows=tuple(cut(side) for side in self.side_rows),
@@ -92,6 +92,8 @@ class MultiTaskTable:
 
     def label_rows(self) -> np.ndarray:
         """(N, T) labels of the trained tasks for this table's rows."""
+        if self.labels is None:
+            raise ValueError("these rows have no labels (rows to score)")
         labels = self.rows(self.labels)
         return labels if self.label_columns is None else labels[:, list(self.label_columns)]
 

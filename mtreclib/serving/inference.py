@@ -23,7 +23,7 @@ from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.core.device import resolve_device
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import FeatureSchema
-from mtreclib.data.encoders import Encoded, Encoders
+from mtreclib.data.encoders import Encoders
 from mtreclib.data.encoding import Place
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable
@@ -84,7 +84,7 @@ class Inference:
                 "it can score encoded arrays only"
             )
 
-    def encode(self, table: pa.Table, place: Place | None = None) -> Encoded:
+    def encode(self, table: pa.Table, place: Place | None = None) -> MultiTaskTable:
         """Raw rows (the feature columns; others are ignored) as the arrays the model reads."""
         self.check_raw_rows()
         missing = [name for name in self.feature_columns() if name not in table.column_names]
@@ -94,13 +94,11 @@ class Inference:
         return self.encoders.encode(table, place or Place("the rows", 1, lines=False), labels=False, inline=True)
 
     @torch.inference_mode()
-    def probabilities(self, encoded: Encoded) -> np.ndarray:
+    def probabilities(self, rows: MultiTaskTable) -> np.ndarray:
         """(n, T) float32 probabilities of encoded rows, in their order."""
-        n = len(encoded)
-        table = MultiTaskTable(encoded.categorical, encoded.numerical, np.zeros((n, 0), np.uint8), bags=tuple(encoded.bags))
-        out = np.empty((n, len(self.tasks)), dtype=np.float32)
+        out = np.empty((len(rows), len(self.tasks)), dtype=np.float32)
         start = 0
-        for batch in BatchLoader(table, self.batch_size, device=self.device):
+        for batch in BatchLoader(rows, self.batch_size, device=self.device):
             logits = self.model.logits(batch)  # (B, T)
             out[start : start + batch.size] = torch.sigmoid(logits.float()).cpu().numpy()
             start += batch.size
