@@ -254,6 +254,10 @@ SPEC_MISTAKES = {
     "no labels": ("train: t.parquet\ntest: t.parquet\ncategorical: [a]\n", "labels: name at least one label"),
     "implies an unknown task": ("train: t.parquet\ntest: t.parquet\ncategorical: [a]\nlabels: [y]\nimplies: {y: click}\n", "implies.y: 'click' is not a label"),
     "not yaml": ("train: [t.parquet\n", "not valid YAML"),
+    "some labels' probabilities": (
+        "train: t.parquet\ntest: t.parquet\ncategorical: [a]\nlabels: [{name: y, probability: n}, m]\n",
+        "labels[1]: probability: name every label's probability column or none",
+    ),
 }
 
 
@@ -304,6 +308,20 @@ def test_a_bad_value_names_the_file_the_row_and_the_column_and_leaves_no_cache(t
         load_dataset("d", tmp_path)
     assert str(error.value) == f"{folder / 'train.parquet'}, {message}" or str(error.value).startswith(f"{folder / 'train.parquet'}, {message}")
     assert not (folder / "mtrec-cache" / "dataset").exists()
+
+
+def test_label_probabilities_reach_the_table_and_a_bad_one_is_named(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    rows = {"a": ["x", "y", "z"], "y": [0, 1, 0], "p": [0.25, 0.5, 0.125]}
+    pq.write_table(pa.table(rows), folder / "train.parquet")
+    pq.write_table(pa.table({"a": ["x"], "y": [1], "p": [0.75]}), folder / "test.parquet")
+    (folder / "dataset.yaml").write_text("train: train.parquet\ntest: test.parquet\ncategorical: [a]\nlabels: [{name: y, probability: p}]\n")
+    dataset = load_dataset("d", tmp_path)
+    assert dataset.train.probability_rows()[:, 0].tolist() == [0.25, 0.5, 0.125] and dataset.test.probabilities.tolist() == [[0.75]]
+    pq.write_table(pa.table({**rows, "p": [0.25, 1.5, 0.125]}), folder / "train.parquet")
+    with pytest.raises(DataError, match=r"train.parquet, row 2, column p: expected a probability in \[0, 1\], found 1.5"):
+        load_dataset("d", tmp_path)
 
 
 def test_a_row_that_breaks_a_task_relation_is_named(tmp_path):

@@ -9,6 +9,7 @@ cache is ``<folder>/mtrec-cache/<spec name>/``:
       categorical.npy  (N, F)  int32      single-valued ids
       numerical.npy    (N, M)  float32
       labels.npy       (N, T)  uint8      every label of the spec
+      probabilities.npy (N, T) float64    each label's true probability (when the spec names them)
       weights.npy      (N,)    float32    sample weights (when the spec names them)
       group.npy        (N,)    int64      group ids (when the spec names them)
       bag<k>.values.npy (V,)   int32      multi-valued field k: every row's ids, flat
@@ -131,6 +132,8 @@ class SplitWriter:
             "numerical": NpyWriter(folder / "numerical.npy", np.float32, (len(encoders.numerical),)),
             "labels": NpyWriter(folder / "labels.npy", np.uint8, (len(encoders.labels),)),
         }
+        if any(label.probability for label in spec.labels):
+            self.writers["probabilities"] = NpyWriter(folder / "probabilities.npy", np.float64, (len(encoders.labels),))
         if spec.sample_weight:
             self.writers["weights"] = NpyWriter(folder / "weights.npy", np.float32, ())
         if spec.group:
@@ -183,6 +186,8 @@ class SplitWriter:
         w["categorical"].append(encoded.categorical)
         w["numerical"].append(encoded.numerical)
         w["labels"].append(encoded.labels)
+        if "probabilities" in w:
+            w["probabilities"].append(encoded.probabilities)
         if "weights" in w:
             w["weights"].append(encoded.weights)
         if "group" in w:
@@ -296,7 +301,7 @@ def _fingerprint(spec: DatasetSpec) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def locked(folder: Path) -> Iterator[None]:
     """Hold ``folder/.lock`` exclusively: one builder at a time, across processes."""
     folder.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
@@ -381,6 +386,7 @@ class MemoryWriter:
             stack("categorical"),
             stack("numerical"),
             stack("labels"),
+            probabilities=stack("probabilities"),
             bags=tuple(bags),
             side_rows=tuple(side_rows) if any(rows is not None for rows in side_rows) else (),
             weights=stack("weights"),
@@ -544,6 +550,7 @@ def _open(spec: DatasetSpec, folder: Path) -> CachedDataset | None:
                 arrays["categorical"],
                 arrays["numerical"],
                 arrays["labels"],
+                probabilities=_map(split / "probabilities.npy") if any(label.probability for label in spec.labels) else None,
                 bags=bags,
                 side_rows=side_rows if any(rows is not None for rows in side_rows) else (),
                 weights=_map(split / "weights.npy") if spec.sample_weight else None,
@@ -565,7 +572,7 @@ def open_cache(spec: DatasetSpec, base: Path, *, progress: bool = True, chunk_by
     except OSError as error:
         raise UserError(f"cannot create the cache folder {base / CACHE_FOLDER} ({error.strerror}); the dataset's folder must be writable") from None
     _remove_old_layout(base / CACHE_FOLDER)
-    with _locked(base / CACHE_FOLDER):
+    with locked(base / CACHE_FOLDER):
         cached = _open(spec, folder)  # another process may have built it while this one waited
         if cached is None:
             build(spec, folder, progress=progress, chunk_bytes=chunk_bytes)

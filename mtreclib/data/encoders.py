@@ -139,6 +139,7 @@ class Encoders:
             categorical,
             numerical,
             encoded_labels,
+            probabilities=self._probabilities(table, place),
             bags=bags,
             weights=self._weights(table, place) if spec.sample_weight else None,
             group=group_ids(table.column(spec.group)) if spec.group else None,
@@ -178,6 +179,24 @@ class Encoders:
                 row = int(np.searchsorted(np.cumsum(lengths), _first(~np.isfinite(weights)), side="right"))
                 raise place.error(row, spec.weights, "expected finite weights")
         return Bag.from_lengths(values, lengths, weights)
+
+    def _probabilities(self, table: pa.Table, place: Place) -> np.ndarray | None:
+        """(n, T) float64 each label's true probability, when the spec names their columns (generated data)."""
+        if not self.labels or self.labels[0].spec.probability is None:  # every label names one or none does
+            return None
+        out = np.empty((table.num_rows, len(self.labels)), dtype=np.float64)
+        for t, encoder in enumerate(self.labels):
+            column = encoder.spec.probability
+            try:
+                values = pc.cast(table.column(column).combine_chunks(), pa.float64()).to_numpy(zero_copy_only=False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise place.error(0, column, "expected probabilities (numbers in [0, 1])") from None
+            bad = ~((values >= 0) & (values <= 1))  # NaN (missing) too
+            if bad.any():
+                i = _first(bad)
+                raise place.error(i, column, f"expected a probability in [0, 1], found {values[i]}")
+            out[:, t] = values
+        return out
 
     def _weights(self, table: pa.Table, place: Place) -> np.ndarray:
         column = self.spec.sample_weight
