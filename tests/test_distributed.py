@@ -23,8 +23,8 @@ import torch.multiprocessing as mp
 from conftest import ALIEXPRESS_SAMPLE, free_port, random_batch, random_table, small_experiment, small_model
 
 from mtreclib.cli import main
-from mtreclib.config.resolve import with_changes
 from mtreclib.config.experiment import TrainConfig
+from mtreclib.config.resolve import with_changes
 from mtreclib.core import distributed
 from mtreclib.core.distributed import ProcessPlace, place_from_environment
 from mtreclib.core.errors import UserError
