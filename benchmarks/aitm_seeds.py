@@ -58,8 +58,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline_original  # noqa: E402
 
-from mtreclib.data.datasets import from_tables  # noqa: E402
-from mtreclib.data.synthetic import SyntheticConfig, generate  # noqa: E402
+from mtreclib.data.datasets import generated_dataset  # noqa: E402
+from mtreclib.data.synthetic import SyntheticConfig  # noqa: E402
 from mtreclib.data.table import split_validation  # noqa: E402
 from mtreclib.models.registry import create_model  # noqa: E402
 from mtreclib.nn import layers  # noqa: E402
@@ -100,8 +100,7 @@ VARIANTS: dict[str, Variant] = {
 
 
 def load_data():
-    data = generate(DATA)
-    return from_tables("synthetic_aitm", data.train, data.test)
+    return generated_dataset("synthetic_aitm", DATA, "data", progress=False)  # written to data/synthetic_aitm/ once
 
 
 def build(variant: Variant, schema) -> nn.Module:

@@ -28,7 +28,7 @@ from throughput import model_flops  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     from mtreclib.data import synthetic
-    from mtreclib.data.datasets import from_tables
+    from mtreclib.data.datasets import generated_dataset
     from mtreclib.data.loader import BatchLoader
     from mtreclib.models import create_model, model_kwargs
 
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed rounds (one step of every model per round)")
     args = parser.parse_args(argv)
 
-    data = synthetic.generate(replace(synthetic.PRESETS["synthetic"], train_rows=4 * args.batch_size, test_rows=1000))
-    dataset = from_tables("synthetic", data.train, data.test)
+    config = replace(synthetic.PRESETS["synthetic"], train_rows=4 * args.batch_size, test_rows=1000)
+    dataset = generated_dataset("synthetic_model_cost", config, "data", progress=False)
     batch = next(iter(BatchLoader(dataset.train, args.batch_size, shuffle=False)))
     settings = {"embed_dim": args.embed_dim, "expert_num": args.expert_num}
     models, rows = {}, {}

@@ -49,15 +49,15 @@ def measure(args: argparse.Namespace) -> dict:
 
     from mtreclib.config.experiment import TrainConfig
     from mtreclib.data import synthetic
-    from mtreclib.data.datasets import from_tables
+    from mtreclib.data.datasets import generated_dataset
     from mtreclib.models import create_model
     from mtreclib.mto import create_strategy
     from mtreclib.training.trainer import Trainer
 
     device = torch.device(args.device)
     rows = args.batch_size * (args.warmup + args.steps)
-    data = synthetic.generate(replace(synthetic.PRESETS["synthetic"], train_rows=rows, test_rows=1000))
-    dataset = from_tables("synthetic", data.train, data.test)
+    config = replace(synthetic.PRESETS["synthetic"], train_rows=rows, test_rows=1000)
+    dataset = generated_dataset(f"synthetic_{rows}_rows", config, "data", progress=False)
     torch.manual_seed(0)
     model = create_model("mmoe", dataset.schema).to(device)
     strategy = create_strategy(args.strategy, model.task_num, **json.loads(args.settings))

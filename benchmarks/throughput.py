@@ -158,12 +158,12 @@ def auc_check(args: argparse.Namespace) -> list[dict]:
     from mtreclib.config.experiment import ExperimentConfig
     from mtreclib.config.resolve import with_changes
     from mtreclib.data import synthetic
-    from mtreclib.data.datasets import from_tables
+    from mtreclib.data.datasets import generated_dataset
     from mtreclib.training.experiment import run_experiment
 
     preset = synthetic.PRESETS[args.dataset]
-    data = synthetic.generate(replace(preset, train_rows=args.auc_train_rows, test_rows=args.auc_test_rows))
-    dataset = from_tables(args.dataset, data.train, data.test)
+    config = replace(preset, train_rows=args.auc_train_rows, test_rows=args.auc_test_rows)
+    dataset = generated_dataset(args.dataset, config, Path(args.data_dir) / "auc-check", progress=False)
     rows = []
     for model in args.models:
         runs = {}

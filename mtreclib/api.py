@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from mtreclib.core.schema import FeatureSchema
-from mtreclib.data.encoders import Encoded, EncodedBag
+from mtreclib.core.schema import Bag, FeatureSchema
+from mtreclib.data.table import MultiTaskTable
 from mtreclib.runs.record import RunRecord
 from mtreclib.serving.evaluation import evaluate_checkpoint
 from mtreclib.serving.export import FORMATS, SUFFIXES, ExportReport, export_model
@@ -80,7 +80,7 @@ class Model:
     def module(self) -> torch.nn.Module:
         return self.inference.model
 
-    def encode(self, rows: Any) -> Encoded:
+    def encode(self, rows: Any) -> MultiTaskTable:
         """Raw rows as the arrays the model reads (ids, transformed numerical features, bags)."""
         return self.inference.encode(_as_table(rows))
 
@@ -129,8 +129,8 @@ class Model:
                 raise ValueError(f"{field.name}: ids outside its vocabulary 0..{field.vocab_size - 1}")
             if field.weighted and weights is None:
                 raise ValueError(f"{field.name}: a weighted field; give (values, offsets, weights)")
-            encoded_bags.append(EncodedBag(values, np.diff(offsets), weights if field.weighted else None))
-        return self.inference.probabilities(Encoded(categorical, numerical, None, encoded_bags))
+            encoded_bags.append(Bag(values, offsets, weights if field.weighted else None))
+        return self.inference.probabilities(MultiTaskTable(categorical, numerical, None, bags=tuple(encoded_bags)))
 
     def predict_file(
         self, input_path: str | os.PathLike, output: str | os.PathLike, *, id_columns: Sequence[str] = (), **options: Any

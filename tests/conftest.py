@@ -14,7 +14,7 @@ from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.config.resolve import with_changes
 from mtreclib.core.schema import Bag, BagField, Batch, FeatureSchema
 from mtreclib.data import synthetic
-from mtreclib.data.datasets import Dataset, load_dataset
+from mtreclib.data.datasets import Dataset, generated_dataset, load_dataset
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.models import create_model, model_kwargs
 
@@ -107,12 +107,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def tiny_synthetic() -> Dataset:
-    """The built-in generator at 3,000 training rows."""
-    from mtreclib.data.datasets import from_tables
-
-    data = synthetic.generate(replace(synthetic.PRESETS["synthetic"], train_rows=3000, test_rows=1000))
-    return from_tables("synthetic", data.train, data.test)
+def tiny_synthetic(tmp_path_factory) -> Dataset:
+    """The built-in generator at 3,000 training rows, through its spec and cache as ``mtrec train`` reads it."""
+    config = replace(synthetic.PRESETS["synthetic"], train_rows=3000, test_rows=1000)
+    return generated_dataset("synthetic", config, tmp_path_factory.mktemp("data"), progress=False)
 
 
 @pytest.fixture()

@@ -7,15 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import ALIEXPRESS_SAMPLE
 
 from mtreclib.core.errors import DataError, UserError
 from mtreclib.data import synthetic
 from mtreclib.data.builtin import aliexpress_spec
 from mtreclib.data.cache import read_splits
-from mtreclib.data.datasets import clamp_to_vocabulary, load_dataset, vocabulary
+from mtreclib.data.datasets import Dataset, generated_dataset, load_dataset
+from mtreclib.data.loader import BatchLoader
 from mtreclib.data.processed import COLUMNS, write_processed_csv
-from mtreclib.data.table import MultiTaskTable, split_validation
+from mtreclib.data.table import split_validation
 
 SMALL = replace(synthetic.PRESETS["synthetic"], train_rows=5000, test_rows=2000)
 
@@ -96,13 +98,64 @@ def test_real_sample_loads_as_a_dataset_with_out_of_vocabulary_slots(aliexpress_
     assert (dataset.test.categorical < np.array(dataset.schema.field_dims)).all()
 
 
-def test_test_ids_beyond_the_training_vocabulary_map_to_the_oov_slot():
-    train = MultiTaskTable(np.array([[0, 3], [2, 1]], np.int32), np.zeros((2, 1), np.float32), np.zeros((2, 2), np.uint8))
-    test = replace(train, categorical=np.array([[5, 3], [1, 4]], np.int32))
-    dims = vocabulary(train)
-    assert dims == (4, 5)
-    clamped = clamp_to_vocabulary(test, dims)
-    assert clamped.categorical.tolist() == [[3, 3], [1, 4]]
+def _in_memory(name: str, config: synthetic.SyntheticConfig, schema) -> Dataset:
+    """What ``load_dataset`` made of the generator before its rows went through files: the
+    generator's arrays as they are, vocabularies the training maximum + 2, and a larger test id
+    mapped to its field's last slot, the training maximum + 1."""
+    data = synthetic.generate(config)
+    last = data.train.categorical.max(axis=0) + 1
+    train = replace(data.train, group=data.train_search_id)
+    test = replace(data.test, categorical=np.minimum(data.test.categorical, last).astype(np.int32), group=data.test_search_id)
+    return Dataset(name, schema, train, test)
+
+
+def aliexpress_spec_schema(field_dims: tuple[int, ...]):
+    """The AliExpress layout's schema for vocabularies ``field_dims``."""
+    from mtreclib.data.encoders import Encoders
+
+    schema = Encoders.for_spec(aliexpress_spec()).schema()
+    return replace(schema, field_dims=field_dims)
+
+
+def test_the_built_in_dataset_goes_through_files_spec_and_cache_with_the_generators_rows(tmp_path):
+    config = replace(SMALL, train_rows=500, test_rows=1000)  # a small training split: test ids beyond its vocabulary
+    dataset = generated_dataset("synthetic", config, tmp_path, progress=False)
+    folder = tmp_path / "synthetic"
+    assert sorted(p.name for p in folder.glob("*.parquet")) == ["test.parquet", "train.parquet"]
+    assert (folder / "mtrec-cache" / "synthetic" / "meta.json").is_file() and isinstance(dataset.train.categorical, np.memmap)
+    expected = _in_memory("synthetic", config, dataset.schema)
+    train_max = expected.train.categorical.max(axis=0)
+    assert dataset.schema.field_dims == tuple(int(m) + 2 for m in train_max)
+    assert dataset.schema == aliexpress_spec_schema(dataset.schema.field_dims)
+    assert (expected.test.categorical != synthetic.generate(config).test.categorical).any()  # the rule is exercised
+    for split in ("train", "test"):
+        ours, theirs = getattr(dataset, split), getattr(expected, split)
+        for key in ("categorical", "numerical", "labels", "probabilities", "group"):
+            a, b = getattr(ours, key), getattr(theirs, key)
+            assert a.dtype == b.dtype and np.array_equal(a, b), (split, key)
+    # Batches are the same tensors.
+    for ours, theirs in zip(BatchLoader(dataset.train, 512, shuffle=True, seed=3), BatchLoader(expected.train, 512, shuffle=True, seed=3)):
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs) if isinstance(a, torch.Tensor))
+
+
+def test_a_run_on_the_built_in_dataset_equals_one_on_the_generators_arrays_bit_for_bit(tmp_path):
+    from conftest import small_experiment
+
+    from mtreclib.training.experiment import run_experiment
+
+    config = replace(SMALL, train_rows=3000, test_rows=1000)
+    dataset = generated_dataset("synthetic", config, tmp_path, progress=False)
+    runs = [run_experiment(small_experiment(epochs=2, patience=0), dataset=d, announce=False) for d in (dataset, _in_memory("synthetic", config, dataset.schema))]
+    assert runs[0].tasks == runs[1].tasks and runs[0].oracle == runs[1].oracle and runs[0].oracle is not None
+
+
+def test_generated_files_are_written_once_and_again_for_other_settings(tmp_path, monkeypatch):
+    config = replace(SMALL, train_rows=300, test_rows=100)
+    generated_dataset("g", config, tmp_path, progress=False)
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: pytest.fail("generated again"))
+    assert len(generated_dataset("g", config, tmp_path, progress=False).train) == 300
+    monkeypatch.undo()
+    assert len(generated_dataset("g", replace(config, train_rows=200), tmp_path, progress=False).train) == 200
 
 
 def test_write_then_read_round_trips(tmp_path):

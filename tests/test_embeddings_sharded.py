@@ -129,12 +129,11 @@ class _Objective(torch.nn.Module):
 
 def _table(rows: int, seed: int):
     """``random_batch``'s rows of BAG_SCHEMA as a table, bags included, as the trainer reads them."""
-    from mtreclib.data.table import BagColumn, MultiTaskTable
+    from mtreclib.core.schema import Bag
+    from mtreclib.data.table import MultiTaskTable
 
     batch = random_batch(BAG_SCHEMA, size=rows, seed=seed)
-    bags = tuple(
-        BagColumn(bag.values.int().numpy(), bag.offsets.numpy(), None if bag.weights is None else bag.weights.numpy()) for bag in batch.bags
-    )
+    bags = tuple(Bag(bag.values.int().numpy(), bag.offsets.numpy(), None if bag.weights is None else bag.weights.numpy()) for bag in batch.bags)
     return MultiTaskTable(batch.categorical.int().numpy(), batch.numerical.numpy(), batch.labels.to(torch.uint8).numpy(), bags=bags)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 
+from mtreclib.core.schema import Bag
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable
 
@@ -66,3 +70,43 @@ def test_index_tables_and_task_selection():
     assert rows(loader) == [3, 7, 11]
     assert next(iter(loader)).labels.shape == (2, 1)
     assert next(iter(loader)).labels[:, 0].tolist() == [0, 0]  # the second label column (the first is 1 on rows 3 and 7)
+
+
+@pytest.mark.parametrize("as_array", [np.asarray, torch.as_tensor], ids=["numpy", "torch"])
+def test_a_bag_cuts_and_gathers_rows_by_its_offsets(as_array):
+    # Rows [5, 6], [], [7, 8, 9], each value weighing its position.
+    bag = Bag(as_array(np.array([5, 6, 7, 8, 9])), as_array(np.array([0, 2, 2, 5])), as_array(np.arange(5, dtype=np.float32)))
+    assert bag.row_num == 3 and bag.lengths().tolist() == [2, 0, 3] and bag.compact() is bag
+    view = bag.rows(1, 3)
+    assert view.values is bag.values and view.offsets.tolist() == [2, 2, 5]  # a view: the values whole, offsets absolute
+    part = view.compact()
+    assert part.values.tolist() == [7, 8, 9] and part.offsets.tolist() == [0, 0, 3] and part.weights.tolist() == [2, 3, 4]
+    taken = bag.take(as_array(np.array([2, 0, 1])))
+    assert taken.values.tolist() == [7, 8, 9, 5, 6] and taken.offsets.tolist() == [0, 3, 5, 5] and taken.weights.tolist() == [2, 3, 4, 0, 1]
+
+
+def test_bags_from_lengths_and_joined_keep_each_rows_values():
+    first = Bag.from_lengths(np.array([1, 2, 3]), np.array([1, 0, 2]))
+    assert first.offsets.tolist() == [0, 1, 1, 3]
+    joined = Bag.concat([first, Bag.from_lengths(np.array([4]), np.array([0, 1]))])
+    assert joined.values.tolist() == [1, 2, 3, 4] and joined.offsets.tolist() == [0, 1, 1, 3, 3, 4]
+
+
+def test_a_tables_rows_share_their_bags_values_and_batch_compact():
+    table = replace(numbered_table(4), bags=(Bag(np.arange(6, dtype=np.int32), np.array([0, 1, 3, 3, 6])),))
+    tail = table.select(slice(2, 4))
+    assert np.shares_memory(tail.bags[0].values, table.bags[0].values) and tail.bags[0].offsets.tolist() == [3, 3, 6]
+    batch = next(iter(BatchLoader(tail, 2)))
+    assert batch.bags[0].values.tolist() == [3, 4, 5] and batch.bags[0].offsets.tolist() == [0, 0, 3]
+    shuffled = next(iter(BatchLoader(table, 4, shuffle=True, seed=0)))
+    expected = [list(range(int(a), int(b))) for a, b in zip(table.bags[0].offsets[:-1], table.bags[0].offsets[1:])]
+    got = shuffled.bags[0]
+    rows = shuffled.categorical[:, 0].tolist()
+    assert [got.values[got.offsets[b] : got.offsets[b + 1]].tolist() for b in range(4)] == [expected[r] for r in rows]
+
+
+def test_rows_to_score_have_no_labels_and_batch_like_any_table():
+    table = replace(numbered_table(5), labels=None)
+    batches = list(BatchLoader(table, 2))
+    assert [b.size for b in batches] == [2, 2, 1] and all(b.labels is None for b in batches)
+    assert rows(BatchLoader(table, 2)) == list(range(5))

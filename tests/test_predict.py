@@ -119,8 +119,8 @@ def test_unknown_ids_score_as_each_fields_out_of_vocabulary_slot(shop_run):
     encoded = model.encode(rows)
     assert encoded.categorical[0, 0] == 0 and encoded.categorical[0, 1] == 0 and encoded.categorical[0, 3] == 0
     assert encoded.categorical[1, 2] == 0 and encoded.categorical[1, 0] > 0
-    assert encoded.bags[0].values[1] == 0 and encoded.bags[0].lengths.tolist() == [2, 0]
-    bag = (encoded.bags[0].values, np.concatenate([[0], np.cumsum(encoded.bags[0].lengths)]))
+    assert encoded.bags[0].values[1] == 0 and encoded.bags[0].lengths().tolist() == [2, 0] and encoded.labels is None
+    bag = (encoded.bags[0].values, encoded.bags[0].offsets)
     expected = model.predict_encoded(encoded.categorical, encoded.numerical, [bag])
     np.testing.assert_array_equal(model.predict(rows), expected)
     assert expected.shape == (2, 3) and ((expected > 0) & (expected < 1)).all()

@@ -254,6 +254,10 @@ SPEC_MISTAKES = {
     "no labels": ("train: t.parquet\ntest: t.parquet\ncategorical: [a]\n", "labels: name at least one label"),
     "implies an unknown task": ("train: t.parquet\ntest: t.parquet\ncategorical: [a]\nlabels: [y]\nimplies: {y: click}\n", "implies.y: 'click' is not a label"),
     "not yaml": ("train: [t.parquet\n", "not valid YAML"),
+    "some labels' probabilities": (
+        "train: t.parquet\ntest: t.parquet\ncategorical: [a]\nlabels: [{name: y, probability: n}, m]\n",
+        "labels[1]: probability: name every label's probability column or none",
+    ),
 }
 
 
@@ -304,6 +308,20 @@ def test_a_bad_value_names_the_file_the_row_and_the_column_and_leaves_no_cache(t
         load_dataset("d", tmp_path)
     assert str(error.value) == f"{folder / 'train.parquet'}, {message}" or str(error.value).startswith(f"{folder / 'train.parquet'}, {message}")
     assert not (folder / "mtrec-cache" / "dataset").exists()
+
+
+def test_label_probabilities_reach_the_table_and_a_bad_one_is_named(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    rows = {"a": ["x", "y", "z"], "y": [0, 1, 0], "p": [0.25, 0.5, 0.125]}
+    pq.write_table(pa.table(rows), folder / "train.parquet")
+    pq.write_table(pa.table({"a": ["x"], "y": [1], "p": [0.75]}), folder / "test.parquet")
+    (folder / "dataset.yaml").write_text("train: train.parquet\ntest: test.parquet\ncategorical: [a]\nlabels: [{name: y, probability: p}]\n")
+    dataset = load_dataset("d", tmp_path)
+    assert dataset.train.probability_rows()[:, 0].tolist() == [0.25, 0.5, 0.125] and dataset.test.probabilities.tolist() == [[0.75]]
+    pq.write_table(pa.table({**rows, "p": [0.25, 1.5, 0.125]}), folder / "train.parquet")
+    with pytest.raises(DataError, match=r"train.parquet, row 2, column p: expected a probability in \[0, 1\], found 1.5"):
+        load_dataset("d", tmp_path)
 
 
 def test_a_row_that_breaks_a_task_relation_is_named(tmp_path):
@@ -401,9 +419,9 @@ def test_a_side_table_is_stored_once_and_joined_to_every_row_by_its_key(tmp_path
     vocab = {"a": 1, "b": 2, "c": 3}  # each side-table row counted once, not once per row that refers to it
 
     by_user = {u: [vocab.get(v, 0) for v in h] for u, h in zip(users["uid"], users["history"])}
-    lengths = bag.lengths()
+    lengths = dataset.train.bag_lengths(0)
     for i, uid in enumerate(rows["uid"]):
-        r = bag.rows[i]
+        r = dataset.train.side_rows[0][i]
         assert bag.values[bag.offsets[r] : bag.offsets[r + 1]].tolist() == by_user[uid] and lengths[i] == len(by_user[uid])
     loader = BatchLoader(dataset.train.select(np.array([4, 1, 3])), 3)
     batch = next(iter(loader))
@@ -411,7 +429,7 @@ def test_a_side_table_is_stored_once_and_joined_to_every_row_by_its_key(tmp_path
     assert got == [by_user[9], by_user[7], by_user[3]]
     assert batch.bags[0].weights.tolist() == [0.5, 1.0, 2.0, 3.0]
     test = dataset.test.bags[0]
-    assert [test.values[test.offsets[r] : test.offsets[r + 1]].tolist() for r in test.rows] == [[1], [2]]  # test users' own rows
+    assert [test.values[test.offsets[r] : test.offsets[r + 1]].tolist() for r in dataset.test.side_rows[0]] == [[1], [2]]  # test users' own rows
     assert main(["train", "--dataset", "s", "--data-dir", str(tmp_path), "--embed-dim", "4", "--batch-size", "2", "--epochs", "1",
                  "--patience", "0", "--valid-fraction", "0", "--no-save", "--no-progress"]) == 0  # fmt: skip
 

@@ -119,13 +119,13 @@ def test_results_have_the_documented_fields_and_read_back_equal(tiny_synthetic, 
     assert RunRecord.read(tmp_path / "r.json") == record
 
 
-def test_training_learns_the_synthetic_task():
+def test_training_learns_the_synthetic_task(tmp_path):
     """Well above chance after a few epochs, and not above the oracle by more than noise."""
     from mtreclib.data import synthetic
-    from mtreclib.data.datasets import from_tables
+    from mtreclib.data.datasets import generated_dataset
 
-    data = synthetic.generate(replace(synthetic.PRESETS["synthetic"], train_rows=10_000, test_rows=4_000))
-    dataset = from_tables("synthetic", data.train, data.test)
+    config = replace(synthetic.PRESETS["synthetic"], train_rows=10_000, test_rows=4_000)
+    dataset = generated_dataset("synthetic", config, tmp_path, progress=False)
     record = run_experiment(small_experiment(epochs=4, patience=0, lr=1e-2), dataset=dataset)
     for task, floor in (("click", 0.68), ("conversion", 0.6)):
         assert floor < record.tasks[task].auc < record.oracle[task].auc + 0.02

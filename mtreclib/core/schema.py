@@ -1,7 +1,8 @@
 """The contract between data and models: a feature schema and a batch.
 
 A dataset yields a ``FeatureSchema`` (what its fields and tasks are) and ``Batch``es (the encoded
-rows); a model is built from the schema and maps a batch's features to one logit per task.
+rows); a model is built from the schema and maps a batch's features to one logit per task. A
+multi-valued field is a ``Bag`` (values, offsets, weights) from the encoders to the batch.
 
 Embedded fields come in one fixed order, which every model and the split products rely on:
 the single-valued categorical fields, then the multi-valued ones (bags), then the numerical
@@ -10,13 +11,16 @@ features as one field (only when there are any).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 ROLES = ("user", "item", "author", "context")
 POOLINGS = ("mean", "sum")
+Array = np.ndarray | torch.Tensor  # a bag's arrays: NumPy (encoded rows, tables, memory maps) or tensors (batches)
 
 
 @dataclass(frozen=True)
@@ -160,27 +164,88 @@ class FeatureSchema:
 
 
 class Bag(NamedTuple):
-    """The values of one multi-valued field for a batch of B rows, flat (no padding).
+    """The values of one multi-valued field for N rows, flat (no padding): the one jagged type.
 
-    Row ``b``'s values are ``values[offsets[b]:offsets[b + 1]]``; a row may have none.
+    The encoders make it (NumPy arrays), tables and caches hold it (arrays or memory maps) and
+    batches carry it (tensors); it changes only where its arrays live, never its form. Row
+    ``i``'s values are ``values[offsets[i]:offsets[i + 1]]``; a row may have none; lengths are
+    derived on demand (``lengths``), as torchrec's ``KeyedJaggedTensor`` does.
+
+    A bag is compact (``offsets[0] == 0``, ``offsets[N] == len(values)``) when it comes from the
+    encoders or a batch; a table's view of some of its rows (``rows``) keeps the whole
+    ``values`` and absolute offsets, so that cutting a table copies nothing.
 
     Attributes:
-        values: (N,) int64 ids.
-        offsets: (B + 1,) int64, ``offsets[0] == 0``, ``offsets[B] == N``.
-        weights: (N,) float32 per-value weights, or None.
+        values: (V,) ids (int32 in storage, int64 in a batch).
+        offsets: (N + 1,) int64, non-decreasing.
+        weights: (V,) float32 per-value weights, or None.
     """
 
-    values: torch.Tensor
-    offsets: torch.Tensor
-    weights: torch.Tensor | None = None
+    values: Array
+    offsets: Array
+    weights: Array | None = None
+
+    @classmethod
+    def from_lengths(cls, values: np.ndarray, lengths: np.ndarray, weights: np.ndarray | None = None) -> Bag:
+        """A compact bag of each row's number of values (what Arrow's list lengths give)."""
+        offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(values, offsets, weights)
+
+    @classmethod
+    def concat(cls, bags: Sequence[Bag]) -> Bag:
+        """The rows of compact NumPy bags one after the other."""
+        if not bags:
+            return cls(np.zeros(0, np.int32), np.zeros(1, np.int64))
+        ends = np.cumsum([0] + [len(b.values) for b in bags[:-1]])
+        offsets = np.concatenate([[0]] + [b.offsets[1:] + end for b, end in zip(bags, ends)]).astype(np.int64)
+        weights = None if bags[0].weights is None else np.concatenate([b.weights for b in bags])
+        return cls(np.concatenate([b.values for b in bags]), offsets, weights)
+
+    @property
+    def row_num(self) -> int:
+        """Rows N."""
+        return len(self.offsets) - 1
+
+    def lengths(self) -> Array:
+        """(N,) each row's number of values."""
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def rows(self, start: int, stop: int) -> Bag:
+        """Rows ``start:stop`` as a view: the same values, absolute offsets (no copy)."""
+        return Bag(self.values, self.offsets[start : stop + 1], self.weights)
+
+    def compact(self) -> Bag:
+        """The bag with its rows' values alone and offsets from 0 (itself when it is compact)."""
+        first, last = int(self.offsets[0]), int(self.offsets[-1])
+        if first == 0 and last == len(self.values):
+            return self
+        weights = None if self.weights is None else self.weights[first:last]
+        return Bag(self.values[first:last], self.offsets - first, weights)
 
     def slice(self, start: int, stop: int) -> Bag:
-        """Rows ``start:stop``."""
-        first, last = int(self.offsets[start]), int(self.offsets[stop])
-        weights = None if self.weights is None else self.weights[first:last]
-        return Bag(self.values[first:last], self.offsets[start : stop + 1] - first, weights)
+        """Rows ``start:stop``, compact."""
+        return self.rows(start, stop).compact()
+
+    def take(self, rows: Array) -> Bag:
+        """Rows ``rows`` (B,), in that order, compact: their values gathered one row after another."""
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts  # (B,)
+        if isinstance(starts, torch.Tensor):
+            offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
+            torch.cumsum(lengths, 0, out=offsets[1:])
+            total = int(offsets[-1])
+            # Each gathered value's position in the flat arrays: its row's start plus its rank in the row.
+            positions = torch.repeat_interleave(starts - offsets[:-1], lengths, output_size=total) + torch.arange(total)
+        else:
+            offsets = np.zeros(len(rows) + 1, np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            total = int(offsets[-1])
+            positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(total)
+        return Bag(self.values[positions], offsets, None if self.weights is None else self.weights[positions])
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Bag:
+        """The tensors on ``device``: ids and offsets as int64, weights as float32 (widened there)."""
         weights = None if self.weights is None else self.weights.to(device, non_blocking=non_blocking).float()
         return Bag(self.values.to(device, non_blocking=non_blocking).long(), self.offsets.to(device, non_blocking=non_blocking).long(), weights)
 
@@ -191,7 +256,7 @@ class Batch(NamedTuple):
     Attributes:
         categorical: (B, F) int64 ids, already within each field's vocabulary.
         numerical: (B, M) float32 features.
-        labels: (B, T) float32 in {0, 1}.
+        labels: (B, T) float32 in {0, 1}, or None for rows to score.
         bags: one ``Bag`` per multi-valued field, in the schema's order.
         weights: (B,) float32 sample weights, or None (every row weighs 1).
         group: (B,) int64 group ids (search page, session, user), or None.
@@ -199,7 +264,7 @@ class Batch(NamedTuple):
 
     categorical: torch.Tensor
     numerical: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor | None
     bags: tuple[Bag, ...] = ()
     weights: torch.Tensor | None = None
     group: torch.Tensor | None = None
@@ -207,14 +272,14 @@ class Batch(NamedTuple):
     @property
     def size(self) -> int:
         """Number of rows B."""
-        return self.labels.shape[0]
+        return self.categorical.shape[0]
 
     def slice(self, start: int, stop: int) -> Batch:
         """Rows ``start:stop`` of every tensor (views, no copy)."""
         return Batch(
             self.categorical[start:stop],
             self.numerical[start:stop],
-            self.labels[start:stop],
+            None if self.labels is None else self.labels[start:stop],
             tuple(bag.slice(start, stop) for bag in self.bags),
             None if self.weights is None else self.weights[start:stop],
             None if self.group is None else self.group[start:stop],

@@ -9,6 +9,7 @@ cache is ``<folder>/mtrec-cache/<spec name>/``:
       categorical.npy  (N, F)  int32      single-valued ids
       numerical.npy    (N, M)  float32
       labels.npy       (N, T)  uint8      every label of the spec
+      probabilities.npy (N, T) float64    each label's true probability (when the spec names them)
       weights.npy      (N,)    float32    sample weights (when the spec names them)
       group.npy        (N,)    int64      group ids (when the spec names them)
       bag<k>.values.npy (V,)   int32      multi-valued field k: every row's ids, flat
@@ -53,11 +54,12 @@ import pyarrow.compute as pc
 from mtreclib.core.atomic import write_json
 from mtreclib.core.errors import DataError, UserError
 from mtreclib.core.progress import Progress
-from mtreclib.data.encoders import Encoded, EncodedBag, Encoders
+from mtreclib.core.schema import Bag
+from mtreclib.data.encoders import Encoders
 from mtreclib.data.encoding import Place, normalise_ids, splitmix64
 from mtreclib.data.sources import Chunk, check_columns, read_chunks
 from mtreclib.data.spec import DatasetSpec
-from mtreclib.data.table import BagColumn, MultiTaskTable
+from mtreclib.data.table import MultiTaskTable
 
 try:
     import fcntl
@@ -130,6 +132,8 @@ class SplitWriter:
             "numerical": NpyWriter(folder / "numerical.npy", np.float32, (len(encoders.numerical),)),
             "labels": NpyWriter(folder / "labels.npy", np.uint8, (len(encoders.labels),)),
         }
+        if any(label.probability for label in spec.labels):
+            self.writers["probabilities"] = NpyWriter(folder / "probabilities.npy", np.float64, (len(encoders.labels),))
         if spec.sample_weight:
             self.writers["weights"] = NpyWriter(folder / "weights.npy", np.float32, ())
         if spec.group:
@@ -155,22 +159,24 @@ class SplitWriter:
         }
         self.encoders = encoders
 
-    def _append_bag(self, k: int, bag: EncodedBag) -> None:
+    def _append_bag(self, k: int, bag: Bag) -> None:
+        """A compact bag's rows after those written: its offsets moved past the values before them."""
         w = self.writers
         w[f"bag{k}.values"].append(bag.values)
-        w[f"bag{k}.offsets"].append(np.cumsum(bag.lengths) + self.totals[k])
-        self.totals[k] += int(bag.lengths.sum())
+        w[f"bag{k}.offsets"].append(bag.offsets[1:] + self.totals[k])
+        self.totals[k] += len(bag.values)
         if bag.weights is not None:
             w[f"bag{k}.weights"].append(bag.weights)
         self.stats["bag_zero_ids"][k] += int((bag.values == 0).sum())
 
-    def append_side(self, bags: dict[int, EncodedBag]) -> None:
+    def append_side(self, bags: dict[int, Bag]) -> None:
         """Rows of a side table: its fields' values, stored once however many rows share them."""
         for k, bag in bags.items():
             self._append_bag(k, bag)
-            self.side_lengths[k].append(bag.lengths)
+            self.side_lengths[k].append(bag.lengths())
 
-    def append(self, encoded: Encoded, side_rows: dict[str, np.ndarray] | None = None) -> None:
+    def append(self, encoded: MultiTaskTable, side_rows: dict[str, np.ndarray], missing: tuple[list[int], list[int]]) -> None:
+        """Encoded rows (their side-table fields None), each row's side-table rows, the chunk's missing values."""
         w, stats = self.writers, self.stats
         for table, rows in (side_rows or {}).items():
             w[f"side-{table}.rows"].append(rows)
@@ -180,6 +186,8 @@ class SplitWriter:
         w["categorical"].append(encoded.categorical)
         w["numerical"].append(encoded.numerical)
         w["labels"].append(encoded.labels)
+        if "probabilities" in w:
+            w["probabilities"].append(encoded.probabilities)
         if "weights" in w:
             w["weights"].append(encoded.weights)
         if "group" in w:
@@ -188,12 +196,12 @@ class SplitWriter:
             if bag is None:
                 continue  # kept in a side table: written by append_side
             self._append_bag(k, bag)
-            stats["bag_lengths"][k] += np.bincount(np.minimum(bag.lengths, LENGTH_BINS), minlength=LENGTH_BINS + 1)
+            stats["bag_lengths"][k] += np.bincount(np.minimum(bag.lengths(), LENGTH_BINS), minlength=LENGTH_BINS + 1)
         stats["rows"] += len(encoded)
         stats["positives"] += encoded.labels.sum(axis=0, dtype=np.int64)
         stats["zero_ids"] += (encoded.categorical == unknown_ids(self.encoders)).sum(axis=0)
-        stats["missing"] += np.asarray(encoded.missing, np.int64).reshape(-1)[: len(stats["missing"])]
-        stats["numerical_missing"] += np.asarray(encoded.numerical_missing, np.int64).reshape(-1)[: len(stats["numerical_missing"])]
+        stats["missing"] += np.asarray(missing[0], np.int64).reshape(-1)[: len(stats["missing"])]
+        stats["numerical_missing"] += np.asarray(missing[1], np.int64).reshape(-1)[: len(stats["numerical_missing"])]
 
     def finish(self) -> dict[str, Any]:
         for writer in self.writers.values():
@@ -293,7 +301,7 @@ def _fingerprint(spec: DatasetSpec) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def locked(folder: Path) -> Iterator[None]:
     """Hold ``folder/.lock`` exclusively: one builder at a time, across processes."""
     folder.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
@@ -340,16 +348,16 @@ class MemoryWriter:
 
     def __init__(self, encoders: Encoders):
         self.encoders = encoders
-        self.parts: list[Encoded] = []
-        self.side: dict[int, list[EncodedBag]] = {}
+        self.parts: list[MultiTaskTable] = []
+        self.side: dict[int, list[Bag]] = {}
         self.side_rows: dict[str, list[np.ndarray]] = {}
 
-    def append(self, encoded: Encoded, side_rows: dict[str, np.ndarray] | None = None) -> None:
+    def append(self, encoded: MultiTaskTable, side_rows: dict[str, np.ndarray], missing: tuple[list[int], list[int]]) -> None:
         self.parts.append(encoded)
-        for table, rows in (side_rows or {}).items():
+        for table, rows in side_rows.items():
             self.side_rows.setdefault(table, []).append(rows)
 
-    def append_side(self, bags: dict[int, EncodedBag]) -> None:
+    def append_side(self, bags: dict[int, Bag]) -> None:
         for k, bag in bags.items():
             self.side.setdefault(k, []).append(bag)
 
@@ -369,20 +377,21 @@ class MemoryWriter:
             arrays = [getattr(p, key) for p in parts]
             return None if arrays[0] is None else np.concatenate(arrays)
 
-        bags = []
+        bags, side_rows = [], []
         for k, encoder in enumerate(self.encoders.bags):
             table = encoder.spec.table
-            pieces = self.side.get(k, []) if table is not None else [p.bags[k] for p in parts]
-            lengths = np.concatenate([b.lengths for b in pieces]) if pieces else np.zeros(0, np.int64)
-            bags.append(
-                BagColumn(
-                    np.concatenate([b.values for b in pieces]) if pieces else np.zeros(0, np.int32),
-                    np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                    np.concatenate([b.weights for b in pieces]) if encoder.spec.weights and pieces else None,
-                    np.concatenate(self.side_rows[table]) if table is not None else None,
-                )
-            )
-        return MultiTaskTable(stack("categorical"), stack("numerical"), stack("labels"), bags=tuple(bags), weights=stack("weights"), group=stack("group"))
+            bags.append(Bag.concat(self.side.get(k, []) if table is not None else [p.bags[k] for p in parts]))
+            side_rows.append(np.concatenate(self.side_rows[table]) if table is not None else None)
+        return MultiTaskTable(
+            stack("categorical"),
+            stack("numerical"),
+            stack("labels"),
+            probabilities=stack("probabilities"),
+            bags=tuple(bags),
+            side_rows=tuple(side_rows) if any(rows is not None for rows in side_rows) else (),
+            weights=stack("weights"),
+            group=stack("group"),
+        )
 
 
 def encode_splits(spec: DatasetSpec, make_writer: Any, *, progress: bool = True, chunk_bytes: int | None = None) -> tuple[Encoders, dict[str, Any]]:
@@ -415,8 +424,8 @@ def encode_splits(spec: DatasetSpec, make_writer: Any, *, progress: bool = True,
                 keys = {name: _side_tables(spec, encoders, name, writers[name], read, training=name == "train" and not fitted) for name in group}
                 for name, chunk in _chunks_by_split(spec, assigner, group, read):
                     encoded = encoders.encode(chunk.table, chunk.place, training=name == "train" and not fitted)
-                    rows = {table: _side_rows(spec, table, keys[name][table], key, chunk.place) for table, key in encoded.side_keys.items()}
-                    writers[name].append(encoded, rows)
+                    rows = {table: _side_rows(spec, table, keys[name][table], chunk, chunk.place) for table in spec.tables}
+                    writers[name].append(encoded, rows, encoders.missing(chunk.table))
                     bar.update(len(chunk))
             for name, writer in writers.items():
                 splits[name] = writer.finish()
@@ -456,10 +465,10 @@ def _side_tables(spec: DatasetSpec, encoders: Encoders, split: str, writer: Any,
     return found
 
 
-def _side_rows(spec: DatasetSpec, table: str, keys: pa.Array, row_keys: pa.Array, place: Place) -> np.ndarray:
+def _side_rows(spec: DatasetSpec, table: str, keys: pa.Array, chunk: Chunk, place: Place) -> np.ndarray:
     """(n,) int32 each row's side-table row, found by its key; a key the table lacks is an error."""
     column = spec.tables[table][0].row_key
-    row_keys = normalise_ids(row_keys, place, column)
+    row_keys = normalise_ids(chunk.table.column(column).combine_chunks(), place, column)
     if row_keys.type != keys.type:
         row_keys, keys = row_keys.cast(pa.string()), keys.cast(pa.string())
     position = pc.index_in(row_keys, value_set=keys)
@@ -529,19 +538,21 @@ def _open(spec: DatasetSpec, folder: Path) -> CachedDataset | None:
             if any(len(a) != stats["rows"] for a in arrays.values()):
                 return None
             bags = tuple(
-                BagColumn(
+                Bag(
                     _map(split / f"bag{k}.values.npy"),
                     _map(split / f"bag{k}.offsets.npy"),
                     _map(split / f"bag{k}.weights.npy") if bag.spec.weights else None,
-                    _map(split / f"side-{bag.spec.table}.rows.npy") if bag.spec.table else None,
                 )
                 for k, bag in enumerate(encoders.bags)
             )
+            side_rows = tuple(_map(split / f"side-{bag.spec.table}.rows.npy") if bag.spec.table else None for bag in encoders.bags)
             tables[name] = MultiTaskTable(
                 arrays["categorical"],
                 arrays["numerical"],
                 arrays["labels"],
+                probabilities=_map(split / "probabilities.npy") if any(label.probability for label in spec.labels) else None,
                 bags=bags,
+                side_rows=side_rows if any(rows is not None for rows in side_rows) else (),
                 weights=_map(split / "weights.npy") if spec.sample_weight else None,
                 group=_map(split / "group.npy") if spec.group else None,
             )
@@ -561,7 +572,7 @@ def open_cache(spec: DatasetSpec, base: Path, *, progress: bool = True, chunk_by
     except OSError as error:
         raise UserError(f"cannot create the cache folder {base / CACHE_FOLDER} ({error.strerror}); the dataset's folder must be writable") from None
     _remove_old_layout(base / CACHE_FOLDER)
-    with _locked(base / CACHE_FOLDER):
+    with locked(base / CACHE_FOLDER):
         cached = _open(spec, folder)  # another process may have built it while this one waited
         if cached is None:
             build(spec, folder, progress=progress, chunk_bytes=chunk_bytes)

@@ -1,4 +1,8 @@
-"""Datasets by name: the built-in synthetic ones, a dataset spec, or a folder in the AliExpress processed layout."""
+"""Datasets by name: the built-in generated ones, a dataset spec, or a folder in the AliExpress processed layout.
+
+Every one is read the same way: its spec's encoders turn its files into the arrays of a
+memory-mapped cache, built on first use.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import FeatureSchema
-import mtreclib.data.synthetic as synthetic  # the module, not the package (whose __init__ imports this one)
-from mtreclib.data.builtin import aliexpress_spec, is_aliexpress_folder
+from mtreclib.data import synthetic
+from mtreclib.data.builtin import aliexpress_spec, generated_spec, is_aliexpress_folder
 from mtreclib.data.cache import open_cache
-from mtreclib.data.encoders import Encoders
+from mtreclib.data.generated import ensure_generated
 from mtreclib.data.spec import DatasetSpec
 from mtreclib.data.table import MultiTaskTable
 
@@ -72,51 +74,10 @@ def builtin_datasets() -> list[str]:
     return list(synthetic.PRESETS)
 
 
-def vocabulary(train: MultiTaskTable) -> tuple[int, ...]:
-    """Per-field vocabulary sizes: the training file's largest id + 1, plus one out-of-vocabulary slot.
-
-    The original sized embeddings from the training file alone, so a larger id in the test file
-    indexed out of range. Here every id the training data never reached (``>= max + 1``) maps to
-    the field's last row, ``max + 1``, which no training row selects: an unknown id gets its
-    field's one untrained embedding instead of a crash or another id's embedding.
-    """
-    return vocabulary_from_max(train.categorical.max(axis=0))
-
-
-def vocabulary_from_max(categorical_max: Sequence[int]) -> tuple[int, ...]:
-    """The vocabulary rule from each field's largest training id (recorded in the cache)."""
-    return tuple(int(m) + 2 for m in categorical_max)
-
-
-def clamp_to_vocabulary(table: MultiTaskTable, field_dims: tuple[int, ...]) -> MultiTaskTable:
-    """``table`` with every id beyond its field's vocabulary mapped to the out-of-vocabulary slot."""
-    limit = np.asarray(field_dims, dtype=table.categorical.dtype) - 1
-    if (table.categorical <= limit).all():
-        return table
-    return replace(table, categorical=np.minimum(table.categorical, limit))
-
-
-def identity_encoders(field_dims: Sequence[int]) -> Encoders:
-    """The AliExpress layout's encoders for vocabularies ``field_dims`` (training maximum + 2 each)."""
-    encoders = Encoders.for_spec(aliexpress_spec())
-    for encoder, dim in zip(encoders.categorical, field_dims):
-        encoder.max_id = int(dim) - 2
-    return encoders
-
-
-def from_tables(name: str, train: MultiTaskTable, test: MultiTaskTable) -> Dataset:
-    """A dataset of in-memory tables in the AliExpress layout: vocabularies from ``train``, ``test`` capped to them."""
-    field_dims = vocabulary(train)
-    encoders = identity_encoders(field_dims)
-    schema = encoders.schema()
-    if train.numerical.shape[1] != schema.numerical_num:  # tables of another width (tests): no names to carry
-        schema = replace(schema, numerical_num=train.numerical.shape[1])
-    return Dataset(name, schema, train, clamp_to_vocabulary(test, field_dims), encoding=encoders.to_dict())
-
-
 def find_dataset(name: str, data_dir: str | Path = "data") -> DatasetSpec | None:
-    """Dataset ``name``'s spec: None for a built-in one; a spec file, a folder's dataset.yaml, or the
-    AliExpress processed layout (train.csv, test.csv) of a folder. A user error when nowhere."""
+    """Dataset ``name``'s spec: None for a built-in (generated) one; a spec file, a folder's
+    dataset.yaml, or the AliExpress processed layout (train.csv, test.csv) of a folder. A user
+    error when nowhere."""
     if name in synthetic.PRESETS:
         return None
     path = Path(name)
@@ -137,14 +98,21 @@ def find_dataset(name: str, data_dir: str | Path = "data") -> DatasetSpec | None
 
 
 def load_dataset(name: str, data_dir: str | Path = "data", *, progress: bool = True) -> Dataset:
-    """Dataset ``name`` (see ``find_dataset``): built in, or through its spec's memory-mapped cache."""
+    """Dataset ``name`` (see ``find_dataset``) through its spec's memory-mapped cache; a built-in one
+    is generated into ``data_dir`` first (``generated_dataset``)."""
     spec = find_dataset(name, data_dir)
     if spec is None:
-        data = synthetic.generate(synthetic.PRESETS[name])
-        train = replace(data.train, group=data.train_search_id)
-        test = replace(data.test, group=data.test_search_id)
-        return from_tables(name, train, test)
+        return generated_dataset(name, synthetic.PRESETS[name], data_dir, progress=progress)
     return spec_dataset(spec, progress=progress)
+
+
+def generated_dataset(
+    name: str, config: synthetic.SyntheticConfig, data_dir: str | Path = "data", *, progress: bool = True
+) -> Dataset:
+    """The rows ``config`` generates as dataset ``name``: written to ``<data_dir>/<name>/`` on first
+    use (Parquet), then read like any dataset, through its spec, encoders and cache."""
+    folder = ensure_generated(config, Path(data_dir) / name)
+    return spec_dataset(generated_spec(folder, name), progress=progress)
 
 
 def spec_dataset(spec: DatasetSpec, *, progress: bool = True) -> Dataset:

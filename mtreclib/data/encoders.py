@@ -9,14 +9,13 @@ implied relations on the way.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtreclib.core.schema import BagField, FeatureSchema
+from mtreclib.core.schema import Bag, BagField, FeatureSchema
 from mtreclib.data.encoding import (
     CategoricalEncoder,
     LabelEncoder,
@@ -29,33 +28,7 @@ from mtreclib.data.encoding import (
     normalise_ids,
 )
 from mtreclib.data.spec import CategoricalSpec, DatasetSpec
-
-
-@dataclass
-class EncodedBag:
-    """One multi-valued field of a chunk: the flat ids, each row's length, the flat weights."""
-
-    values: np.ndarray  # (V,) int32
-    lengths: np.ndarray  # (n,) int64
-    weights: np.ndarray | None  # (V,) float32
-
-
-@dataclass
-class Encoded:
-    """A chunk of rows, encoded."""
-
-    categorical: np.ndarray  # (n, F) int32
-    numerical: np.ndarray  # (n, M) float32
-    labels: np.ndarray | None  # (n, T) uint8; None when the rows have no labels (prediction)
-    bags: list[EncodedBag | None] = field(default_factory=list)  # None: the field is in a side table
-    side_keys: dict[str, pa.Array] = field(default_factory=dict)  # per side table, each row's key
-    weights: np.ndarray | None = None  # (n,) float32
-    group: np.ndarray | None = None  # (n,) int64
-    missing: list[int] = field(default_factory=list)  # per categorical field, missing values
-    numerical_missing: list[int] = field(default_factory=list)  # per numerical feature, missing (filled) values
-
-    def __len__(self) -> int:
-        return len(self.categorical)
+from mtreclib.data.table import MultiTaskTable
 
 
 def list_column(array: pa.Array, spec: CategoricalSpec, place: Place, column: str) -> pa.Array:
@@ -140,44 +113,51 @@ class Encoders:
 
     def encode(
         self, table: pa.Table, place: Place, *, training: bool = False, labels: bool = True, inline: bool = False
-    ) -> Encoded:
-        """A chunk of raw rows (the spec's columns) as arrays; every value checked.
+    ) -> MultiTaskTable:
+        """A chunk of raw rows (the spec's columns) as encoded rows; every value checked.
 
         ``labels=False``: rows to score, of the feature columns alone (no labels, group or weights).
-        A multi-valued field kept in a side table is left out (None; the rows' keys are returned
-        to join it) unless ``inline``: prediction input carries such fields on the rows themselves.
+        A multi-valued field kept in a side table is left out (None; the cache joins it by the
+        rows' keys) unless ``inline``: prediction input carries such fields on the rows themselves.
         """
         n = table.num_rows
         spec = self.spec
         columns = [e.encode(table.column(e.spec.column).combine_chunks(), place, training=training) for e in self.categorical]
         categorical = np.stack(columns, axis=1) if columns else np.zeros((n, 0), np.int32)
-        missing = [table.column(e.spec.column).null_count for e in self.categorical]
         numerical = np.empty((n, len(self.numerical)), dtype=np.float32)
         for j, encoder in enumerate(self.numerical):
             numerical[:, j] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
-        bags = [self._bag(e, table, place, training) if e.spec.table is None or inline else None for e in self.bags]
-        side_keys = {} if inline else {name: table.column(side.row_key).combine_chunks() for name, (side, _) in spec.tables.items()}
-        encoded_labels = None
-        if labels:
-            encoded_labels = np.empty((n, len(self.labels)), dtype=np.uint8)
-            for t, encoder in enumerate(self.labels):
-                encoded_labels[:, t] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
-            self._check_implies(encoded_labels, place)
-        # Rows to score have no labels, and no use for what only training and evaluation read.
-        weights = self._weights(table, place) if spec.sample_weight and labels else None
-        group = group_ids(table.column(spec.group)) if spec.group and labels else None
-        numerical_missing = [table.column(e.spec.column).null_count for e in self.numerical]
-        return Encoded(categorical, numerical, encoded_labels, bags, side_keys, weights, group, missing, numerical_missing)
+        bags = tuple(self._bag(e, table, place, training) if e.spec.table is None or inline else None for e in self.bags)
+        if not labels:
+            # Rows to score have no labels, and no use for what only training and evaluation read.
+            return MultiTaskTable(categorical, numerical, None, bags=bags)
+        encoded_labels = np.empty((n, len(self.labels)), dtype=np.uint8)
+        for t, encoder in enumerate(self.labels):
+            encoded_labels[:, t] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
+        self._check_implies(encoded_labels, place)
+        return MultiTaskTable(
+            categorical,
+            numerical,
+            encoded_labels,
+            probabilities=self._probabilities(table, place),
+            bags=bags,
+            weights=self._weights(table, place) if spec.sample_weight else None,
+            group=group_ids(table.column(spec.group)) if spec.group else None,
+        )
+
+    def missing(self, table: pa.Table) -> tuple[list[int], list[int]]:
+        """Missing values in a chunk of raw rows: per categorical field, per numerical feature."""
+        return [table.column(e.spec.column).null_count for e in self.categorical], [table.column(e.spec.column).null_count for e in self.numerical]
 
     def side_bags(self, table: str) -> list[int]:
         """Positions among the multi-valued fields of those kept in side table ``table``."""
         return [k for k, e in enumerate(self.bags) if e.spec.table == table]
 
-    def encode_side(self, name: str, table: pa.Table, place: Place, *, training: bool = False) -> dict[int, EncodedBag]:
+    def encode_side(self, name: str, table: pa.Table, place: Place, *, training: bool = False) -> dict[int, Bag]:
         """A chunk of side table ``name``'s rows: its multi-valued fields, by position among all."""
         return {k: self._bag(self.bags[k], table, place, training) for k in self.side_bags(name)}
 
-    def _bag(self, encoder: CategoricalEncoder, table: pa.Table, place: Place, training: bool) -> EncodedBag:
+    def _bag(self, encoder: CategoricalEncoder, table: pa.Table, place: Place, training: bool) -> Bag:
         spec = encoder.spec
         lists = list_column(table.column(spec.column), spec, place, spec.column)
         lengths = _lengths(lists)
@@ -198,7 +178,25 @@ class Encoders:
             if np.isnan(weights).any() or not np.isfinite(weights).all():
                 row = int(np.searchsorted(np.cumsum(lengths), _first(~np.isfinite(weights)), side="right"))
                 raise place.error(row, spec.weights, "expected finite weights")
-        return EncodedBag(values, lengths, weights)
+        return Bag.from_lengths(values, lengths, weights)
+
+    def _probabilities(self, table: pa.Table, place: Place) -> np.ndarray | None:
+        """(n, T) float64 each label's true probability, when the spec names their columns (generated data)."""
+        if not self.labels or self.labels[0].spec.probability is None:  # every label names one or none does
+            return None
+        out = np.empty((table.num_rows, len(self.labels)), dtype=np.float64)
+        for t, encoder in enumerate(self.labels):
+            column = encoder.spec.probability
+            try:
+                values = pc.cast(table.column(column).combine_chunks(), pa.float64()).to_numpy(zero_copy_only=False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise place.error(0, column, "expected probabilities (numbers in [0, 1])") from None
+            bad = ~((values >= 0) & (values <= 1))  # NaN (missing) too
+            if bad.any():
+                i = _first(bad)
+                raise place.error(i, column, f"expected a probability in [0, 1], found {values[i]}")
+            out[:, t] = values
+        return out
 
     def _weights(self, table: pa.Table, place: Place) -> np.ndarray:
         column = self.spec.sample_weight

@@ -28,9 +28,8 @@ def split_stats(table: MultiTaskTable, unknown: np.ndarray) -> dict[str, Any]:
         "bag_zero_ids": [int((bag.values == 0).sum()) for bag in table.bags],
         "bag_lengths": [],
     }
-    for bag in table.bags:
-        lengths = np.diff(bag.offsets)
-        stats["bag_lengths"].append(np.bincount(np.minimum(lengths, LENGTH_BINS), minlength=LENGTH_BINS + 1).tolist())
+    for k in range(len(table.bags)):
+        stats["bag_lengths"].append(np.bincount(np.minimum(table.bag_lengths(k), LENGTH_BINS), minlength=LENGTH_BINS + 1).tolist())
     return stats
 
 

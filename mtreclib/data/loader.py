@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mtreclib.core.schema import Bag, Batch
-from mtreclib.data.table import BagColumn, MultiTaskTable
+from mtreclib.data.table import MultiTaskTable
 
 
 def _as_tensor(array: np.ndarray) -> torch.Tensor:
@@ -20,37 +20,8 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
-class _BagSource:
-    """One multi-valued field's arrays as tensors, and the gather of a batch's rows from them."""
-
-    def __init__(self, column: BagColumn):
-        self.values = _as_tensor(column.values)
-        self.offsets = _as_tensor(column.offsets)
-        self.weights = None if column.weights is None else _as_tensor(column.weights)
-        self.side_rows = None if column.rows is None else _as_tensor(column.rows)
-
-    def range(self, start: int, stop: int) -> Bag:
-        """Rows ``start:stop``: views of the values, offsets rebased to 0."""
-        if self.side_rows is not None:
-            return self.gather(torch.arange(start, stop))
-        offsets = self.offsets[start : stop + 1]
-        first, last = int(offsets[0]), int(offsets[-1])
-        weights = None if self.weights is None else self.weights[first:last]
-        return Bag(self.values[first:last], offsets - first, weights)
-
-    def gather(self, rows: torch.Tensor) -> Bag:
-        """Rows ``rows`` (B,), in that order: their values concatenated, offsets from 0."""
-        if self.side_rows is not None:
-            rows = self.side_rows[rows].long()  # each row's side-table row
-        starts = self.offsets[rows]
-        lengths = self.offsets[rows + 1] - starts  # (B,)
-        offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
-        torch.cumsum(lengths, 0, out=offsets[1:])
-        total = int(offsets[-1])
-        # Position of each gathered value in the flat arrays: its row's start plus its rank in the row.
-        positions = torch.repeat_interleave(starts - offsets[:-1], lengths, output_size=total) + torch.arange(total)
-        weights = None if self.weights is None else self.weights[positions]
-        return Bag(self.values[positions], offsets, weights)
+def _as_tensors(bag: Bag) -> Bag:
+    return Bag(_as_tensor(bag.values), _as_tensor(bag.offsets), None if bag.weights is None else _as_tensor(bag.weights))
 
 
 class BatchLoader:
@@ -99,10 +70,11 @@ class BatchLoader:
         self._categorical = _as_tensor(table.categorical)
         self._numerical = _as_tensor(table.numerical)
         labels = table.labels
-        if table.label_columns is not None and table.label_columns != tuple(range(labels.shape[1])):
+        if labels is not None and table.label_columns is not None and table.label_columns != tuple(range(labels.shape[1])):
             labels = np.ascontiguousarray(labels[:, list(table.label_columns)])
-        self._labels = _as_tensor(labels)
-        self._bags = [_BagSource(column) for column in table.bags]
+        self._labels = None if labels is None else _as_tensor(labels)
+        self._bags = [_as_tensors(bag) for bag in table.bags]
+        self._side_rows = [None if table.side_row_of(k) is None else _as_tensor(table.side_row_of(k)) for k in range(len(table.bags))]
         self._weights = _as_tensor(table.weights) if sample_weights and table.weights is not None else None
         self._group = None if table.group is None else _as_tensor(table.group)
         self._index = None if table.index is None else torch.from_numpy(table.index)
@@ -134,9 +106,16 @@ class BatchLoader:
             start, stop = start + size * self.rank // self.world_size, start + size * (self.rank + 1) // self.world_size
             yield self._gather(start, stop, order)
 
+    def _bag(self, k: int, start: int, stop: int, rows: torch.Tensor | None) -> Bag:
+        """Field ``k``'s bag of rows ``start:stop`` (or of ``rows``), compact."""
+        bag, side = self._bags[k], self._side_rows[k]
+        if side is not None:  # each row's values are its side-table row's
+            return bag.take((side[start:stop] if rows is None else side[rows]).long())
+        return bag.slice(start, stop) if rows is None else bag.take(rows)
+
     def _gather(self, start: int, stop: int, order: torch.Tensor | None) -> Batch:
-        sources = [self._categorical, self._numerical, self._labels]
-        optional = [t for t in (self._weights, self._group) if t is not None]
+        sources = [self._categorical, self._numerical]
+        optional = [t for t in (self._labels, self._weights, self._group) if t is not None]
         sources += optional
         rows = None
         if order is not None or self._index is not None:
@@ -156,11 +135,12 @@ class BatchLoader:
             parts = [t[start:stop] for t in sources]
         else:
             parts = [t.index_select(0, rows) for t in sources]
-        bags = tuple((bag.range(start, stop) if rows is None else bag.gather(rows)).to(self.device, self._pin) for bag in self._bags)
+        bags = tuple(self._bag(k, start, stop, rows).to(self.device, self._pin) for k in range(len(self._bags)))
         # Narrow types cross to the device; widening happens there.
         moved = [p.to(self.device, non_blocking=self._pin) for p in parts]
-        categorical, numerical, labels = moved[:3]
-        extra = iter(moved[3:])
+        categorical, numerical = moved[:2]
+        extra = iter(moved[2:])
+        labels = next(extra).float() if self._labels is not None else None
         weights = next(extra).float() if self._weights is not None else None
         group = next(extra).long() if self._group is not None else None
-        return Batch(categorical.long(), numerical.float(), labels.float(), bags, weights, group)
+        return Batch(categorical.long(), numerical.float(), labels, bags, weights, group)

@@ -54,6 +54,8 @@ def csv_types(spec: DatasetSpec) -> dict[str, pa.DataType]:
         types[n.column] = pa.float64()
     for label in spec.labels:
         types[label.column] = pa.string() if label.positive else pa.float64()
+        if label.probability:
+            types[label.probability] = pa.float64()
     if spec.group:
         types[spec.group] = pa.string()
     if spec.sample_weight:

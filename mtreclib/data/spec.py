@@ -102,6 +102,7 @@ class LabelSpec(Settings):
     column: str = setting("", "the file's column (default: name)")
     threshold: float | None = setting(None, "positive when the value is greater than this")
     positive: tuple[str, ...] = setting((), "positive when the value is one of these")
+    probability: str | None = setting(None, "a column of the label's true probability, where the data knows it (generated data): the oracle's metrics")
 
     def check(self) -> None:
         if not self.name:
@@ -223,6 +224,7 @@ class DatasetSpec:
         names += [n.column for n in self.numerical]
         if labels:
             names += [label.column for label in self.labels]
+            names += [label.probability for label in self.labels if label.probability]
             names += [c for c in (self.group, self.sample_weight, self.split.column if self.split else None) if c]
         if not inline:
             names += [table.row_key for table, _ in self.tables.values()]
@@ -305,6 +307,9 @@ class _Reader:
         label_names = [label.name for label in labels]
         if len(set(label_names)) != len(label_names):
             raise self.fail("labels", "a label is named twice")
+        known = [label.probability is not None for label in labels]
+        if any(known) and not all(known):
+            raise self.fail(f"labels[{known.index(False)}]", "probability: name every label's probability column or none")
         tasks = self.names("tasks")
         for task in tasks:
             if task not in label_names:

@@ -1,4 +1,4 @@
-"""In-memory (or memory-mapped) rows of one split, and subsets of them without copies."""
+"""Encoded rows (in memory or memory-mapped), and subsets of them without copies."""
 
 from __future__ import annotations
 
@@ -6,54 +6,29 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class BagColumn:
-    """The values of one multi-valued field for every row of a split, flat.
-
-    Row ``i``'s values are ``values[offsets[i]:offsets[i + 1]]``; or, for a field kept in a side
-    table, ``values[offsets[r]:offsets[r + 1]]`` with ``r = rows[i]``, its side-table row. A
-    table's slice keeps ``values`` whole and slices ``offsets`` (which stay absolute positions
-    into ``values``), or ``rows``.
-
-    Attributes:
-        values: (V,) int32 ids.
-        offsets: (N + 1,) int64, non-decreasing (or (S + 1,) over the S side-table rows).
-        weights: (V,) float32 per-value weights, or None.
-        rows: (N,) int32 each row's side-table row, or None.
-    """
-
-    values: np.ndarray
-    offsets: np.ndarray
-    weights: np.ndarray | None = None
-    rows: np.ndarray | None = None
-
-    def select(self, rows: slice) -> BagColumn:
-        """Rows ``rows`` (a step-1 slice) as a view."""
-        if self.rows is not None:
-            return replace(self, rows=self.rows[rows])
-        start, stop, _ = rows.indices(len(self.offsets) - 1)
-        return replace(self, offsets=self.offsets[start : stop + 1])
-
-    def lengths(self) -> np.ndarray:
-        """(N,) each row's number of values."""
-        lengths = np.diff(self.offsets)
-        return lengths if self.rows is None else lengths[self.rows]
+from mtreclib.core.schema import Bag
 
 
 @dataclass(frozen=True)
 class MultiTaskTable:
-    """The arrays batches are cut from.
+    """Encoded rows: what the encoders make, caches hold and batches are cut from.
+
+    Rows to score carry no labels; rows of a split carry every label the dataset has.
 
     Attributes:
         categorical: (N, F) integer ids (int32 in storage).
         numerical: (N, M) float32 features.
-        labels: (N, T_all) 0/1 labels (uint8 in storage), every label the dataset has.
-        probabilities: (N, T_all) true probability of each label where known (synthetic data),
+        labels: (N, T_all) 0/1 labels (uint8 in storage), every label the dataset has; None for
+            rows to score.
+        probabilities: (N, T_all) true probability of each label where known (generated data),
             so that the best achievable metrics (the oracle) can be reported.
         index: rows of the arrays that belong to this table, or None for all of them. Lets a
             random validation split share the arrays instead of copying them.
-        bags: one ``BagColumn`` per multi-valued field.
+        bags: one ``Bag`` per multi-valued field. A field kept in a side table holds the side
+            table's rows (``side_rows`` picks each row's); while a chunk of rows is encoded for
+            the cache, such a field is None (the cache joins it).
+        side_rows: per multi-valued field, (N,) int32 each row's side-table row, or None for a
+            field on the rows themselves; empty when no field is in a side table.
         weights: (N,) float32 sample weights, or None.
         group: (N,) int64 group ids (search page, session), or None.
         label_columns: which label columns are the trained tasks, in task order (None: all).
@@ -61,51 +36,64 @@ class MultiTaskTable:
 
     categorical: np.ndarray
     numerical: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     probabilities: np.ndarray | None = None
     index: np.ndarray | None = None
-    bags: tuple[BagColumn, ...] = ()
+    bags: tuple[Bag | None, ...] = ()
+    side_rows: tuple[np.ndarray | None, ...] = ()
     weights: np.ndarray | None = None
     group: np.ndarray | None = None
     label_columns: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
-        return len(self.labels) if self.index is None else len(self.index)
-
-    @property
-    def task_columns(self) -> tuple[int, ...]:
-        return tuple(range(self.labels.shape[1])) if self.label_columns is None else self.label_columns
+        return len(self.categorical) if self.index is None else len(self.index)
 
     def with_tasks(self, columns: tuple[int, ...]) -> MultiTaskTable:
         """The same rows with ``columns`` of the labels as the tasks."""
         return replace(self, label_columns=tuple(columns))
 
+    def side_row_of(self, k: int) -> np.ndarray | None:
+        """(N,) each row's side-table row of multi-valued field ``k``, or None when the field is on the rows."""
+        return self.side_rows[k] if self.side_rows else None
+
     def select(self, rows: slice | np.ndarray) -> MultiTaskTable:
         """The table of ``rows`` of this table: array views for a step-1 slice, an index otherwise."""
         if self.index is None and isinstance(rows, slice) and rows.step in (None, 1):
+            start, stop, _ = rows.indices(len(self))
 
             def cut(array: np.ndarray | None) -> np.ndarray | None:
                 return None if array is None else array[rows]
 
+            # A side-table field keeps the side table whole and cuts the rows' pointers into it.
+            bags = tuple(bag if self.side_row_of(k) is not None else bag.rows(start, stop) for k, bag in enumerate(self.bags))
             return replace(
                 self,
                 categorical=self.categorical[rows],
                 numerical=self.numerical[rows],
-                labels=self.labels[rows],
+                labels=cut(self.labels),
                 probabilities=cut(self.probabilities),
-                bags=tuple(bag.select(rows) for bag in self.bags),
+                bags=bags,
+                side_rows=tuple(cut(side) for side in self.side_rows),
                 weights=cut(self.weights),
                 group=cut(self.group),
             )
-        base = np.arange(len(self.labels)) if self.index is None else self.index
+        base = np.arange(len(self)) if self.index is None else self.index
         return replace(self, index=base[rows])
 
     def rows(self, array: np.ndarray) -> np.ndarray:
         """``array``'s rows that belong to this table (a copy only when there is an index)."""
         return array if self.index is None else array[self.index]
 
+    def bag_lengths(self, k: int) -> np.ndarray:
+        """(N,) each row's number of values of multi-valued field ``k`` (through its side table)."""
+        lengths = self.bags[k].lengths()
+        side = self.side_row_of(k)
+        return self.rows(lengths if side is None else lengths[side])
+
     def label_rows(self) -> np.ndarray:
         """(N, T) labels of the trained tasks for this table's rows."""
+        if self.labels is None:
+            raise ValueError("these rows have no labels (rows to score)")
         labels = self.rows(self.labels)
         return labels if self.label_columns is None else labels[:, list(self.label_columns)]
 

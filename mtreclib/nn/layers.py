@@ -150,7 +150,7 @@ class FieldEmbedding(nn.Module):
                 values.append(ids)
                 lengths.append((torch.arange(batch_size, device=ids.device) < len(ids)).long())
         values += [bag.values for bag in bags]
-        lengths += [bag.offsets[1:] - bag.offsets[:-1] for bag in bags]  # (B,) values per row
+        lengths += [bag.lengths() for bag in bags]  # (B,) values per row
         weights = None
         if any(spec.weighted for spec in self.bag_fields):
             weights = [v.new_ones(v.shape, dtype=torch.float32) for v in values[: len(self.field_dims)]]
@@ -209,10 +209,10 @@ class FieldEmbedding(nn.Module):
 def _bag_mean(summed: torch.Tensor, bag: Bag, weights: torch.Tensor | None) -> torch.Tensor:
     """(B, D) bag sums divided by each row's number of values, or its weight sum when weighted;
     an empty row stays 0."""
-    starts = bag.offsets[:-1]
     if weights is None:
-        total = (bag.offsets[1:] - starts).to(summed.dtype)  # (B,) values per row
+        total = bag.lengths().to(summed.dtype)  # (B,) values per row
     else:
+        starts = bag.offsets[:-1]
         # Each row's weight sum, as the same bag sum over a one-entry table of ones: no shape that
         # depends on the offsets' values, so the model exports with a symbolic batch size (ONNX,
         # torch.export).

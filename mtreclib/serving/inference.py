@@ -23,9 +23,9 @@ from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.core.device import resolve_device
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import FeatureSchema
-from mtreclib.data.encoders import Encoded, Encoders
+from mtreclib.data.encoders import Encoders
 from mtreclib.data.encoding import Place
-from mtreclib.data.table import BagColumn, MultiTaskTable
+from mtreclib.data.table import MultiTaskTable
 from mtreclib.models import MultiTaskModel, create_model
 from mtreclib.runs.checkpoint import ModelCheckpoint
 from mtreclib.scoring import logits
@@ -86,7 +86,7 @@ class Inference:
                 "it can score encoded arrays only"
             )
 
-    def encode(self, table: pa.Table, place: Place | None = None) -> Encoded:
+    def encode(self, table: pa.Table, place: Place | None = None) -> MultiTaskTable:
         """Raw rows (the feature columns; others are ignored) as the arrays the model reads."""
         self.check_raw_rows()
         missing = [name for name in self.feature_columns() if name not in table.column_names]
@@ -96,14 +96,9 @@ class Inference:
         return self.encoders.encode(table, place or Place("the rows", 1, lines=False), labels=False, inline=True)
 
     @torch.inference_mode()
-    def probabilities(self, encoded: Encoded) -> np.ndarray:
+    def probabilities(self, rows: MultiTaskTable) -> np.ndarray:
         """(n, T) float32 probabilities of encoded rows, in their order."""
-        n = len(encoded)
-        bags = tuple(
-            BagColumn(bag.values, np.concatenate([[0], np.cumsum(bag.lengths)]).astype(np.int64), bag.weights) for bag in encoded.bags
-        )
-        table = MultiTaskTable(encoded.categorical, encoded.numerical, np.zeros((n, 0), np.uint8), bags=bags)
-        scores = logits(self.model, table, batch_size=self.batch_size, device=self.device, precision=self.precision)  # (n, T)
+        scores = logits(self.model, rows, batch_size=self.batch_size, device=self.device, precision=self.precision)  # (n, T)
         return torch.sigmoid(scores).numpy()
 
     def score_table(self, table: pa.Table, place: Place | None = None) -> np.ndarray:

@@ -30,9 +30,9 @@ from mtreclib.core.atomic import atomic_output, check_writable
 from mtreclib.core.errors import DataError, UserError
 from mtreclib.core.progress import Progress
 from mtreclib.data.csvchunks import CHUNK_BYTES, prefetch
-from mtreclib.data.encoders import Encoded
 from mtreclib.data.sources import Chunk, file_columns, read_chunks
 from mtreclib.data.spec import CsvOptions, DatasetSpec
+from mtreclib.data.table import MultiTaskTable
 from mtreclib.serving.inference import Inference
 
 # Rows per chunk: enough for dozens of batches per chunk (the per-chunk costs vanish), few enough
@@ -200,7 +200,7 @@ def predict_file(
     start = time.perf_counter()
     rows = 0
 
-    def encoded_chunks() -> Iterator[tuple[Chunk, Encoded]]:
+    def encoded_chunks() -> Iterator[tuple[Chunk, MultiTaskTable]]:
         chunks = read_chunks(
             spec, (input_path,), chunk_bytes=chunk_bytes, columns=inference.feature_columns(), passthrough=id_columns, parquet_rows=PARQUET_ROWS
         )
