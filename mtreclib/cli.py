@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from mtreclib import __version__
-from mtreclib.commands import benchmark, evaluate, export, generate, inspect, models, predict, preprocess, report, strategies, train
+from mtreclib.commands import benchmark, evaluate, export, generate, inspect, models, predict, preprocess, report, strategies, train, tune
 from mtreclib.errors import UserError
 
 # Each module has NAME, HELP, add_arguments(parser) and run(args) -> exit status.
-COMMANDS = (train, evaluate, predict, export, models, strategies, generate, preprocess, inspect, benchmark, report)
+COMMANDS = (train, tune, evaluate, predict, export, models, strategies, generate, preprocess, inspect, benchmark, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

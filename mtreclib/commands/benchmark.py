@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from mtreclib.commands.options import add_run_flags, file_and_flags
 from mtreclib.comparison.runner import BenchmarkConfig, BenchmarkSummary, run_benchmark
+from mtreclib.comparison.tuned import load_studies, write_snapshots
 from mtreclib.config.resolve import normalise, resolve
 from mtreclib.data.datasets import builtin_datasets
 from mtreclib.errors import UserError
@@ -15,7 +17,7 @@ from mtreclib.mto import list_strategies, strategy_class
 
 NAME = "benchmark"
 HELP = "train every model on every dataset with several seeds (and strategies), resuming where a previous call stopped"
-GRID = ("models", "datasets", "seeds", "mtos", "out")
+GRID = ("models", "datasets", "seeds", "mtos", "out", "tuned")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run files go to OUT/DATASET/MODEL/seedK.json, OUT/DATASET/MODEL+STRATEGY/seedK.json for a strategy other "
         "than ew (default: runs)",
     )
+    grid.add_argument(
+        "--tuned",
+        default=argparse.SUPPRESS,
+        metavar="STUDY|DB",
+        help="instead of --models/--datasets/--mtos: each study's model at the study's best settings (to OUT/DATASET/"
+        "MODEL@STUDY/) and at its fixed settings alone, beside it; every study mtrec tune made in a database "
+        "(sqlite:///runs/tune.db, postgresql://..., or an SQLite file), or a study by name in sqlite:///runs/tune.db; "
+        "comma-separated",
+    )
     add_run_flags(parser, model=False, skip=("dataset", "mto", "save_dir", "save", "results", "tensorboard"))
 
 
@@ -58,14 +69,26 @@ def names(text: object, what: str) -> tuple[str, ...]:
     return found
 
 
-def benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
-    """The ``BenchmarkConfig`` that ``--config`` and the flags describe; bad names are refused here.
+def benchmark_config(args: argparse.Namespace) -> tuple[BenchmarkConfig, list[dict[str, Any]]]:
+    """The ``BenchmarkConfig`` that ``--config`` and the flags describe, and the snapshots of its
+    studies (``--tuned``); bad names are refused here.
 
     A model setting applies to the models of the grid that take it (``--expert-num`` to the
     models with experts); a key that no model, strategy or concern knows is an error.
     """
     values, sources = file_and_flags(args)
     grid = {key: values.pop(key) for key in GRID if key in values}
+    studies, snapshots = {}, []
+    if "tuned" in grid:
+        given = [key for key in ("models", "datasets", "mtos") if key in grid]
+        if given:
+            raise UserError(f"--tuned takes the models, datasets and strategies from its studies; leave out --{given[0]}")
+        found = load_studies(names(grid["tuned"], "tuned"))
+        studies = {summary.name: summary for summary, _ in found}
+        snapshots = [data for _, data in found]
+        grid["models"] = names([s.model for s in studies.values()], "models")
+        grid["datasets"] = names([s.data for s in studies.values()], "datasets")
+        grid["mtos"] = names([s.mto for s in studies.values()], "mtos")
     models = tuple(list_models()) if str(grid.get("models", "all")).strip() == "all" else names(grid["models"], "models")
     mtos = tuple(list_strategies()) if str(grid.get("mtos", "ew")).strip() == "all" else names(grid.get("mtos", "ew"), "mtos")
     for model in models:
@@ -80,7 +103,7 @@ def benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     settings = {normalise(key): value for key, value in values.items()}
     base = resolve(settings, sources=sources, strict=False)
-    return BenchmarkConfig(
+    config = BenchmarkConfig(
         base=base,
         models=models,
         datasets=names(grid.get("datasets", "synthetic"), "datasets"),
@@ -89,7 +112,9 @@ def benchmark_config(args: argparse.Namespace) -> BenchmarkConfig:
         progress=base.run.progress,
         mtos=mtos,
         settings=settings,
+        studies=studies,
     )
+    return config, snapshots
 
 
 def format_summary(summary: BenchmarkSummary, out: Path) -> str:
@@ -107,7 +132,9 @@ def format_summary(summary: BenchmarkSummary, out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = benchmark_config(args)
+    config, snapshots = benchmark_config(args)
+    # The report draws each study's plots from its snapshot, without the database.
+    write_snapshots(config.out, snapshots)
     summary = run_benchmark(config)
     print(format_summary(summary, config.out))
     if summary.interrupted:

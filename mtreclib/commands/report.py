@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtreclib.errors import UserError
+from mtreclib.progress import note
 
 NAME = "report"
 HELP = "tables (Markdown, CSV) and plots (PNG) of the runs that mtrec benchmark wrote"
@@ -21,19 +23,27 @@ def run(args: argparse.Namespace) -> int:
     from mtreclib.comparison.plots import draw_plots
     from mtreclib.comparison.runs import load_runs
     from mtreclib.comparison.summary import build_tables, machines, shared_settings
+    from mtreclib.comparison.study_plots import draw_study_plots
     from mtreclib.comparison.table import csv_text, markdown
+    from mtreclib.comparison.tuned import read_snapshots
 
     runs, failures = load_runs(args.runs)
     out = Path(args.out) if args.out else Path(args.runs) / "report"
     tables = build_tables(runs)
     settings, differing = shared_settings(runs)
     plots = draw_plots(tables, out)
+    try:
+        study_plots = draw_study_plots(read_snapshots(Path(args.runs)), out)
+    except UserError as error:  # Optuna is not installed: the tables still come
+        note(f"mtrec report: no plots of the tuning studies: {error}")
+        study_plots = {}
     text = markdown(
-        tables, runs=len(runs), settings=settings, differing=differing, machines=machines(runs), failures=failures, plots=plots
+        tables, runs=len(runs), settings=settings, differing=differing, machines=machines(runs), failures=failures, plots=plots,
+        study_plots=study_plots,
     )
     write_text(out / "results.md", text)
     write_text(out / "results.csv", csv_text(tables))
     print(text)
-    written = ["results.md", "results.csv"] + [name for pairs in plots.values() for _, name in pairs]
+    written = ["results.md", "results.csv"] + [name for pairs in [*plots.values(), *study_plots.values()] for _, name in pairs]
     print(f"wrote {', '.join(str(out / name) for name in written)}")
     return 0

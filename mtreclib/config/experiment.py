@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtreclib.config.settings import ConfigError, Settings, setting
+from mtreclib.config.settings import ConfigError, Settings, search_range, setting
 
 PRECISIONS = ("fp32", "bf16")
 # Kept here rather than imported from mtreclib.embeddings: configuration is the base layer.
@@ -52,8 +52,8 @@ class TrainConfig(Settings):
     batch_size: int = setting(
         2048, "rows per step over all processes: the global batch, shared by the processes under torchrun", minimum=2
     )
-    lr: float = setting(1e-3, "Adam learning rate", above=0)
-    weight_decay: float = setting(1e-6, "Adam weight decay", minimum=0)
+    lr: float = setting(1e-3, "Adam learning rate", above=0, search=search_range(1e-4, 1e-2, log=True))
+    weight_decay: float = setting(1e-6, "Adam weight decay", minimum=0, search=search_range(1e-8, 1e-4, log=True))
     patience: int = setting(
         2, "stop after N epochs without a better validation mean AUC; 0 trains every epoch and keeps the last", minimum=0
     )

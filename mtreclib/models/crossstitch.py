@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtreclib.config.settings import setting
+from mtreclib.config.settings import search_range, setting
 from mtreclib.layers import FieldEmbedding, MLPBank
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
@@ -26,6 +26,7 @@ class CrossStitchConfig(ModelConfig):
         "among the other tasks (crossstitch)",
         minimum=0,
         maximum=1,
+        search=search_range(0.5, 1.0),
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtreclib.config.settings import setting
+from mtreclib.config.settings import search_choices, setting
 from mtreclib.layers import MLP, FieldEmbedding, MLPBank
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
@@ -22,7 +22,7 @@ class DBMTLConfig(ModelConfig):
 
     relation_dims: tuple[int, ...] = setting(
         (32,), "widths of each task's relation MLP over its tower and the relation outputs of the tasks it depends on (dbmtl)",
-        minimum=1, nonempty=True,
+        minimum=1, nonempty=True, search=search_choices((16,), (32,), (64,)),
     )
 
 

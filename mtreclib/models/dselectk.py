@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtreclib.config.settings import ConfigError, setting
+from mtreclib.config.settings import ConfigError, search_choices, search_range, setting
 from mtreclib.layers import FieldEmbedding, MLPBank, mix
 from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
 from mtreclib.models.config import ExpertConfig
@@ -24,14 +24,20 @@ ENTROPY_EPSILON = 1e-6  # inside the entropy's log, as in the authors' code
 class DSelectKConfig(ExpertConfig):
     """DSelect-k's settings (the authors' code's defaults)."""
 
-    selected_experts: int = setting(2, "k: experts each task's gate selects at most (dselectk)", minimum=1)
-    smooth_step_gamma: float = setting(1.0, "gamma, the width of the smooth-step's cubic region around 0 (dselectk)", above=0)
+    selected_experts: int = setting(
+        2, "k: experts each task's gate selects at most (dselectk)", minimum=1,
+        search=search_range(1, 2),  # at most expert_num's lowest searched value, so every sample is valid
+    )
+    smooth_step_gamma: float = setting(
+        1.0, "gamma, the width of the smooth-step's cubic region around 0 (dselectk)", above=0, search=search_range(0.1, 10.0, log=True)
+    )
     entropy_weight: float = setting(
-        2e-3, "weight of the selectors' entropy, averaged over the batch, summed over tasks and selectors (dselectk)", minimum=0
+        2e-3, "weight of the selectors' entropy, averaged over the batch, summed over tasks and selectors (dselectk)", minimum=0,
+        search=search_range(1e-4, 1e-1, log=True),
     )
     gate_conditioning: str = setting(
         "example", "what the gates read: each example's field embeddings, or nothing (one static gate per task) (dselectk)",
-        choices=("example", "task"),
+        choices=("example", "task"), search=search_choices("example", "task"),
     )
 
     def check(self) -> None:

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from mtreclib.config.settings import setting
+from mtreclib.config.settings import search_range, setting
 from mtreclib.layers import MLPBank
 from mtreclib.models.base import TaskLosses
 from mtreclib.models.config import ModelConfig
@@ -22,10 +22,15 @@ from mtreclib.schema import Batch, FeatureSchema
 class ESCM2Config(ModelConfig):
     """ESCM2's risk weights and propensity clip."""
 
-    counterfactual_weight: float = setting(0.1, "weight lambda_c of the counterfactual CVR risk (escm2-ipw, escm2-dr)", minimum=0)
-    global_weight: float = setting(1.0, "weight lambda_g of the CTCVR (global) risk (escm2-ipw, escm2-dr)", minimum=0)
+    counterfactual_weight: float = setting(
+        0.1, "weight lambda_c of the counterfactual CVR risk (escm2-ipw, escm2-dr)", minimum=0, search=search_range(0.01, 1.0, log=True)
+    )
+    global_weight: float = setting(
+        1.0, "weight lambda_g of the CTCVR (global) risk (escm2-ipw, escm2-dr)", minimum=0, search=search_range(0.1, 1.0)
+    )
     max_inverse_propensity: float = setting(
-        15.0, "cap on the inverse propensity 1 / pCTR, i.e. pCTR clipped below at its inverse (escm2-ipw, escm2-dr)", minimum=1
+        15.0, "cap on the inverse propensity 1 / pCTR, i.e. pCTR clipped below at its inverse (escm2-ipw, escm2-dr)", minimum=1,
+        search=search_range(5.0, 50.0, log=True),
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtreclib.config.settings import setting
+from mtreclib.config.settings import search_choices, setting
 from mtreclib.layers import FieldEmbedding, MLPBank
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
@@ -27,6 +27,7 @@ class PEPNetConfig(ModelConfig):
         True,
         "gates that read only the prior fields; the paper's also read the stopped general embeddings and EPNet's output (pepnet)",
         flag="--no-gates-read-general",
+        search=search_choices(True, False),
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtreclib.config.settings import setting
+from mtreclib.config.settings import search_range, setting
 from mtreclib.layers import FieldEmbedding, Gate, MLPBank, mix
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ExpertConfig
@@ -20,7 +20,7 @@ from mtreclib.schema import Bag, FeatureSchema
 class STEMConfig(ExpertConfig):
     """STEM's settings: ``expert_num`` shared experts (the authors' 8) and ``task_expert_num`` per task (their 1)."""
 
-    task_expert_num: int = setting(1, "task-specific experts of each task (stem, home)", minimum=1)
+    task_expert_num: int = setting(1, "task-specific experts of each task (stem, home)", minimum=1, search=search_range(1, 3))
 
 
 @register_model("stem")
