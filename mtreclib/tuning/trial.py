@@ -28,15 +28,18 @@ class Objective:
         base: the fixed settings (quiet, no checkpoint files).
         space: what is searched.
         dataset: the data, loaded once per worker, without its test split.
+        worker: the worker running the trials (recorded with each).
     """
 
-    def __init__(self, optuna: Any, base: ExperimentConfig, space: SearchSpace, dataset: Dataset):
+    def __init__(self, optuna: Any, base: ExperimentConfig, space: SearchSpace, dataset: Dataset, worker: int = 0):
         self.optuna = optuna
         self.base = base
         self.space = space
         self.dataset = dataset
+        self.worker = worker
 
     def __call__(self, trial: Any) -> float:
+        trial.set_user_attr("worker", self.worker)
         values = self.space.sample(trial)
         try:
             config = self.base.replace(**values)

@@ -77,7 +77,7 @@ def work(job: WorkerJob, dataset: Dataset | None = None) -> None:
         return
     label = f"worker {job.worker + 1}: " if job.workers > 1 else ""
     study.optimize(
-        Objective(optuna, config, space, dataset),
+        Objective(optuna, config, space, dataset, job.worker),
         n_trials=job.trials,
         timeout=timeout,
         catch=(UserError,),
