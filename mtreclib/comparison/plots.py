@@ -59,7 +59,7 @@ def model_colours(models: Sequence[str]) -> dict[str, tuple]:
     return {model: palette(_position(model, list_models(), models) % palette.N) for model in models}
 
 
-def row_styles(rows: Sequence[ModelRow]) -> dict[tuple[str, str, str], Style]:
+def row_styles(rows: Sequence[ModelRow]) -> dict[tuple[str, ...], Style]:
     """Each row's style, keyed by ``ModelRow.key``."""
     colours = model_colours([row.model for row in rows])
     strategies = [row.mto for row in rows]

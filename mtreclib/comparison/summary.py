@@ -75,9 +75,9 @@ class ModelRow:
     tuned: dict[str, Any] | None = None
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        """What tells rows apart: (model, strategy, study)."""
-        return self.model, self.mto, self.study
+    def key(self) -> tuple[str, ...]:
+        """What tells rows apart: (model, strategy), and the study for a tuned row."""
+        return (self.model, self.mto, self.study) if self.study else (self.model, self.mto)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class DatasetTable:
     oracle: dict[str, Metrics] | None
 
     def row(self, model: str, mto: str = EQUAL_WEIGHTS, study: str = "") -> ModelRow:
-        return next(row for row in self.rows if row.key == (model, mto, study))
+        return next(row for row in self.rows if (row.model, row.mto, row.study) == (model, mto, study))
 
 
 def model_order(models: Sequence[str]) -> list[str]:
