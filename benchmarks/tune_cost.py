@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -80,20 +81,23 @@ def main() -> None:
                                     sampler=make_sampler(optuna, 0, 0), pruner=make_pruner(optuna, "median", 1, args.epochs))
         one_point = SearchSpace.of(config, {"dropout": Search(choices=(config.model_config.dropout,))})
         run_experiment(config, dataset=dataset, announce=False, test=False)  # warm-up, not counted
-        plain, whole = [], []
+        plain, whole, plain_cpu = [], [], []
         for _ in range(args.trials):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run_experiment(config, dataset=dataset, announce=False, test=False)
             plain.append(time.perf_counter() - start)
+            plain_cpu.append(time.process_time() - start_cpu)
             start = time.perf_counter()
             fixed.optimize(Objective(optuna, config, one_point, dataset), n_trials=1)
             whole.append(time.perf_counter() - start)
+            print(f"plain {plain[-1]:.2f} s, trial {whole[-1]:.2f} s (its run {timed.seconds[-1]:.2f} s)", file=sys.stderr, flush=True)
         inside = list(timed.seconds)
         searched_study = optuna.create_study(storage=storage, study_name="searched", direction="maximize",
                                              sampler=make_sampler(optuna, 0, 2), pruner=make_pruner(optuna, "none", 0, args.epochs))
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         searched_study.optimize(Objective(optuna, config, SearchSpace.declared(config), dataset), n_trials=args.searched)
         searched = (time.perf_counter() - start) / args.searched
+        searched_cpu = (time.process_time() - start_cpu) / args.searched
     overhead = [w - i for w, i in zip(whole, inside)]
     result = {
         "model": args.model,
@@ -102,21 +106,24 @@ def main() -> None:
         "epochs": args.epochs,
         "threads": torch.get_num_threads(),
         "plain_seconds": plain,
+        "plain_cpu_seconds": plain_cpu,
         "trial_seconds": whole,
         "trial_run_seconds": inside,
         "overhead_seconds": overhead,
         "searched_trial_seconds": searched,
+        "searched_trial_cpu_seconds": searched_cpu,
         "searched_trials_per_hour": 3600 / searched,
         "fixed_trials_per_hour": 3600 / statistics.mean(whole),
     }
     print(f"{args.model} on {args.dataset}, {args.epochs} epoch(s) a trial, {result['threads']} threads, SQLite storage\n")
-    print("| | seconds per run (mean of %d) | trials per hour |" % args.trials)
+    print("| | seconds per run, wall (mean of %d) | trials per hour |" % args.trials)
     print("|---|--:|--:|")
-    print(f"| plain run (training + validation) | {statistics.mean(plain):.2f} | |")
+    print(f"| plain run (training + validation) | {statistics.mean(plain):.2f} ({statistics.mean(plain_cpu):.1f} CPU s) | |")
     print(f"| trial at the same settings | {statistics.mean(whole):.2f} | {result['fixed_trials_per_hour']:.0f} |")
     print(f"| tuning overhead per trial (trial − its run) | {statistics.mean(overhead):.3f} "
           f"({100 * statistics.mean(overhead) / statistics.mean(inside):.2f}% of the run) | |")
-    print(f"| trial over the declared space (mean of {args.searched}) | {searched:.2f} | {result['searched_trials_per_hour']:.0f} |")
+    print(f"| trial over the declared space (mean of {args.searched}) | {searched:.2f} ({searched_cpu:.1f} CPU s) | "
+          f"{result['searched_trials_per_hour']:.0f} |")
     if args.out:
         write_json(args.out, result)
 
