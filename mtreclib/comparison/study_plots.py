@@ -21,6 +21,9 @@ from mtreclib.comparison.files import atomic_output, file_stem
 from mtreclib.tuning.available import require_optuna
 from mtreclib.tuning.summary import restore
 
+# What a study maximises (``mtreclib.trainer.validation_score``).
+TARGET = "validation score (mean AUC)"
+
 
 def _save(draw: Callable[[], Any], path: Path) -> bool:
     """Draw with ``draw`` (an Optuna plot returning its Axes) and save it; False when there is nothing to draw."""
@@ -55,8 +58,8 @@ def draw_study_plots(snapshots: Sequence[dict[str, Any]], out: Path) -> dict[str
         name = data["summary"]["name"]
         stem = file_stem(name)
         wanted = [
-            (f"Optimisation history of study {name}", f"study_{stem}_history.png", lambda: plots.plot_optimization_history(study)),
-            (f"Parameter importances in study {name}", f"study_{stem}_importances.png", lambda: plots.plot_param_importances(study)),
+            (f"Optimisation history of study {name}", f"study_{stem}_history.png", lambda: plots.plot_optimization_history(study, target_name=TARGET)),
+            (f"Parameter importances in study {name}", f"study_{stem}_importances.png", lambda: plots.plot_param_importances(study, target_name=TARGET)),
             (f"Validation score per epoch of every trial of study {name}", f"study_{stem}_epochs.png",
              lambda: plots.plot_intermediate_values(study)),
         ]
