@@ -19,11 +19,12 @@ from mtreclib.commands import (
     report,
     strategies,
     train,
+    tune,
 )
 from mtreclib.core.errors import UserError
 
 # Each module has NAME, HELP, add_arguments(parser) and run(args) -> exit status.
-COMMANDS = (train, evaluate, predict, export, models, strategies, generate, preprocess, inspect, benchmark, report)
+COMMANDS = (train, tune, evaluate, predict, export, models, strategies, generate, preprocess, inspect, benchmark, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtreclib.config.flags import add_settings, settings_from
+from mtreclib.core.errors import UserError
+from mtreclib.core.progress import note
 from mtreclib.core.settings import Settings, setting
 
 NAME = "report"
@@ -30,8 +32,10 @@ def run(args: argparse.Namespace) -> int:
     from mtreclib.comparison.files import write_text
     from mtreclib.comparison.plots import draw_plots
     from mtreclib.comparison.runs import load_runs
+    from mtreclib.comparison.study_plots import draw_study_plots
     from mtreclib.comparison.summary import build_tables, machines, shared_settings
     from mtreclib.comparison.table import csv_text, markdown
+    from mtreclib.comparison.tuned import read_snapshots
 
     options = settings_from(ReportOptions, args)
     runs, failures = load_runs(options.runs)
@@ -39,12 +43,18 @@ def run(args: argparse.Namespace) -> int:
     tables = build_tables(runs)
     settings, differing = shared_settings(runs)
     plots = draw_plots(tables, out)
+    try:
+        study_plots = draw_study_plots(read_snapshots(Path(args.runs)), out)
+    except UserError as error:  # Optuna is not installed: the tables still come
+        note(f"mtrec report: no plots of the tuning studies: {error}")
+        study_plots = {}
     text = markdown(
-        tables, runs=len(runs), settings=settings, differing=differing, machines=machines(runs), failures=failures, plots=plots
+        tables, runs=len(runs), settings=settings, differing=differing, machines=machines(runs), failures=failures, plots=plots,
+        study_plots=study_plots,
     )
     write_text(out / "results.md", text)
     write_text(out / "results.csv", csv_text(tables))
     print(text)
-    written = ["results.md", "results.csv"] + [name for pairs in plots.values() for _, name in pairs]
+    written = ["results.md", "results.csv"] + [name for pairs in [*plots.values(), *study_plots.values()] for _, name in pairs]
     print(f"wrote {', '.join(str(out / name) for name in written)}")
     return 0

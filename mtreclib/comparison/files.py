@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from mtreclib.core.atomic import atomic_output
 from mtreclib.core.errors import DataError
+
+
+def file_stem(name: str) -> str:
+    """A dataset's or study's name made safe as part of a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

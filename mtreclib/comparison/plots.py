@@ -2,14 +2,13 @@
 per-task weights per epoch of strategies that change them.
 
 A row is a model trained with a strategy: its colour says the model, its marker and line style
-the strategy, the same in every plot. Figures are drawn on matplotlib's Agg canvas directly
+the strategy, the same in every plot; a row at a tuning study's best settings has hollow markers. Figures are drawn on matplotlib's Agg canvas directly
 (``Figure`` + ``FigureCanvasAgg``), not through ``pyplot``: no global backend is switched, no
 window opens, and nothing stays in memory after a figure is saved.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mtreclib.comparison.files import atomic_output
+from mtreclib.comparison.files import atomic_output, file_stem
 from mtreclib.comparison.summary import DatasetTable, ModelRow
 from mtreclib.models import list_models
 from mtreclib.mto import list_strategies
@@ -36,16 +35,17 @@ EQUAL_WEIGHT_TOLERANCE = 1e-5
 
 @dataclass(frozen=True)
 class Style:
-    """How one row is drawn: colour from its model, marker and line style from its strategy."""
+    """How one row is drawn: colour from its model, marker and line style from its strategy; hollow
+    markers (``face`` "none") for a tuned row."""
 
     colour: tuple
     marker: str
     linestyle: str | tuple
+    face: tuple | str | None = None
 
-
-def file_stem(name: str) -> str:
-    """A dataset name made safe as part of a file name."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    @property
+    def marker_face(self) -> tuple | str:
+        return self.colour if self.face is None else self.face
 
 
 def _position(name: str, known: list[str], names: Sequence[str]) -> int:
@@ -59,14 +59,15 @@ def model_colours(models: Sequence[str]) -> dict[str, tuple]:
     return {model: palette(_position(model, list_models(), models) % palette.N) for model in models}
 
 
-def row_styles(rows: Sequence[ModelRow]) -> dict[tuple[str, str], Style]:
-    """Each row's style, keyed by (model, strategy)."""
+def row_styles(rows: Sequence[ModelRow]) -> dict[tuple[str, ...], Style]:
+    """Each row's style, keyed by ``ModelRow.key``."""
     colours = model_colours([row.model for row in rows])
     strategies = [row.mto for row in rows]
     styles = {}
     for row in rows:
         index = _position(row.mto, list_strategies(), strategies)
-        styles[(row.model, row.mto)] = Style(colours[row.model], MARKERS[index % len(MARKERS)], LINE_STYLES[index % len(LINE_STYLES)])
+        face = "none" if row.study else None
+        styles[row.key] = Style(colours[row.model], MARKERS[index % len(MARKERS)], LINE_STYLES[index % len(LINE_STYLES)], face)
     return styles
 
 
@@ -103,10 +104,10 @@ def auc_figure(table: DatasetTable) -> Figure:
     for ax, task in zip(axes, table.tasks):
         for x, row in zip(positions, table.rows):
             values = row.cells[(task, "auc")].spread
-            style = styles[(row.model, row.mto)]
+            style = styles[row.key]
             ax.scatter(np.full(values.n, x + 0.2), values.values, s=12, color=style.colour, alpha=0.5, linewidths=0, marker=style.marker)
             ax.errorbar(x, values.mean, yerr=values.std if values.n >= 2 else None, fmt=style.marker, color=style.colour,
-                        capsize=5, markersize=7)
+                        markerfacecolor=style.marker_face, capsize=5, markersize=7)
         # The legend explains the marks once, in grey, rather than in the first row's colour.
         ax.errorbar([], [], yerr=[], fmt="o", color="0.4", capsize=5, markersize=7, label="mean ± std over seeds")
         ax.scatter([], [], s=12, color="0.4", alpha=0.5, linewidths=0, label="one seed")
@@ -196,7 +197,7 @@ def _epoch_figure(
     epochs = sorted({record.epoch for row in rows for history in row.history for record in history})
     for ax, task in zip(axes, table.tasks):
         for i, row in enumerate(rows):
-            _plot_curve(ax, row, value(task), styles[(row.model, row.mto)], offset=dodge * (i - (len(rows) - 1) / 2))
+            _plot_curve(ax, row, value(task), styles[row.key], offset=dodge * (i - (len(rows) - 1) / 2))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.set_title(task)
@@ -213,7 +214,8 @@ def _plot_curve(ax, row: ModelRow, value: Callable[[EpochRecord], float | None],
     if len(epochs) == 0:
         return
     epochs = epochs + offset
-    ax.plot(epochs, means, marker=style.marker, markersize=4, color=style.colour, linestyle=style.linestyle, label=row.label)
+    ax.plot(epochs, means, marker=style.marker, markersize=4, color=style.colour, markerfacecolor=style.marker_face,
+            linestyle=style.linestyle, label=row.label)
     ax.fill_between(epochs, means - stds, means + stds, color=style.colour, alpha=0.15, linewidth=0)
 
 

@@ -30,20 +30,31 @@ from mtreclib.core.progress import Progress
 from mtreclib.data.datasets import Dataset, load_dataset
 from mtreclib.runs.record import RunRecord
 from mtreclib.training.experiment import run_experiment
+from mtreclib.tuning.summary import StudySummary
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of the benchmark: a model trained on a dataset with a strategy and a seed."""
+    """One cell of the benchmark: a model trained on a dataset with a strategy and a seed.
+
+    Attributes:
+        study: the tuning study whose fixed settings the run takes (``mtrec benchmark --tuned``);
+            empty for a run at the benchmark's settings.
+        tuned: with that study's best settings (in ``<model>@<study>/``); False: its fixed
+            settings alone, the defaults' row beside it.
+    """
 
     model: str
     dataset: str
     seed: int
     mto: str = "ew"
+    study: str = ""
+    tuned: bool = False
 
     @property
     def folder(self) -> str:
-        return self.model if self.mto == "ew" else f"{self.model}+{self.mto}"
+        folder = self.model if self.mto == "ew" else f"{self.model}+{self.mto}"
+        return f"{folder}@{self.study}" if self.tuned else folder
 
     def result_path(self, out: Path) -> Path:
         return out / self.dataset / self.folder / f"seed{self.seed}.json"
@@ -53,7 +64,8 @@ class RunSpec:
 
     def __str__(self) -> str:
         strategy = "" if self.mto == "ew" else f" with {self.mto}"
-        return f"{self.model}{strategy} on {self.dataset}, seed {self.seed}"
+        tuned = f" tuned by study {self.study}" if self.tuned else ""
+        return f"{self.model}{strategy}{tuned} on {self.dataset}, seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class BenchmarkConfig:
             the models that take it).
         out: the folder the run files go to.
         progress: show a progress bar over runs (and each run's training bars).
+        studies: the tuning studies of a tuned benchmark, by name; its grid is ``plan_tuned``'s.
     """
 
     base: ExperimentConfig
@@ -77,6 +90,7 @@ class BenchmarkConfig:
     progress: bool = True
     mtos: tuple[str, ...] = ("ew",)
     settings: dict[str, Any] = field(default_factory=dict)
+    studies: dict[str, StudySummary] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,14 +117,33 @@ def plan_runs(models: Sequence[str], datasets: Sequence[str], seeds: Sequence[in
     return [RunSpec(model, dataset, seed, mto) for dataset in datasets for seed in seeds for mto in mtos for model in models]
 
 
+def plan_tuned(studies: Sequence[StudySummary], seeds: Sequence[int]) -> list[RunSpec]:
+    """Per study, its model at the study's fixed settings (the defaults' row) and at its best settings,
+    seed by seed; a defaults' row shared by studies of the same model is planned once."""
+    specs = []
+    for seed in seeds:
+        defaults: dict[tuple[str, str, str], RunSpec] = {}
+        for study in studies:
+            defaults.setdefault((study.model, study.data, study.mto), RunSpec(study.model, study.data, seed, study.mto, study.name))
+        for study in studies:
+            specs.append(defaults.pop((study.model, study.data, study.mto), None))
+            specs.append(RunSpec(study.model, study.data, seed, study.mto, study.name, tuned=True))
+    return [spec for spec in specs if spec is not None]
+
+
 def run_config(config: BenchmarkConfig, spec: RunSpec, *, progress: bool) -> ExperimentConfig:
     """The configuration of one run: the shared settings with this run's model, dataset, strategy and seed.
 
-    No checkpoint file: the trainer keeps the best weights in memory, and thousands of runs
-    would otherwise leave thousands of files.
+    A run of a study takes the study's fixed settings, then the ones given to the benchmark,
+    then (tuned) the study's best. No checkpoint file: the trainer keeps the best weights in
+    memory, and thousands of runs would otherwise leave thousands of files.
     """
+    settings = config.settings
+    if spec.study:
+        study = config.studies[spec.study]
+        settings = {**study.settings, **settings, **(study.best_params if spec.tuned else {})}
     per_run = dict(model=spec.model, dataset=spec.dataset, mto=spec.mto, seed=spec.seed, save=False, results=None, progress=progress, resume=None)
-    return with_changes(config.base, **{**config.settings, **per_run})
+    return with_changes(config.base, **{**settings, **per_run})
 
 
 def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[RunSpec]:
@@ -135,11 +168,32 @@ def check_existing(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> list[Ru
     return done
 
 
-def check_datasets(datasets: Sequence[str], data_dir: str) -> None:
-    """Refuse a dataset that cannot be found before hours of other runs."""
+def check_shared_defaults(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> None:
+    """Studies of one model on one dataset share the defaults' row: refused when their fixed settings differ."""
+    first: dict[Path, tuple[str, dict[str, Any]]] = {}
+    for spec in specs:
+        if spec.tuned:
+            continue
+        for study in config.studies.values():
+            if (study.model, study.data, study.mto) != (spec.model, spec.dataset, spec.mto):
+                continue
+            wanted = run_config(config, RunSpec(spec.model, spec.dataset, spec.seed, spec.mto, study.name), progress=False).to_dict()
+            path = spec.result_path(config.out)
+            seen = first.setdefault(path, (study.name, wanted))
+            found = differences(seen[1], wanted, TABLE)
+            difference = "; ".join(found) if found else None
+            if difference is not None:
+                raise UserError(
+                    f"studies {seen[0]} and {study.name} tune {spec.model} on {spec.dataset} with other fixed settings "
+                    f"({difference}); benchmark them into separate --out folders"
+                )
+
+
+def check_datasets(folders: dict[str, str]) -> None:
+    """Refuse a dataset that cannot be found (name -> its data folder) before hours of other runs."""
     from mtreclib.data.datasets import find_dataset
 
-    for name in datasets:
+    for name, data_dir in folders.items():
         find_dataset(name, data_dir)
 
 
@@ -171,10 +225,17 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
     and the next one starts; ``KeyboardInterrupt`` stops the benchmark (the runs finished so
     far are kept, and the summary says so).
     """
-    specs = plan_runs(config.models, config.datasets, config.seeds, config.mtos)
-    for spec in specs[: len(config.models) * len(config.mtos)]:
-        run_config(config, spec, progress=False)  # every model and strategy's settings, checked before the first run
-    check_datasets(config.datasets, config.base.data.data_dir)
+    if config.studies:
+        specs = plan_tuned(list(config.studies.values()), config.seeds)
+        check_shared_defaults(config, specs)
+    else:
+        specs = plan_runs(config.models, config.datasets, config.seeds, config.mtos)
+    first_seed = len(specs) // len(config.seeds) if config.studies else len(config.models) * len(config.mtos)
+    # Every model and strategy's settings, and every dataset, checked before the first run; a
+    # study's runs read their data where it was tuned (its --data-dir).
+    folders = {c.data.dataset: c.data.data_dir for c in (run_config(config, spec, progress=False) for spec in specs[:first_seed])}
+    folders = {name: folders.get(name, config.base.data.data_dir) for name in config.datasets} if not config.studies else folders
+    check_datasets(folders)
     summary = BenchmarkSummary(skipped=check_existing(config, specs), planned=len(specs))
     pending = [spec for spec in specs if spec not in set(summary.skipped)]
     bar = Progress(len(specs), "benchmark", enabled=config.progress, unit="run", initial=len(summary.skipped))
@@ -185,7 +246,7 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
         for spec in pending:
             if spec.dataset != loaded:
                 dataset = None  # free the previous dataset before loading the next
-                dataset, load_failure = _load(spec.dataset, config.base.data.data_dir)
+                dataset, load_failure = _load(spec.dataset, folders[spec.dataset])
                 loaded = spec.dataset
             failure = load_failure or _run_one(config, spec, dataset, bar)
             if failure is None:
@@ -226,6 +287,7 @@ def _run_one(config: BenchmarkConfig, spec: RunSpec, dataset: Dataset | None, ba
         record,
         run={"started": started.isoformat(timespec="seconds"), "wall_seconds": seconds},
         machine=machine_info(record.device),
+        tuned=config.studies[spec.study].to_dict() if spec.tuned else None,
     )
     record.write(spec.result_path(config.out))
     spec.failure_path(config.out).unlink(missing_ok=True)  # an earlier failure of this run is history

@@ -11,11 +11,17 @@ from mtreclib.core.errors import UserError
 from mtreclib.runs.record import RunRecord
 
 FAILURE_SUFFIX = ".failed.json"
+# The snapshots of a tuned benchmark's studies (``mtreclib.comparison.tuned``), not runs.
+STUDIES_FOLDER = "studies"
 
 
-def run_label(model: str, mto: str, *, with_strategy: bool) -> str:
-    """How a (model, strategy) is named in tables, plots and lists: ``mmoe + pcgrad``, or ``mmoe``."""
-    return f"{model} + {mto}" if with_strategy else model
+def run_label(model: str, mto: str, *, with_strategy: bool, tuned: bool = False, study: str = "") -> str:
+    """How a (model, strategy) is named in tables, plots and lists: ``mmoe + pcgrad``, or ``mmoe``;
+    at a study's best settings ``mmoe (tuned)``, or ``mmoe (tuned: STUDY)`` where several studies tuned it."""
+    label = f"{model} + {mto}" if with_strategy else model
+    if not tuned:
+        return label
+    return f"{label} (tuned: {study})" if study else f"{label} (tuned)"
 
 
 @dataclass(frozen=True)
@@ -52,15 +58,17 @@ class FailedRun:
 def load_runs(root: str | Path) -> tuple[list[RunRecord], list[FailedRun]]:
     """Every run result under ``root`` (recursively), and every failure record without a result.
 
-    Hidden files (temporary files of an interrupted write start with a dot) are skipped. A file
-    that is not a run's result is a ``DataError`` naming it.
+    Hidden files (temporary files of an interrupted write start with a dot) and the tuning
+    studies' snapshots (``studies/``) are skipped. A file that is not a run's result is a
+    ``DataError`` naming it.
     """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"no such folder: {root} (expected the --out folder of mtrec benchmark)")
     runs, failures = [], []
     for path in sorted(root.rglob("*.json")):
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
+        parts = path.relative_to(root).parts
+        if any(part.startswith(".") for part in parts) or parts[0] == STUDIES_FOLDER:
             continue
         if path.name.endswith(FAILURE_SUFFIX):
             result_path = path.with_name(path.name[: -len(FAILURE_SUFFIX)] + ".json")

@@ -56,6 +56,9 @@ class ModelRow:
         epoch_seconds: per seed, the mean seconds of its complete epochs (``EpochRecord.complete``);
             seeds without a complete epoch are left out, so it may have fewer values than seeds.
         history: per seed, the per-epoch records.
+        study: the tuning study whose best settings the row's runs took; empty for a row at
+            the given settings.
+        tuned: that study's summary (``StudySummary.to_dict``: best settings, budget), or None.
     """
 
     model: str
@@ -69,6 +72,13 @@ class ModelRow:
     best_epoch: Spread
     parameters: int | None
     history: tuple[tuple[EpochRecord, ...], ...]
+    study: str = ""
+    tuned: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What tells rows apart: (model, strategy), and the study for a tuned row."""
+        return (self.model, self.mto, self.study) if self.study else (self.model, self.mto)
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,8 @@ class DatasetTable:
     rows: tuple[ModelRow, ...]
     oracle: dict[str, Metrics] | None
 
-    def row(self, model: str, mto: str = EQUAL_WEIGHTS) -> ModelRow:
-        return next(row for row in self.rows if row.model == model and row.mto == mto)
+    def row(self, model: str, mto: str = EQUAL_WEIGHTS, study: str = "") -> ModelRow:
+        return next(row for row in self.rows if (row.model, row.mto, row.study) == (model, mto, study))
 
 
 def model_order(models: Sequence[str]) -> list[str]:
@@ -116,6 +126,11 @@ def epoch_seconds(run: RunRecord) -> float | None:
     return sum(seconds) / len(seconds) if seconds else None
 
 
+def study_of(run: RunRecord) -> str:
+    """The study whose best settings the run took; empty for a run at the given settings."""
+    return str(run.tuned.get("name", "?")) if run.tuned else ""
+
+
 def _row(model: str, mto: str, label: str, runs: Sequence[RunRecord], tasks: Sequence[str]) -> ModelRow:
     return ModelRow(
         model=model,
@@ -129,6 +144,8 @@ def _row(model: str, mto: str, label: str, runs: Sequence[RunRecord], tasks: Seq
         best_epoch=spread(run.best_epoch for run in runs),
         parameters=runs[0].parameters,
         history=tuple(run.history for run in runs),
+        study=study_of(runs[0]),
+        tuned=runs[0].tuned,
     )
 
 
@@ -171,7 +188,7 @@ def _by_seed(run: RunRecord) -> tuple[bool, int]:
 
 def build_tables(runs: Sequence[RunRecord]) -> list[DatasetTable]:
     """One table per dataset (alphabetical), a row per (model, strategy): models in registry order,
-    each model's strategies together in registry order."""
+    each model's strategies together in registry order, a strategy's tuned rows after its own."""
     with_strategy = shows_strategy(runs)
     tables = []
     for dataset in sorted({run.dataset for run in runs}):
@@ -181,8 +198,15 @@ def build_tables(runs: Sequence[RunRecord]) -> list[DatasetTable]:
         for model in model_order({run.model for run in of_dataset}):
             of_model = [run for run in of_dataset if run.model == model]
             for mto in strategy_order({run.mto for run in of_model}):
-                cell_runs = sorted((run for run in of_model if run.mto == mto), key=_by_seed)
-                rows.append(_row(model, mto, run_label(model, mto, with_strategy=with_strategy), cell_runs, tasks))
+                of_strategy = [run for run in of_model if run.mto == mto]
+                studies = sorted({study_of(run) for run in of_strategy} - {""})
+                for study in [""] + studies:
+                    cell_runs = sorted((run for run in of_strategy if study_of(run) == study), key=_by_seed)
+                    if not cell_runs:
+                        continue
+                    shown = study if len(studies) > 1 else ""
+                    label = run_label(model, mto, with_strategy=with_strategy, tuned=bool(study), study=shown)
+                    rows.append(_row(model, mto, label, cell_runs, tasks))
         for task in tasks:
             for metric in METRICS:
                 rows = _mark(rows, task, metric)
@@ -197,7 +221,10 @@ VARIED = ("model", "data.dataset", "train.seed", "train.mto")
 def _scope(key: str, run: RunRecord) -> str | None:
     """Which runs a setting is compared between: a model's own settings between runs of that
     model (MMoE's expert_num means nothing to Shared-Bottom), a strategy's between runs of that
-    strategy, any other between all runs."""
+    strategy, a setting a study searched between the runs of its best settings, any other
+    between all runs."""
+    if run.tuned and key.rsplit(".", 1)[-1] in run.tuned.get("best_params", {}):
+        return f"{run.model}@{study_of(run)}"
     if key.startswith("model_config."):
         return run.model
     if key.startswith("mto_config."):

@@ -17,6 +17,8 @@ from typing import Any
 from mtreclib.comparison.runs import FailedRun, run_label
 from mtreclib.comparison.stats import ALPHA, Spread
 from mtreclib.comparison.summary import EQUAL_WEIGHTS, METRICS, Cell, DatasetTable, Metric
+from mtreclib.tuning.summary import StudySummary, format_seconds
+from mtreclib.tuning.trial import settings_text
 
 TIE_MARK = "†"
 # Seconds per epoch of a row none of whose epochs ran whole (--max-steps cut them all short).
@@ -91,6 +93,21 @@ def speed_table(table: DatasetTable) -> list[str]:
     return lines
 
 
+def budget_table(table: DatasetTable) -> list[str]:
+    """Per tuned row, the search its settings came from: trials, epochs and CPU time spent, and what it found."""
+    header = ["model", "study", "trials (complete / pruned / failed)", "epochs trained", "CPU time", "best validation score",
+              "best settings"]
+    rows = []
+    for row in table.rows:
+        if row.tuned is None:
+            continue
+        study = StudySummary.from_dict(row.tuned)
+        counts = f"{sum(study.trials.values())} ({study.trials.get('complete', 0)} / {study.trials.get('pruned', 0)} / {study.trials.get('fail', 0)})"
+        rows.append([row.label, study.name, counts, str(study.epochs), format_seconds(study.cpu_seconds), f"{study.best_value:.4f}",
+                     settings_text(study.best_params)])
+    return _markdown_rows(header, rows, ["---", "---", "---:", "---:", "---:", "---:", "---"])
+
+
 def legend(tables: Sequence[DatasetTable]) -> str:
     seeds = sorted({len(row.seeds) for table in tables for row in table.rows})
     text = (
@@ -107,11 +124,19 @@ def legend(tables: Sequence[DatasetTable]) -> str:
     if _shows_strategy(tables):
         text += (" A row per model and multi-task optimisation strategy (`model + strategy`; ew: equal weights), "
                  "marked over all rows of the dataset.")
+    if _shows_tuned(tables):
+        text += (" *(tuned)*: the best settings of a study (`mtrec tune`, chosen on the validation split), retrained "
+                 "over the seeds and tested once; the row without it has the same fixed settings with the searched ones "
+                 "at their defaults. The search each cost is under the table.")
     return text
 
 
+def _shows_tuned(tables: Sequence[DatasetTable]) -> bool:
+    return any(row.tuned is not None for table in tables for row in table.rows)
+
+
 def _shows_strategy(tables: Sequence[DatasetTable]) -> bool:
-    return any(row.label != row.model for table in tables for row in table.rows)
+    return any(row.label.startswith(f"{row.model} + ") for table in tables for row in table.rows)
 
 
 def _failure_line(failure: FailedRun, with_strategy: bool) -> str:
@@ -132,8 +157,10 @@ def markdown(
     machines: Sequence[str],
     failures: Sequence[FailedRun],
     plots: Mapping[str, Sequence[tuple[str, str]]],
+    study_plots: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> str:
-    """The whole report as Markdown; ``plots`` maps a dataset to its (caption, file name) pairs."""
+    """The whole report as Markdown; ``plots`` maps a dataset to its (caption, file name) pairs,
+    ``study_plots`` a tuning study to its."""
     shared = ", ".join(f"`{key}={_setting(value)}`" for key, value in settings.items())
     lines = [
         "# Benchmark results",
@@ -153,8 +180,14 @@ def markdown(
     lines += [legend(tables), ""]
     for table in tables:
         lines += [f"## {table.dataset}", ""] + metrics_table(table) + [""]
+        if any(row.tuned is not None for row in table.rows):
+            lines += [f"The searches behind the tuned rows on {table.dataset}:", ""] + budget_table(table) + [""]
         lines += [f"![{caption}]({name})" for caption, name in plots.get(table.dataset, ())]
         lines += ["", f"Training speed on {table.dataset}:", ""] + speed_table(table) + [""]
+    if study_plots:
+        lines += ["## Tuning studies", ""]
+        for study, pairs in study_plots.items():
+            lines += [f"### {study}", ""] + [f"![{caption}]({name})" for caption, name in pairs] + [""]
     if failures:
         lines += ["## Failed runs (no result)", ""]
         lines += [_failure_line(failure, _shows_strategy(tables)) for failure in failures]
@@ -165,18 +198,19 @@ def markdown(
 def csv_text(tables: Sequence[DatasetTable]) -> str:
     """One row per dataset, model and strategy (and oracle), per task and metric its mean, std and mark."""
     tasks = list(dict.fromkeys(task for table in tables for task in table.tasks))
-    columns = ["dataset", "model", "mto", "seeds"]
+    columns = ["dataset", "model", "mto", "study", "seeds"]
     for task in tasks:
         for metric in METRICS:
             columns += [f"{task}_{metric.key}_mean", f"{task}_{metric.key}_std", f"{task}_{metric.key}_mark"]
     columns += ["train_samples_per_sec_mean", "train_samples_per_sec_std", "epoch_seconds_mean", "epochs_run_mean",
-                "best_epoch_mean", "parameters"]
+                "best_epoch_mean", "parameters", "tuning_trials", "tuning_epochs", "tuning_cpu_seconds"]
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()
     for table in tables:
         for row in table.rows:
-            record: dict[str, Any] = {"dataset": table.dataset, "model": row.model, "mto": row.mto, "seeds": len(row.seeds)}
+            record: dict[str, Any] = {"dataset": table.dataset, "model": row.model, "mto": row.mto, "study": row.study,
+                                      "seeds": len(row.seeds)}
             for (task, key), cell in row.cells.items():
                 record[f"{task}_{key}_mean"] = cell.spread.mean
                 record[f"{task}_{key}_std"] = cell.spread.std if cell.spread.n >= 2 else ""
@@ -189,6 +223,9 @@ def csv_text(tables: Sequence[DatasetTable]) -> str:
                 best_epoch_mean=row.best_epoch.mean,
                 parameters=row.parameters if row.parameters is not None else "",
             )
+            if row.tuned is not None:
+                study = StudySummary.from_dict(row.tuned)
+                record.update(tuning_trials=sum(study.trials.values()), tuning_epochs=study.epochs, tuning_cpu_seconds=study.cpu_seconds)
             writer.writerow(record)
         if table.oracle:
             record = {"dataset": table.dataset, "model": "oracle", "mto": "", "seeds": ""}

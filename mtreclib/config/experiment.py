@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mtreclib.core.settings import ConfigError, Settings, flag_name, setting
+from mtreclib.core.settings import ConfigError, Settings, flag_name, search_range, setting
 from mtreclib.models import model_class
 from mtreclib.mto import strategy_class
 
@@ -72,9 +72,12 @@ class TrainConfig(Settings):
     batch_size: int = setting(
         2048, "rows per batch over all processes (the global batch, shared by the processes under torchrun)", minimum=2
     )
-    lr: float = setting(1e-3, "the dense optimizer's learning rate (the peak of a schedule)", above=0)
+    lr: float = setting(
+        1e-3, "the dense optimizer's learning rate (the peak of a schedule)", above=0, search=search_range(1e-4, 1e-2, log=True)
+    )
     weight_decay: float = setting(
-        1e-6, "adam, adagrad: an L2 term weight_decay * w added to the gradient; adamw: decoupled, w shrinks by lr * weight_decay each step", minimum=0
+        1e-6, "adam, adagrad: an L2 term weight_decay * w added to the gradient; adamw: decoupled, w shrinks by lr * weight_decay each step", minimum=0,
+        search=search_range(1e-8, 1e-4, log=True),
     )
     patience: int = setting(
         2, "stop after N epochs without a better validation mean AUC; 0 trains every epoch and keeps the last", minimum=0

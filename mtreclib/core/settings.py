@@ -49,6 +49,8 @@ class Meta:
             computed: ``"resume"`` (a resumed run may change it), ``"table"`` (the runs of one
             results table may differ in it). Where and how visibly a run happens has both; how
             long it trains has ``"resume"`` only.
+        search: where ``mtrec tune`` looks for a good value (``search_range``,
+            ``search_choices``); None: the setting keeps its value while tuning.
     """
 
     help: str
@@ -61,6 +63,65 @@ class Meta:
     cli: bool = True
     nonempty: bool = False
     may_differ: tuple[str, ...] = ()
+    search: Search | None = None
+
+
+@dataclass(frozen=True)
+class Search:
+    """A setting's search space: a numeric range, or a list of values to choose from.
+
+    Declared once with the setting (``setting(1e-3, "...", search=search_range(1e-4, 1e-2, log=True))``),
+    so that every model and strategy can be tuned without code in the tuner.
+
+    Attributes:
+        low, high: the inclusive ends of a range (integers for an ``int`` setting).
+        log: sample uniformly on a log scale (learning rates, weights spanning decades).
+        step: the spacing of the values of a range (``2``: even expert numbers); None: any.
+        choices: the values to choose from, each a valid value of the setting (a tuple setting
+            takes tuples: ``((256, 128), (512, 256))``).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def values(self) -> tuple[Any, ...]:
+        """The values that bound the space: a range's ends, or every choice."""
+        return self.choices if self.choices is not None else (self.low, self.high)
+
+    def describe(self) -> str:
+        """``1e-05..0.01 (log)``, ``2..16 step 2``, ``one of 16, 32, 64``."""
+        if self.choices is not None:
+            return "one of " + ", ".join(_text(choice) for choice in self.choices)
+        text = f"{_text(self.low)}..{_text(self.high)}"
+        if self.step is not None:
+            text += f" step {_text(self.step)}"
+        return text + (" (log)" if self.log else "")
+
+
+def search_range(low: float, high: float, *, log: bool = False, step: float | None = None) -> Search:
+    """A range from ``low`` to ``high``, both included; ``log``: uniform on a log scale."""
+    if not low < high:
+        raise ValueError(f"a search range needs low < high, got {low}..{high}")
+    if log and low <= 0:
+        raise ValueError(f"a log-scale search range needs low > 0, got {low}")
+    return Search(low=low, high=high, log=log, step=step)
+
+
+def search_choices(*choices: Any) -> Search:
+    """One of ``choices``."""
+    if not choices:
+        raise ValueError("search_choices needs at least one value")
+    return Search(choices=tuple(choices))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "(" + ",".join(str(v) for v in value) + ")"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def setting(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - mirrors argparse's keyword
@@ -185,6 +246,13 @@ def _check_bounds(value: Any, meta: Meta, where: str) -> None:
             raise ConfigError(f"{where} must be one of {', '.join(meta.choices)}, got {v!r}")
 
 
+def checked(value: Any, field: dataclasses.Field, tp: Any, where: str) -> Any:
+    """``value`` as the setting ``field`` of type ``tp`` takes it, within its bounds; ``ConfigError`` naming ``where`` if not."""
+    value = coerce(value, tp, where)
+    _check_bounds(value, meta_of(field), where)
+    return value
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
@@ -203,8 +271,7 @@ class Settings:
         hints = _hints(type(self))
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
             where = f"{field.name} ({flag_name(field.name, field)})" if self.flags else field.name
-            value = coerce(getattr(self, field.name), hints[field.name], where)
-            _check_bounds(value, meta_of(field), where)
+            value = checked(getattr(self, field.name), field, hints[field.name], where)
             object.__setattr__(self, field.name, value)
         self.check()
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mtreclib.core.schema import Bag, Batch, FeatureSchema
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_range, setting
 from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
@@ -22,7 +22,8 @@ class AITMConfig(ModelConfig):
     """AITM's settings: the weight of the behavioural expectation calibrator."""
 
     calibrator_weight: float = setting(
-        0.0, "weight alpha of the behavioural expectation calibrator; the paper's is 0.6, 0 turns it off (aitm)", minimum=0
+        0.0, "weight alpha of the behavioural expectation calibrator; the paper's is 0.6, 0 turns it off (aitm)", minimum=0,
+        search=search_range(0.0, 1.0),
     )
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mtreclib.core.schema import Bag, FeatureSchema
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_range, setting
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
@@ -26,6 +26,7 @@ class CrossStitchConfig(ModelConfig):
         "among the other tasks (crossstitch)",
         minimum=0,
         maximum=1,
+        search=search_range(0.5, 1.0),
     )
 
 

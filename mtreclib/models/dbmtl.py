@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mtreclib.core.schema import Bag, FeatureSchema
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_choices, setting
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
@@ -22,7 +22,7 @@ class DBMTLConfig(ModelConfig):
 
     relation_dims: tuple[int, ...] = setting(
         (32,), "widths of each task's relation MLP over its tower and the relation outputs of the tasks it depends on (dbmtl)",
-        minimum=1, nonempty=True,
+        minimum=1, nonempty=True, search=search_choices((16,), (32,), (64,)),
     )
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mtreclib.core.schema import Bag, Batch, FeatureSchema
-from mtreclib.core.settings import ConfigError, setting
+from mtreclib.core.settings import ConfigError, search_choices, search_range, setting
 from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
@@ -33,13 +33,19 @@ DEFAULT_UNREACHABLE_WEIGHT = {"example": float(AUTHORS_ROWS), "task": 1.0}
 class DSelectKConfig(ExpertConfig):
     """DSelect-k's settings (the authors' code's defaults)."""
 
-    selected_experts: int = setting(2, "k: experts each task's gate selects at most (dselectk)", minimum=1)
-    smooth_step_gamma: float = setting(1.0, "gamma, the width of the smooth-step's cubic region around 0 (dselectk)", above=0)
+    selected_experts: int = setting(
+        2, "k: experts each task's gate selects at most (dselectk)", minimum=1,
+        search=search_range(1, 2),  # at most expert_num's lowest searched value, so every sample is valid
+    )
+    smooth_step_gamma: float = setting(
+        1.0, "gamma, the width of the smooth-step's cubic region around 0 (dselectk)", above=0, search=search_range(0.1, 10.0, log=True)
+    )
     entropy_weight: float | None = setting(
         None,
         "weight of the selectors' entropy, summed over tasks and selectors, a batch mean with example gates; none: the "
         "authors' weight, 2e-3 with example gates (their 1e-6 summed over 2,000 rows), 1e-6 with task gates (dselectk)",
         minimum=0,
+        search=search_range(1e-6, 1e-1, log=True),
     )
     unreachable_weight: float | None = setting(
         None,
@@ -49,7 +55,7 @@ class DSelectKConfig(ExpertConfig):
     )
     gate_conditioning: str = setting(
         "example", "what the gates read: each example's field embeddings, or nothing (one static gate per task) (dselectk)",
-        choices=("example", "task"),
+        choices=("example", "task"), search=search_choices("example", "task"),
     )
 
     def check(self) -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mtreclib.core.schema import Batch, FeatureSchema
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_range, setting
 from mtreclib.models.base import TaskLosses, loss_dtype
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.esmm import ESMM
@@ -22,10 +22,15 @@ from mtreclib.nn.layers import MLPBank
 class ESCM2Config(ModelConfig):
     """ESCM2's risk weights and propensity clip."""
 
-    counterfactual_weight: float = setting(0.1, "weight lambda_c of the counterfactual CVR risk (escm2-ipw, escm2-dr)", minimum=0)
-    global_weight: float = setting(1.0, "weight lambda_g of the CTCVR (global) risk (escm2-ipw, escm2-dr)", minimum=0)
+    counterfactual_weight: float = setting(
+        0.1, "weight lambda_c of the counterfactual CVR risk (escm2-ipw, escm2-dr)", minimum=0, search=search_range(0.01, 1.0, log=True)
+    )
+    global_weight: float = setting(
+        1.0, "weight lambda_g of the CTCVR (global) risk (escm2-ipw, escm2-dr)", minimum=0, search=search_range(0.1, 1.0)
+    )
     max_inverse_propensity: float = setting(
-        15.0, "cap on the inverse propensity 1 / pCTR, i.e. pCTR clipped below at its inverse (escm2-ipw, escm2-dr)", minimum=1
+        15.0, "cap on the inverse propensity 1 / pCTR, i.e. pCTR clipped below at its inverse (escm2-ipw, escm2-dr)", minimum=1,
+        search=search_range(5.0, 50.0, log=True),
     )
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mtreclib.core.schema import Bag, FeatureSchema
-from mtreclib.core.settings import ConfigError, setting
+from mtreclib.core.settings import ConfigError, search_choices, search_range, setting
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
@@ -21,12 +21,12 @@ from mtreclib.nn.layers import FieldEmbedding, Gate, MLPBank
 class HoMEConfig(ExpertConfig):
     """HoME's settings: ``expert_num`` global shared experts per level, plus group and task experts."""
 
-    group_expert_num: int = setting(1, "experts of each task group per level (home)", minimum=1)
-    task_expert_num: int = setting(1, "task-specific experts of each task (stem, home)", minimum=1)
+    group_expert_num: int = setting(1, "experts of each task group per level (home)", minimum=1, search=search_range(1, 3))
+    task_expert_num: int = setting(1, "task-specific experts of each task (stem, home)", minimum=1, search=search_range(1, 3))
     task_groups: tuple[int, ...] = setting(
         (), "task group of each task, e.g. 0,0,1 (home; none: the tasks that imply the same task form a group)", minimum=0
     )
-    feature_gate_rank: int = setting(16, "rank of each expert's feature gate (home)", minimum=1)
+    feature_gate_rank: int = setting(16, "rank of each expert's feature gate (home)", minimum=1, search=search_choices(8, 16, 32))
 
     def check(self) -> None:
         if len(self.bottom_dims) < 2:

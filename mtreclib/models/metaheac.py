@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtreclib.core.schema import Bag, Batch, FeatureSchema
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_range, setting
 from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
@@ -21,8 +21,10 @@ from mtreclib.nn.layers import FieldEmbedding, Gate, MLPBank, mix
 class MetaHeacConfig(ExpertConfig):
     """MetaHeac's settings: experts, critics and the inner step's learning rate (the original's)."""
 
-    critic_num: int = setting(5, "critic towers (metaheac)", minimum=1)
-    local_lr: float = setting(2e-4, "learning rate of the inner meta-learning step (metaheac)", minimum=0)
+    critic_num: int = setting(5, "critic towers (metaheac)", minimum=1, search=search_range(1, 8))
+    local_lr: float = setting(
+        2e-4, "learning rate of the inner meta-learning step (metaheac)", minimum=0, search=search_range(1e-5, 1e-3, log=True)
+    )
 
 
 @register_model("metaheac")

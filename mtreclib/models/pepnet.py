@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mtreclib.core.schema import ROLES, Bag, FeatureSchema
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_choices, setting
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
@@ -27,6 +27,7 @@ class PEPNetConfig(ModelConfig):
         True,
         "gates that read only the prior fields; the paper's also read the stopped general embeddings and EPNet's output (pepnet)",
         flag="--no-gates-read-general",
+        search=search_choices(True, False),
     )
 
 

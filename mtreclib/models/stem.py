@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mtreclib.core.schema import Bag, FeatureSchema
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_range, setting
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
@@ -20,7 +20,7 @@ from mtreclib.nn.layers import FieldEmbedding, Gate, MLPBank, mix
 class STEMConfig(ExpertConfig):
     """STEM's settings: ``expert_num`` shared experts (the authors' 8) and ``task_expert_num`` per task (their 1)."""
 
-    task_expert_num: int = setting(1, "task-specific experts of each task (stem, home)", minimum=1)
+    task_expert_num: int = setting(1, "task-specific experts of each task (stem, home)", minimum=1, search=search_range(1, 3))
 
 
 @register_model("stem")

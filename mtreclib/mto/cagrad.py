@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_choices, search_range, setting
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientStrategy
 from mtreclib.mto.registry import register_strategy
@@ -20,10 +20,12 @@ _RESCALE = {"none": lambda c: 1.0, "square": lambda c: 1.0 + c**2, "linear": lam
 class CAGradConfig(GradientConfig):
     """CAGrad's settings: the paper's c = 0.4 (its NYU-v2 and Cityscapes runs) and the authors' rescaling."""
 
-    cagrad_c: float = setting(0.4, "CAGrad's radius c: 0 is equal weighting, larger moves toward the worst task (cagrad)", minimum=0)
+    cagrad_c: float = setting(
+        0.4, "CAGrad's radius c: 0 is equal weighting, larger moves toward the worst task (cagrad)", minimum=0, search=search_range(0.1, 1.0)
+    )
     cagrad_rescale: str = setting(
         "square", "divide CAGrad's direction by 1 + c^2 (square, the authors' default), 1 + c (linear) or nothing (cagrad)",
-        choices=tuple(_RESCALE),
+        choices=tuple(_RESCALE), search=search_choices(*_RESCALE),
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtreclib.core.settings import Settings, setting
+from mtreclib.core.settings import Settings, search_range, setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext, Strategy
 from mtreclib.mto.registry import register_strategy
@@ -16,7 +16,9 @@ from mtreclib.mto.registry import register_strategy
 class DWAConfig(Settings):
     """DWA's settings: the paper's temperature 2."""
 
-    dwa_temperature: float = setting(2.0, "DWA's softmax temperature: larger is closer to equal weights (dwa)", above=0)
+    dwa_temperature: float = setting(
+        2.0, "DWA's softmax temperature: larger is closer to equal weights (dwa)", above=0, search=search_range(0.5, 5.0, log=True)
+    )
 
 
 @register_strategy("dwa")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtreclib.core.settings import Settings, setting
+from mtreclib.core.settings import Settings, search_range, setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext, Strategy
 from mtreclib.mto.registry import register_strategy
@@ -18,8 +18,10 @@ _EPS = 1e-8
 class FAMOConfig(Settings):
     """FAMO's settings: the paper's task-logit learning rate 0.025 and decay 1e-3 (its Algorithm 2)."""
 
-    famo_lr: float = setting(0.025, "learning rate of FAMO's task logits (Adam) (famo)", above=0)
-    famo_decay: float = setting(1e-3, "FAMO's regularisation gamma of the task logits (Adam's weight decay) (famo)", minimum=0)
+    famo_lr: float = setting(0.025, "learning rate of FAMO's task logits (Adam) (famo)", above=0, search=search_range(1e-3, 0.1, log=True))
+    famo_decay: float = setting(
+        1e-3, "FAMO's regularisation gamma of the task logits (Adam's weight decay) (famo)", minimum=0, search=search_range(1e-5, 1e-2, log=True)
+    )
 
 
 @register_strategy("famo")

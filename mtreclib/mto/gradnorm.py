@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_range, setting
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientStrategy
 from mtreclib.mto.registry import register_strategy
@@ -18,7 +18,9 @@ from mtreclib.mto.registry import register_strategy
 class GradNormConfig(GradientConfig):
     """GradNorm's settings: the paper's alpha = 1.5 (its NYUv2 runs)."""
 
-    gradnorm_alpha: float = setting(1.5, "GradNorm's asymmetry: how strongly slow tasks are pulled up (gradnorm)", minimum=0)
+    gradnorm_alpha: float = setting(
+        1.5, "GradNorm's asymmetry: how strongly slow tasks are pulled up (gradnorm)", minimum=0, search=search_range(0.0, 3.0)
+    )
 
 
 @register_strategy("gradnorm")

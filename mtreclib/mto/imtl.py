@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_choices, setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientLayout, GradientStrategy
@@ -20,7 +20,9 @@ from mtreclib.mto.solvers import imtl_weights
 class IMTLConfig(GradientConfig):
     """IMTL's settings: the hybrid of the paper's main results (both parts) by default."""
 
-    imtl_loss_scale: bool = setting(True, "IMTL-L: learn a scale s_t per task loss, e^s_t L_t - s_t, besides IMTL-G (imtl)")
+    imtl_loss_scale: bool = setting(
+        True, "IMTL-L: learn a scale s_t per task loss, e^s_t L_t - s_t, besides IMTL-G (imtl)", search=search_choices(True, False)
+    )
 
 
 @register_strategy("imtl")

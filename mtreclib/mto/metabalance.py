@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtreclib.core.settings import ConfigError, setting
+from mtreclib.core.settings import ConfigError, search_range, setting
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientLayout, GradientStrategy
 from mtreclib.mto.registry import register_strategy
@@ -18,9 +18,12 @@ class MetaBalanceConfig(GradientConfig):
 
     metabalance_target: int = setting(0, "index of the target task, whose gradient magnitude the others are moved toward (metabalance)", minimum=0)
     metabalance_relax: float = setting(
-        0.7, "relax factor r: 0 keeps the auxiliary gradients, 1 gives them the target's magnitude (metabalance)", minimum=0, maximum=1
+        0.7, "relax factor r: 0 keeps the auxiliary gradients, 1 gives them the target's magnitude (metabalance)", minimum=0, maximum=1,
+        search=search_range(0.0, 1.0),
     )
-    metabalance_beta: float = setting(0.9, "moving-average coefficient of the gradient magnitudes (metabalance)", minimum=0, below=1)
+    metabalance_beta: float = setting(
+        0.9, "moving-average coefficient of the gradient magnitudes (metabalance)", minimum=0, below=1, search=search_range(0.5, 0.99)
+    )
 
 
 @register_strategy("metabalance")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.core.settings import setting
+from mtreclib.core.settings import search_choices, setting
 from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.mto.base import StepContext
 from mtreclib.mto.gradients import GradientConfig, GradientStrategy
@@ -27,9 +27,11 @@ class MGDAConfig(GradientConfig):
         "none",
         "divide each task's gradient by its norm (l2), its loss (loss) or both (loss+) before MGDA's min-norm solve (mgda)",
         choices=NORMALIZATIONS,
+        search=search_choices(*NORMALIZATIONS),
     )
     mgda_upper_bound: bool = setting(
-        False, "MGDA-UB: gradients of the shared representation (model.representation()) instead of the shared parameters (mgda)"
+        False, "MGDA-UB: gradients of the shared representation (model.representation()) instead of the shared parameters (mgda)",
+        search=search_choices(False, True),
     )
 
 

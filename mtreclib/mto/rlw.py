@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtreclib.core.settings import Settings, setting
+from mtreclib.core.settings import Settings, search_choices, setting
 from mtreclib.models.base import TaskLosses
 from mtreclib.mto.base import StepContext, Strategy, new_seed, step_generator
 from mtreclib.mto.registry import register_strategy
@@ -18,7 +18,7 @@ class RLWConfig(Settings):
 
     rlw_distribution: str = setting(
         "normal", "RLW's weights: softmax of normal or of uniform draws, or a flat Dirichlet draw (rlw)",
-        choices=("normal", "uniform", "dirichlet"),
+        choices=("normal", "uniform", "dirichlet"), search=search_choices("normal", "uniform", "dirichlet"),
     )  # fmt: skip
 
 

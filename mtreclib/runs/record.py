@@ -94,6 +94,9 @@ class RunRecord:
         machine: where it ran (CPU, threads, PyTorch).
         sharding: the torchrec backend's plan under torchrun: per table, its sharding type and
             each process's rows, columns and bytes (empty otherwise).
+        tuned: for a run of a study's best settings (``mtrec benchmark --tuned``), the study
+            and the budget its search spent (``mtreclib.tuning.summary.StudySummary.to_dict``);
+            None for a run at the given settings.
     """
 
     model: str
@@ -117,6 +120,7 @@ class RunRecord:
     run: dict[str, Any] | None = None
     machine: dict[str, Any] | None = None
     sharding: list[dict[str, Any]] = field(default_factory=list)
+    tuned: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property

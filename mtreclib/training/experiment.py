@@ -7,6 +7,7 @@ output paths, the data and the model.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,10 +149,8 @@ def _banner(config: ExperimentConfig, dataset: Dataset, model: MultiTaskModel, r
             directory: RunDirectory | None, resume: dict | None, place: ProcessPlace) -> None:
     parameters = parameter_count(model)
     processes = f", {place.world_size} processes" if place.distributed else ""
-    note(
-        f"mtrec: {config.model} on {dataset.name}: tasks {', '.join(dataset.schema.task_names)}; rows train {rows['train']:,}, "
-        f"valid {rows['valid']:,}, test {rows['test']:,}; {parameters:,} parameters"
-    )
+    counts = ", ".join(f"{split} {count:,}" for split, count in rows.items())
+    note(f"mtrec: {config.model} on {dataset.name}: tasks {', '.join(dataset.schema.task_names)}; rows {counts}; {parameters:,} parameters")
     where = f"run folder {directory.path}" if directory is not None else "no checkpoints (--no-save)"
     note(
         f"mtrec: {device}, {torch.get_num_threads()} threads{processes}, {config.train.precision}, strategy {config.train.mto}, "
@@ -163,7 +162,13 @@ def _banner(config: ExperimentConfig, dataset: Dataset, model: MultiTaskModel, r
 
 
 def run_experiment(
-    config: ExperimentConfig, *, dataset: Dataset | None = None, place: ProcessPlace | None = None, announce: bool = True
+    config: ExperimentConfig,
+    *,
+    dataset: Dataset | None = None,
+    place: ProcessPlace | None = None,
+    announce: bool = True,
+    epoch_end: Sequence[Callable[[dict], None]] = (),
+    test: bool = True,
 ) -> RunRecord:
     """Train and test one model; returns its results record.
 
@@ -171,7 +176,10 @@ def run_experiment(
     ``place``: this process among several (its process group already initialised, see
     ``mtreclib.core.distributed``); every rank returns the same results, and only rank 0 writes.
     ``config.train.batch_size`` stays the global batch. ``announce``: print what runs, and
-    where its files go, before training.
+    where its files go, before training. ``epoch_end``: the trainer's per-epoch callbacks.
+    ``test=False``: the test split is never touched (``dataset.test`` may be None); the record
+    holds the validation metrics of the epoch training kept, as split ``valid`` (what a tuner
+    selects settings on).
     """
     place = place or ProcessPlace()
     if config.train.batch_size < 2 * place.world_size:
@@ -199,7 +207,7 @@ def run_experiment(
     except ValueError as error:
         raise UserError(f"--mto {config.train.mto}: {error}") from None
     directory, resume = _run_directory(config, dataset.name, place)
-    rows = {"train": len(train), "valid": len(valid), "test": len(dataset.test)}
+    rows = {"train": len(train), "valid": len(valid), **({"test": len(dataset.test)} if test else {})}
     if announce and place.is_main:
         _banner(config, dataset, model, rows, device, directory, resume, place)
     if place.distributed:
@@ -225,15 +233,19 @@ def run_experiment(
         progress=config.run.progress,
         checkpoints=checkpoints,
         log=log,
+        epoch_end=epoch_end,
     )
     try:
         fit = trainer.fit(train, valid, resume=resume)
     finally:
         if log is not None:
             log.close()
-    tasks = trainer.evaluate(dataset.test)
-    probabilities = dataset.test.probability_rows()
-    oracle = task_metrics(probabilities, dataset.test.label_rows(), dataset.schema.task_names) if probabilities is not None else None
+    if test:
+        tasks = trainer.evaluate(dataset.test)
+        probabilities = dataset.test.probability_rows()
+        oracle = task_metrics(probabilities, dataset.test.label_rows(), dataset.schema.task_names) if probabilities is not None else None
+    else:
+        tasks, oracle = fit.history[fit.best_epoch - 1].get("valid", {}), None
     history = tuple(EpochRecord.from_dict(record) for record in fit.history)
     record = RunRecord(
         model=config.model,
@@ -254,6 +266,7 @@ def run_experiment(
         checkpoint=str(directory.best) if directory is not None and directory.best.is_file() else None,
         seed=config.train.seed,
         sharding=plan,
+        split="test" if test else "valid",
     )
     if directory is not None and place.is_main:
         record.write(directory.results)

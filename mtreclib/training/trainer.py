@@ -25,7 +25,7 @@ import copy
 import functools
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -137,6 +137,9 @@ class Trainer:
         progress: show progress and per-epoch lines (rank 0 only).
         checkpoints: where best and last states go (None: nowhere).
         log: where per-step and per-epoch figures go (None: nowhere).
+        epoch_end: called with each epoch's record (losses, validation metrics, ``valid_score``)
+            once the epoch is over (the same record on every rank); one that raises ends
+            training with its exception (a tuner stops a trial doing worse than others so).
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class Trainer:
         progress: bool = True,
         checkpoints: Checkpoints | None = None,
         log: MetricsLog | None = None,
+        epoch_end: Sequence[Callable[[dict], None]] = (),
     ):
         self.model = model
         self.config = config
@@ -161,6 +165,7 @@ class Trainer:
         self.checkpoints = checkpoints if rank == 0 else None
         self._saves = checkpoints is not None  # known on every rank: saving needs every rank's random state
         self.log = log if rank == 0 else None
+        self.epoch_end = tuple(epoch_end)
         self.strategy = (strategy or create_strategy(config.mto, model.task_num)).to(device)
         self.strategy.attach(model)
         self.objective: nn.Module = TrainingObjective(model)
@@ -224,6 +229,8 @@ class Trainer:
                 record["valid_score"] = validation_score(record["valid"])
             result.history.append(record)
             self._report_epoch(record)
+            for callback in self.epoch_end:
+                callback(record)
             if config.patience == 0 or record["valid_score"] > result.best_score:
                 result.best_score = record.get("valid_score", result.best_score)
                 result.waited, result.best_epoch = 0, epoch + 1
