@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from mtreclib.config.experiment import DataConfig, ExperimentConfig, RunConfig, TrainConfig
+from mtreclib.config.resolve import with_changes
 from mtreclib.core.settings import ConfigError, Search, fields_of, meta_of, search_choices, search_range
 from mtreclib.models import list_models, model_class
 from mtreclib.mto import list_strategies, strategy_class
@@ -100,7 +101,7 @@ def test_a_space_file_narrows_removes_and_adds_settings(tmp_path):
 
 
 def test_settings_given_on_the_command_line_stay_fixed_unless_the_file_names_them(tmp_path):
-    config = ExperimentConfig(model="mmoe").replace(embed_dim=8, lr=0.01)
+    config = with_changes(ExperimentConfig(model="mmoe"), embed_dim=8, lr=0.01)
     space = SearchSpace.build(config, fixed={"embed_dim", "lr"})
     assert "embed_dim" not in space.dimensions and "lr" not in space.dimensions and "dropout" in space.dimensions
     again = SearchSpace.build(config, _write(tmp_path, "lr: {low: 0.001, high: 0.1, log: true}\n"), fixed={"embed_dim", "lr"})
@@ -113,7 +114,7 @@ def test_a_trial_samples_typed_values():
     fixed = {"lr": 0.002, "weight_decay": 1e-6, "embed_dim": 32, "bottom_dims": "256,128", "tower_dims": "64,32", "dropout": 0.25, "expert_num": 6}
     values = space.sample(optuna.trial.FixedTrial(fixed))
     assert values["bottom_dims"] == (256, 128) and values["tower_dims"] == (64, 32) and values["expert_num"] == 6
-    built = config.replace(**values)
+    built = with_changes(config, **values)
     assert built.model_config.bottom_dims == (256, 128) and built.train.lr == 0.002
 
 
@@ -144,7 +145,7 @@ def test_extremes_that_cannot_go_together_are_refused_before_any_trial(tmp_path)
     with pytest.raises(ConfigError, match=r"cannot go together \(.*expert_num=2.*selected_experts=4.*\): selected_experts .* at most expert_num \(2\)"):
         SearchSpace.build(config, path)
     # The same with the expert number fixed high enough is fine.
-    SearchSpace.build(config.replace(expert_num=8), path, fixed={"expert_num"})
+    SearchSpace.build(with_changes(config, expert_num=8), path, fixed={"expert_num"})
 
 
 def test_the_space_survives_the_trip_to_a_worker_process():

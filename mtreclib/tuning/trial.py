@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.config.resolve import with_changes
 from mtreclib.core.errors import UserError
 from mtreclib.data.datasets import Dataset
 from mtreclib.training.experiment import run_experiment
@@ -42,7 +43,7 @@ class Objective:
         trial.set_user_attr("worker", self.worker)
         values = self.space.sample(trial)
         try:
-            config = self.base.replace(**values)
+            config = with_changes(self.base, **values)
         except UserError as error:  # settings that cannot go together: this trial fails, the study goes on
             trial.set_user_attr("error", str(error))
             raise

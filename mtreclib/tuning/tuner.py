@@ -14,6 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.config.resolve import with_changes
 from mtreclib.core.errors import UserError
 from mtreclib.core.progress import note
 from mtreclib.data.datasets import find_dataset, load_dataset
@@ -56,7 +57,7 @@ def tune(config: ExperimentConfig, settings: TuneConfig, *, fixed: Collection[st
     if dataset.valid is None and config.data.valid_fraction == 0:
         raise UserError("tuning selects settings on a validation split: set --valid-fraction above 0 (this dataset has no validation split)")
     if settings.workers > 1 and config.train.threads is None:
-        config = config.replace(threads=worker_threads(settings.workers))
+        config = with_changes(config, threads=worker_threads(settings.workers))
     identity = StudyIdentity.of(config, dataset.name)
     name = settings.study or default_name(config, dataset.name)
     sampler = make_sampler(optuna, config.train.seed, settings.startup_trials)
