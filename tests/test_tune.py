@@ -18,6 +18,7 @@ import pytest
 from conftest import small_experiment
 
 from mtreclib.cli import main
+from mtreclib.config.settings import Search
 from mtreclib.data.datasets import load_dataset
 from mtreclib.training.experiment import run_experiment
 from mtreclib.training.trainer import Trainer
@@ -75,7 +76,7 @@ def test_tpe_finds_the_better_learning_rate(data_dir, tmp_path):
 def test_the_pruner_stops_a_clearly_worse_trial_after_its_first_epoch(data_dir):
     dataset = without_test(load_dataset("tiny", str(data_dir)))
     config = small_experiment("sharedbottom", dataset="tiny", data_dir=str(data_dir), epochs=3, patience=0, threads=1)
-    space = SearchSpace.of(config, {"lr": SearchSpace.declared(config).dimensions["lr"].search})
+    space = SearchSpace.of(config, {"lr": Search(low=1e-6, high=0.1, log=True)})
     study = optuna.create_study(direction="maximize", pruner=make_pruner(optuna, "median", 1, 3))
     study.enqueue_trial({"lr": 1e-2})  # learns
     study.enqueue_trial({"lr": 1e-5})  # barely moves in three epochs: its first epoch is far below
