@@ -18,7 +18,7 @@ import pytest
 from conftest import small_experiment
 
 from mtreclib.cli import main
-from mtreclib.config.settings import Search
+from mtreclib.core.settings import Search
 from mtreclib.data.datasets import load_dataset
 from mtreclib.training.experiment import run_experiment
 from mtreclib.training.trainer import Trainer
