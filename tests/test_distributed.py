@@ -24,6 +24,7 @@ from conftest import ALIEXPRESS_SAMPLE, free_port, random_batch, random_table, s
 
 from mtreclib.cli import main
 from mtreclib.config.experiment import TrainConfig
+from mtreclib.config.resolve import with_changes
 from mtreclib.core import distributed
 from mtreclib.core.distributed import ProcessPlace, place_from_environment
 from mtreclib.core.errors import UserError
@@ -93,7 +94,7 @@ def test_helpers_pass_values_through_in_one_process():
 
 
 def test_global_batch_too_small_for_the_processes_is_a_user_error(tiny_synthetic):
-    config = EARLY_STOPPING.replace(batch_size=3)
+    config = with_changes(EARLY_STOPPING, batch_size=3)
     with pytest.raises(UserError, match="global batch"):
         run_experiment(config, dataset=tiny_synthetic, place=ProcessPlace(rank=0, world_size=2))
 
