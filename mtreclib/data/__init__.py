@@ -1,11 +1,6 @@
 """Datasets, the arrays they are held in, and batches cut from them."""
 
-from mtreclib.data.datasets import (
-    Dataset,
-    builtin_datasets,
-    generated_dataset,
-    load_dataset,
-)
+from mtreclib.data.datasets import Dataset, builtin_datasets, generated_dataset, load_dataset
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable, split_validation
 
