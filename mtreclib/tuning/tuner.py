@@ -25,7 +25,7 @@ from mtreclib.tuning.storage import open_storage, shown
 from mtreclib.tuning.study import StudyIdentity, default_name, make_pruner, make_sampler, open_study, sampler_seed
 from mtreclib.tuning.summary import StudySummary, format_seconds
 from mtreclib.tuning.trial import settings_text
-from mtreclib.tuning.workers import WorkerJob, run_workers, shares, without_test, work, worker_threads
+from mtreclib.tuning.workers import WorkerJob, epochs, run_workers, shares, without_test, work, worker_threads
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _announce(config: ExperimentConfig, settings: TuneConfig, name: str, before:
     workers = f"{settings.workers} workers" if settings.workers > 1 else "1 worker"
     note(
         f"mtrec tune: {settings.trials} trials{limit}, {workers}, TPE seeded from seed {config.train.seed}, pruner {settings.pruner}, "
-        f"up to {config.train.epochs} epochs a trial; searching {'; '.join(space.describe())}"
+        f"up to {epochs(config.train.epochs)} a trial; searching {'; '.join(space.describe())}"
     )
 
 

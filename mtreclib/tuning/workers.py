@@ -94,7 +94,7 @@ def trial_line(optuna: Any, study: Any, trial: Any) -> str:
     """What a finished trial did, in one line."""
     state = optuna.trial.TrialState
     attrs = trial.user_attrs
-    cost = f"{attrs.get('epochs', 0)} epochs, {attrs.get('wall_seconds', 0.0):.0f} s"
+    cost = f"{epochs(attrs.get('epochs', 0))}, {attrs.get('wall_seconds', 0.0):.0f} s"
     point = settings_text(trial.params)
     if trial.state == state.COMPLETE:
         best = study.best_trial
@@ -105,6 +105,11 @@ def trial_line(optuna: Any, study: Any, trial: Any) -> str:
         return f"trial {trial.number}: pruned after epoch {attrs.get('epochs', 0)}{score} ({cost}) {point}"
     reason = attrs.get("error") or trial.system_attrs.get("fail_reason", "failed")
     return f"trial {trial.number}: failed: {str(reason).strip().splitlines()[0]} {point}"
+
+
+def epochs(count: int) -> str:
+    """``1 epoch``, ``3 epochs``."""
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
 def _worker_main(job: WorkerJob) -> None:
