@@ -95,6 +95,12 @@ def test_list_flags_may_be_repeated_or_comma_separated():
     assert build_parser().parse_args(["train", "--resume", "chkpt/x/run-2"]).resume == "chkpt/x/run-2"
 
 
+@pytest.mark.parametrize("name", ["benchmark", "tune"])
+def test_commands_that_run_many_trainings_offer_no_resume_of_one_run(name):
+    """A benchmark resumes by skipping finished runs, a study by its storage; --resume RUN would be ignored."""
+    assert "--resume" not in subcommands()[name].format_help()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

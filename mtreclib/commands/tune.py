@@ -14,8 +14,9 @@ HELP = (
     "search a model's settings on the validation split (Optuna's TPE, pruning on per-epoch validation AUC); "
     "the same command continues the study, and several processes or machines can share it"
 )
-# A trial writes no files of its own and shows one line instead of bars.
-RUN_ONLY = ("save_dir", "save", "results", "tensorboard", "progress")
+# A trial writes no files of its own, shows one line instead of bars, and resumes no run (the
+# study resumes itself: the same command continues it).
+RUN_ONLY = ("save_dir", "save", "results", "tensorboard", "progress", "resume")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
