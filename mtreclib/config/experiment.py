@@ -17,7 +17,7 @@ from mtreclib.core.settings import ConfigError, Settings, flag_name, search_rang
 from mtreclib.models import model_class
 from mtreclib.mto import strategy_class
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # what a run computes in; a run's "auto" resolves to one of them
 # Kept here rather than imported from mtreclib.embeddings: configuration is the base layer.
 EMBEDDING_BACKENDS = ("dense", "torchrec")
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam")
@@ -87,8 +87,9 @@ class TrainConfig(Settings):
     precision: str = setting(
         "fp32",
         "bf16: bfloat16 autocast for the forward passes; faster only where the hardware has native bf16 "
-        "(recent GPUs, CPUs with AVX-512 BF16/AMX)",
-        choices=PRECISIONS,
+        "(recent GPUs, CPUs with AVX-512 BF16/AMX); auto: bf16 where a probe of this model's step on this machine finds it faster, "
+        "else fp32 (the choice is saved with the run)",
+        choices=(*PRECISIONS, "auto"),
     )
     compile: bool = setting(False, "run the model through torch.compile")
     threads: int | None = setting(

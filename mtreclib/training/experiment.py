@@ -7,6 +7,7 @@ output paths, the data and the model.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import yaml
 
 from mtreclib.config.compare import differences
 from mtreclib.config.experiment import RESUME, ExperimentConfig
-from mtreclib.config.resolve import resolve
+from mtreclib.config.resolve import resolve, with_changes
 from mtreclib.core import distributed
 from mtreclib.core.atomic import atomic_output, check_writable
 from mtreclib.core.device import resolve_device
@@ -24,9 +25,10 @@ from mtreclib.core.distributed import ProcessPlace
 from mtreclib.core.errors import UserError
 from mtreclib.core.metrics import task_metrics
 from mtreclib.core.progress import note
-from mtreclib.core.schema import FeatureSchema
+from mtreclib.core.schema import Batch, FeatureSchema
 from mtreclib.data.datasets import Dataset, load_dataset
-from mtreclib.data.table import split_validation
+from mtreclib.data.loader import BatchLoader
+from mtreclib.data.table import MultiTaskTable, split_validation
 from mtreclib.embeddings import use_torchrec
 from mtreclib.embeddings.backend import check_backend
 from mtreclib.models import MultiTaskModel, create_model
@@ -35,6 +37,7 @@ from mtreclib.nn.layers import deferred_tables, sparse_tables
 from mtreclib.runs import checkpoint
 from mtreclib.runs.checkpoint import ModelCheckpoint, RunDescription, RunDirectory
 from mtreclib.runs.record import EpochRecord, RunRecord, metrics_map
+from mtreclib.training.precision import resolve_precision
 from mtreclib.training.tensorboard import TensorBoardLog, check_available
 from mtreclib.training.trainer import Trainer
 
@@ -124,7 +127,9 @@ def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPl
             before = ExperimentConfig.from_dict(state["config"])
         except UserError as error:
             raise UserError(f"{directory.last}: {error}") from None
-        changed = differences(before, config, RESUME)
+        # "auto" resumes with the precision the run chose when it started.
+        asked = with_changes(config, precision=before.train.precision) if config.train.precision == "auto" else config
+        changed = differences(before, asked, RESUME)
         if changed:
             raise UserError(
                 f"--resume {directory.path}: the settings differ from that run's ({changed[0]}); "
@@ -138,6 +143,23 @@ def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPl
     return RunDirectory(Path(path)), None
 
 
+def _precision(config: ExperimentConfig, model: MultiTaskModel, train: MultiTaskTable, device: torch.device, place: ProcessPlace,
+               resume: dict | None) -> tuple[ExperimentConfig, str]:
+    """``config`` with ``--precision auto`` resolved (see ``mtreclib.training.precision``), and why; ``why`` is empty otherwise."""
+    if config.train.precision != "auto":
+        return config, ""
+    if resume is not None:
+        precision, why = ExperimentConfig.from_dict(resume["config"]).train.precision, "auto: the resumed run's choice"
+    else:
+        def batches() -> list[Batch]:
+            loader = BatchLoader(train, config.train.batch_size, device=device, rank=place.rank, world_size=place.world_size)
+            return list(itertools.islice(iter(loader), model.batches_per_step))
+
+        # Every rank probes (a sharded model's passes are collective); rank 0's finding decides for all.
+        precision, why = distributed.broadcast_object(resolve_precision("auto", model, batches, device))
+    return with_changes(config, precision=precision), why
+
+
 def _tables(config: ExperimentConfig) -> str:
     train = config.train
     if train.embedding_backend == "dense":
@@ -146,7 +168,7 @@ def _tables(config: ExperimentConfig) -> str:
 
 
 def _banner(config: ExperimentConfig, dataset: Dataset, model: MultiTaskModel, rows: dict[str, int], device: torch.device,
-            directory: RunDirectory | None, resume: dict | None, place: ProcessPlace) -> None:
+            directory: RunDirectory | None, resume: dict | None, place: ProcessPlace, why: str = "") -> None:
     parameters = parameter_count(model)
     processes = f", {place.world_size} processes" if place.distributed else ""
     counts = ", ".join(f"{split} {count:,}" for split, count in rows.items())
@@ -157,6 +179,8 @@ def _banner(config: ExperimentConfig, dataset: Dataset, model: MultiTaskModel, r
         f"{_tables(config)}, "
         f"batch {config.train.batch_size}, up to {config.train.epochs} epochs; {where}"
     )
+    if why:
+        note(f"mtrec: precision {config.train.precision} ({why})")
     if resume is not None:
         note(f"mtrec: resuming after epoch {resume['loop']['epochs_run']} (step {resume['loop']['steps']:,})")
 
@@ -207,9 +231,10 @@ def run_experiment(
     except ValueError as error:
         raise UserError(f"--mto {config.train.mto}: {error}") from None
     directory, resume = _run_directory(config, dataset.name, place)
+    config, why = _precision(config, model, train, device, place, resume)
     rows = {"train": len(train), "valid": len(valid), **({"test": len(dataset.test)} if test else {})}
     if announce and place.is_main:
-        _banner(config, dataset, model, rows, device, directory, resume, place)
+        _banner(config, dataset, model, rows, device, directory, resume, place, why)
     if place.distributed:
         # The same initialisation on every rank, then dropout masks of each rank's own.
         torch.manual_seed(config.train.seed + place.rank)
