@@ -338,7 +338,7 @@ def test_nothing_is_written_when_the_export_fails_and_old_files_stay(shop_run, t
     assert (folder / "model.onnx").read_text() == "old model" and (folder / "model.encoders.json").read_text() == "old encoders"
 
 
-def test_both_files_are_replaced_together_and_encoders_may_go_elsewhere(shop_run, tmp_path, capsys):
+def test_the_encoders_may_go_elsewhere_and_name_their_model(shop_run, tmp_path, capsys):
     model, encoders = tmp_path / "m.pt", tmp_path / "other" / "enc.json"
     assert main(["export", str(shop_run.run), "--output", str(model), "--encoders", str(encoders)]) == 0
     document = json.loads(encoders.read_text())

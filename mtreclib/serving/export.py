@@ -11,7 +11,8 @@ probabilities (the sigmoid of the model's logits), for any batch size:
     -> probabilities   (batch, T) float32    one column per task, in the checkpoint's task order
 
 An input of no width (no numerical features, no single-valued fields) is left out. Encoding raw
-rows into these tensors is the encoders' work (``mtrec predict``, ``Model.encode``).
+rows into these tensors is the encoders' work (``mtrec predict``, ``Model.encode``); ``mtrec export``
+writes them beside the file as plain JSON for other languages (``serving/encoders_file.py``).
 
 The exported program is the model's dense computation (``split_products`` off: the split path
 picks its plan from the batch's distinct ids, which a static graph cannot). Every export is
