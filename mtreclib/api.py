@@ -27,8 +27,9 @@ import torch
 from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.data.table import MultiTaskTable
 from mtreclib.runs.record import RunRecord
+from mtreclib.serving.encoders_file import export_with_encoders
 from mtreclib.serving.evaluation import evaluate_checkpoint
-from mtreclib.serving.export import FORMATS, SUFFIXES, ExportReport, export_model
+from mtreclib.serving.export import FORMATS, SUFFIXES, ExportReport
 from mtreclib.serving.inference import Inference, load_checkpoint
 from mtreclib.serving.streaming import PredictionSummary, predict_file
 
@@ -151,10 +152,13 @@ class Model:
 
         return evaluate_checkpoint(self.inference, dataset, data_dir=None if data_dir is None else str(data_dir), split=split, progress=False)
 
-    def export(self, path: str | os.PathLike, format: str | None = None) -> ExportReport:  # noqa: A002 - the CLI flag's name
-        """Write the model for another runtime (``onnx``, ``torchscript``, ``pt2``; default from the suffix)."""
+    def export(
+        self, path: str | os.PathLike, format: str | None = None, *, encoders: str | os.PathLike | None = None  # noqa: A002 - the CLI flag's name
+    ) -> ExportReport:
+        """Write the model for another runtime (``onnx``, ``torchscript``, ``pt2``; default from the suffix),
+        and its encoders file (``encoders``, default ``mmoe.onnx`` -> ``mmoe.encoders.json``; docs/serving-encoders.md)."""
         fmt = format or export_format(Path(path))
-        return export_model(self.inference.model, path, fmt, name=self.inference.model_name)
+        return export_with_encoders(self.inference, path, fmt, encoders)[0]
 
 
 def export_format(path: Path) -> str:

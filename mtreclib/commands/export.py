@@ -12,7 +12,8 @@ from mtreclib.config.flags import add_settings, same, settings_from
 from mtreclib.core.atomic import check_writable
 from mtreclib.core.errors import UserError
 from mtreclib.core.settings import Settings, setting
-from mtreclib.serving.export import FORMATS, SUFFIXES, check_format, export_model
+from mtreclib.serving.encoders_file import encoders_path, export_with_encoders
+from mtreclib.serving.export import FORMATS, SUFFIXES, check_format
 from mtreclib.serving.inference import load_checkpoint
 
 NAME = "export"
@@ -31,6 +32,9 @@ class ExportOptions(Settings):
         "none: from the output's suffix, " + ", ".join(f"{s} {f}" for f, s in SUFFIXES.items()),
         choices=FORMATS,
     )
+    encoders: str | None = setting(
+        None, "the encoders file written with the model (JSON, docs/serving-encoders.md); none: beside it, model.onnx -> model.encoders.json"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UserError(f"--output {error}; or give --format") from None
     check_format(fmt)
+    encoders = Path(options.encoders) if options.encoders is not None else encoders_path(options.output)
     check_writable(options.output, "--output")
+    check_writable(encoders, "--encoders")
     inference = load_checkpoint(options.checkpoint)
-    report = export_model(inference.model, options.output, fmt, name=inference.model_name)
+    report, written = export_with_encoders(inference, options.output, fmt, options.encoders)
     print(f"mtrec: exported {inference.model_name} ({inference.dataset}, epoch {inference.epoch}) to {report.describe()}")
+    if written is not None:
+        print(f"mtrec: its encoders (raw rows -> these inputs) in {written}")
+    else:
+        print("mtrec: no encoders file: the checkpoint's model was trained on encoded arrays, it has no encoders of raw rows")
     return 0

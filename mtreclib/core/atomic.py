@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from mtreclib.core.errors import UserError
@@ -29,6 +29,15 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """``atomic_output`` for files that belong together (a model and its encoders): a temporary
+    path for each, all renamed over their paths once every one was written, none on an exception
+    (renamed last to first: a rename that fails leaves the paths before it untouched)."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(atomic_output(path)) for path in paths]
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:

@@ -2,7 +2,8 @@
 
 - ``CategoricalEncoder``: ids for single- and multi-valued categorical values. ``build``: the
   training values seen at least ``min_count`` times get ids ``1..V`` by decreasing count (ties
-  by value); ``0`` is the out-of-vocabulary slot (rarer, unseen and missing values).
+  by value); ``0`` is the out-of-vocabulary slot (rarer, unseen and missing values). An integer
+  vocabulary reads a text value as the integer its digits spell (``"007"`` is 7), other text as unseen.
   ``identity``: non-negative integer ids as they are; the vocabulary is the training maximum +
   2, and larger ids map to the last slot, ``max + 1`` (the AliExpress rule). ``hash``: a stable
   hash of the value into ``1..N`` (``0`` for missing).
@@ -193,12 +194,12 @@ class CategoricalEncoder:
         values = self.values
         if pa.types.is_integer(values.type):
             if not pa.types.is_integer(array.type):
-                array = pc.cast(array, pa.int64(), safe=True) if _all_digits(array) else array
-            if pa.types.is_integer(array.type):
-                return self._lookup_ints(array)
-            array = array.cast(pa.string())
-            values = values.cast(pa.string())
-        elif pa.types.is_integer(array.type):
+                # Each text value on its own: the integer its digits spell, or unseen. (Deciding per
+                # chunk made "007" mean 7 or nothing depending on the rows read with it.)
+                digits = pc.match_substring_regex(array, r"^-?[0-9]+$")
+                array = pc.cast(pc.if_else(digits, array, pa.scalar(None, array.type)), pa.int64())
+            return self._lookup_ints(array)
+        if pa.types.is_integer(array.type):
             array = array.cast(pa.string())
         position = pc.index_in(array, value_set=values)
         return pc.fill_null(pc.add(position, 1), 0).to_numpy(zero_copy_only=False).astype(np.int32)

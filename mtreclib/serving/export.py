@@ -11,7 +11,8 @@ probabilities (the sigmoid of the model's logits), for any batch size:
     -> probabilities   (batch, T) float32    one column per task, in the checkpoint's task order
 
 An input of no width (no numerical features, no single-valued fields) is left out. Encoding raw
-rows into these tensors is the encoders' work (``mtrec predict``, ``Model.encode``).
+rows into these tensors is the encoders' work (``mtrec predict``, ``Model.encode``); ``mtrec export``
+writes them beside the file as plain JSON for other languages (``serving/encoders_file.py``).
 
 The exported program is the model's dense computation (``split_products`` off: the split path
 picks its plan from the batch's distinct ids, which a static graph cannot). Every export is
@@ -29,7 +30,7 @@ import io
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.core.atomic import atomic_output
+from mtreclib.core.atomic import atomic_outputs
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.models import MultiTaskModel
@@ -231,10 +232,14 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[torch.Tenso
         return torch.export.load(str(path)).module()(*inputs).numpy()
 
 
-def export_model(model: MultiTaskModel, path: str | os.PathLike, fmt: str = "onnx", *, name: str | None = None) -> ExportReport:
+def export_model(
+    model: MultiTaskModel, path: str | os.PathLike, fmt: str = "onnx", *, name: str | None = None, companions: Mapping[Path, str] | None = None
+) -> ExportReport:
     """Write ``model`` to ``path`` in format ``fmt`` (``FORMATS``), checked against PyTorch; see the module docstring.
 
     The model itself is left as it was (a copy is exported, on the CPU, in eval mode).
+    ``companions``: text files written with the model (its encoders), path -> text: all of
+    them and the model, or, when anything fails, none.
     """
     check_format(fmt)
     name = name or type(model).__name__
@@ -251,7 +256,13 @@ def export_model(model: MultiTaskModel, path: str | os.PathLike, fmt: str = "onn
     with torch.inference_mode():
         expected = module(*probe).numpy()
     path = Path(path)
-    with atomic_output(path) as temporary:
+    companions = dict(companions or {})
+    with atomic_outputs([path, *companions]) as (temporary, *others):
+        for (target, text), other in zip(companions.items(), others):
+            try:
+                other.write_text(text, encoding="utf-8")
+            except OSError as error:
+                raise UserError(f"{target}: cannot be written ({error.strerror or error})") from None
         try:
             with _quiet():
                 _run_export(module, example, fmt, temporary, names)
