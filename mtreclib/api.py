@@ -249,14 +249,13 @@ def train(
     values = dict(settings)
     if model is not None:
         values["model"] = model
-    loaded = None
+    loaded, frames = None, None
     if isinstance(dataset, Mapping):
         spec_keys = _frames_spec(spec)
         if not spec_keys.get("name"):
             raise UserError("spec: name: missing; tables in memory are written to data_dir/<name>/, so the spec must name its dataset")
-        folder = Path(str(values.get("data_dir", DataConfig.data_dir))) / str(spec_keys["name"])
-        tables = {split: _as_table(rows) for split, rows in dataset.items()}
-        values["dataset"] = str(write_frames(tables, spec_keys, folder))
+        frames = Path(str(values.get("data_dir", DataConfig.data_dir))) / str(spec_keys["name"])
+        values["dataset"] = str(frames / "dataset.yaml")
     elif spec is not None:
         raise UserError("spec: only with tables in memory (dataset={'train': ..., 'test': ...}); a dataset by name or path has its own spec")
     elif isinstance(dataset, DatasetSpec):
@@ -270,9 +269,11 @@ def train(
         raise TypeError(
             f"dataset: expected a name or spec path, a DatasetSpec, or {{'train': ..., 'test': ...}} tables, got {type(dataset).__name__}"
         )
-    config = resolve(values)
+    config = resolve(values)  # every setting checked before a file is written
     if not config.run.save:
         raise UserError("save=False: mtreclib.train returns the model of the run's checkpoint; let it save one")
+    if frames is not None:
+        write_frames({split: _as_table(rows) for split, rows in dataset.items()}, spec_keys, frames)
     record = run_experiment(config, dataset=loaded)
     if config.run.results:
         record.write(config.run.results)
