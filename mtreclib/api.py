@@ -232,7 +232,7 @@ def train(
     """``mtrec train`` from Python: train ``model`` on ``dataset``; returns the trained model and its record.
 
     ``dataset``: what ``--dataset`` takes (a built-in name, a folder under ``data_dir``, a
-    spec file's path); a ``DatasetSpec``; or tables in memory, ``{"train": ..., "test": ...}``
+    spec file's path); a dataset folder's ``Path``; a ``DatasetSpec``; or tables in memory, ``{"train": ..., "test": ...}``
     (``"valid"`` optional) of pandas DataFrames or PyArrow tables, with ``spec``: a spec file,
     a ``DatasetSpec`` or a mapping of spec keys (its ``name:`` required; any file keys are
     ignored). Tables are written as Parquet, with the spec, to ``data_dir/<name>/`` and read
@@ -246,7 +246,7 @@ def train(
     ``data_dir`` (default ``data``); ``results=FILE`` also writes the record's JSON.
     ``save=False`` is refused: the model returned is the run's checkpoint.
     """
-    values = dict(settings)
+    values = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in settings.items()}  # data_dir=Path(...)
     if model is not None:
         values["model"] = model
     loaded, frames = None, None
@@ -263,6 +263,8 @@ def train(
             values["dataset"] = str(dataset.path)
         else:
             values["dataset"], loaded = dataset.name, spec_dataset(dataset)
+    elif isinstance(dataset, os.PathLike) and Path(dataset).is_dir():
+        values["dataset"] = str(Path(dataset) / "dataset.yaml")  # a dataset folder by its path
     elif isinstance(dataset, (str, os.PathLike)):
         values["dataset"] = str(dataset)
     elif dataset is not None:

@@ -54,6 +54,11 @@ def test_generate_myshop_with_another_seed_writes_other_rows_and_refuses_a_built
     assert pq.read_table(tmp_path / "other" / "test.parquet") != pq.read_table(tmp_path / "myshop" / "test.parquet")
     assert main(["generate", "--dataset", "myshop", "--data-dir", str(tmp_path), "--name", "synthetic"]) == 2
     assert "--name synthetic: a built-in dataset's name" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "dataset.yaml").write_text("labels: [click]\n")  # someone's own dataset
+    assert main(["generate", "--dataset", "myshop", "--data-dir", str(tmp_path), "--name", "mine"]) == 2
+    assert "mine/dataset.yaml: another dataset's spec is there" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["dataset.yaml"]
 
 
 def test_train_by_name_returns_the_runs_model_record_and_folder_as_the_cli_writes_them(shop):
@@ -75,6 +80,9 @@ def test_train_takes_a_spec_file_or_a_datasetspec_and_writes_results_when_asked(
     assert run.record.dataset == "myshop" and Path("out.json").is_file()
     again = mtreclib.train("data/myshop/dataset.yaml", "sharedbottom", **TINY)
     assert again.run_dir.name == "run-2" and {t: m.auc for t, m in again.metrics.items()} == {t: m.auc for t, m in run.metrics.items()}
+    # A folder's Path, and paths as settings.
+    folder = mtreclib.train(Path("data/myshop"), "sharedbottom", **{**TINY, "save_dir": Path("elsewhere")})
+    assert folder.run_dir == Path("elsewhere/myshop_sharedbottom/run-1") and folder.record.dataset == "myshop"
     # A spec of no file (built in Python) is loaded as it is and named by its name.
     inline = DatasetSpec.from_dict({**spec.raw, "name": "inline"}, base=Path("data/myshop"))
     run = mtreclib.train(inline, "sharedbottom", **TINY)

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtreclib.core.atomic import atomic_output
+from mtreclib.core.errors import UserError
 
 # The README's spec (README.md, "Your own data"; docs/dataset-spec.md), written as it is there.
 SPEC = """\
@@ -136,8 +137,14 @@ def _write(path: Path, columns: dict[str, list]) -> None:
 
 
 def write_myshop(folder: str | Path, config: MyShopConfig | None = None) -> Path:
-    """Write the myshop dataset into ``folder`` (created); the same files for the same ``config``."""
+    """Write the myshop dataset into ``folder`` (created); the same files for the same ``config``.
+
+    A folder holding another dataset's spec is refused: its files would be replaced.
+    """
     folder, config = Path(folder), config or MyShopConfig()
+    spec = folder / "dataset.yaml"
+    if spec.is_file() and spec.read_text() != SPEC:
+        raise UserError(f"{spec}: another dataset's spec is there; write myshop to another folder (mtrec generate --name)")
     rng = np.random.default_rng(config.seed)
     shop = _Shop(config, rng)
     day1 = int(config.train_rows * 0.6)
