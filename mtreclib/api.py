@@ -232,10 +232,10 @@ def train(
     """``mtrec train`` from Python: train ``model`` on ``dataset``; returns the trained model and its record.
 
     ``dataset``: what ``--dataset`` takes (a built-in name, a folder under ``data_dir``, a
-    spec file's path); a dataset folder's ``Path``; a ``DatasetSpec``; or tables in memory, ``{"train": ..., "test": ...}``
-    (``"valid"`` optional) of pandas DataFrames or PyArrow tables, with ``spec``: a spec file,
-    a ``DatasetSpec`` or a mapping of spec keys (its ``name:`` required; any file keys are
-    ignored). Tables are written as Parquet, with the spec, to ``data_dir/<name>/`` and read
+    spec file's path); a dataset folder's ``Path``; a ``DatasetSpec``; or tables in memory,
+    ``{"train": ..., "test": ...}`` (``"valid"`` optional) of pandas DataFrames or PyArrow
+    tables, with ``spec``: a spec file, a ``DatasetSpec`` or a mapping of spec keys (its
+    ``name:`` required; any file keys are ignored). Tables are written as Parquet, with the spec, to ``data_dir/<name>/`` and read
     from there like any dataset (so the run can be evaluated and resumed later); a folder of
     that name this function did not write is refused. None: the CLI's default dataset.
 
@@ -249,7 +249,7 @@ def train(
     values = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in settings.items()}  # data_dir=Path(...)
     if model is not None:
         values["model"] = model
-    loaded, frames = None, None
+    inline, frames = None, None
     if isinstance(dataset, Mapping):
         spec_keys = _frames_spec(spec)
         if not spec_keys.get("name"):
@@ -262,7 +262,7 @@ def train(
         if dataset.path is not None:
             values["dataset"] = str(dataset.path)
         else:
-            values["dataset"], loaded = dataset.name, spec_dataset(dataset)
+            values["dataset"], inline = dataset.name, dataset  # a spec of no file: loaded as it is
     elif isinstance(dataset, os.PathLike) and Path(dataset).is_dir():
         values["dataset"] = str(Path(dataset) / "dataset.yaml")  # a dataset folder by its path
     elif isinstance(dataset, (str, os.PathLike)):
@@ -276,7 +276,7 @@ def train(
         raise UserError("save=False: mtreclib.train returns the model of the run's checkpoint; let it save one")
     if frames is not None:
         write_frames({split: _as_table(rows) for split, rows in dataset.items()}, spec_keys, frames)
-    record = run_experiment(config, dataset=loaded)
+    record = run_experiment(config, dataset=None if inline is None else spec_dataset(inline, progress=config.run.progress))
     if config.run.results:
         record.write(config.run.results)
     if record.checkpoint is None:
