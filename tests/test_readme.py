@@ -25,7 +25,7 @@ from mtreclib.cli import main
 from mtreclib.data.myshop import SPEC
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 def section(text: str, heading: str) -> str:
