@@ -1,7 +1,9 @@
-"""The Python API of a trained model, for notebooks and services: load, predict, evaluate, export.
+"""The Python API, for notebooks and services: train, load, predict, evaluate, export.
 
     import mtreclib
 
+    run = mtreclib.train(dataset="myshop", model="mmoe", epochs=5)   # mtrec train's settings
+    model = run.model                                   # or:
     model = mtreclib.load("chkpt/myshop_mmoe/run-1")   # a run folder or its best.pt
     scores = model.predict(table)                       # raw rows -> (N, T) probabilities
     record = model.evaluate(split="test")               # per-task AUC and log-loss
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +27,21 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from mtreclib.config.experiment import DataConfig
+from mtreclib.config.resolve import resolve
+from mtreclib.core.errors import UserError
 from mtreclib.core.schema import Bag, FeatureSchema
+from mtreclib.data.datasets import spec_dataset
+from mtreclib.data.frames import write_frames
+from mtreclib.data.spec import DatasetSpec
 from mtreclib.data.table import MultiTaskTable
-from mtreclib.runs.record import RunRecord
+from mtreclib.runs.record import Metrics, RunRecord
 from mtreclib.serving.encoders_file import export_with_encoders
 from mtreclib.serving.evaluation import evaluate_checkpoint
 from mtreclib.serving.export import FORMATS, SUFFIXES, ExportReport
 from mtreclib.serving.inference import Inference, load_checkpoint
 from mtreclib.serving.streaming import PredictionSummary, predict_file
+from mtreclib.training.experiment import run_experiment
 
 
 def _as_table(rows: Any) -> pa.Table:
@@ -177,3 +187,102 @@ def load(path: str | os.PathLike, *, device: str = "cpu", batch_size: int | None
     pass (default: the training batch size).
     """
     return Model(load_checkpoint(path, device=device, batch_size=batch_size))
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What ``mtreclib.train`` returns.
+
+    Attributes:
+        model: the trained model (its best validation epoch), loaded from the run's ``best.pt``:
+            the object ``mtreclib.load(run_dir)`` gives.
+        record: the results record (``mtrec train --results``' JSON): test metrics per task,
+            history per epoch, configuration, rows, speed.
+        run_dir: the run folder, ``SAVE_DIR/<dataset>_<model>/run-N`` (best.pt, last.pt,
+            config.yaml, results.json).
+    """
+
+    model: Model
+    record: RunRecord
+    run_dir: Path
+
+    @property
+    def metrics(self) -> dict[str, Metrics]:
+        """Per task, its test metrics (``metrics["click"].auc``)."""
+        return self.record.tasks
+
+
+def _frames_spec(spec: Any) -> dict[str, Any]:
+    """The keys of the spec that goes with in-memory tables: a spec file, a ``DatasetSpec`` or a mapping."""
+    if spec is None:
+        raise UserError("dataset: tables in memory need a spec=: a spec file, a DatasetSpec or a mapping of its keys (what the columns mean)")
+    if isinstance(spec, (str, os.PathLike)):
+        spec = DatasetSpec.load(spec)
+    if isinstance(spec, DatasetSpec):
+        named = {"name": spec.name} if spec.path is not None else {}  # a spec file's folder names its dataset
+        return {**named, **spec.raw}
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    raise TypeError(f"spec: expected a spec file's path, a DatasetSpec or a mapping of spec keys, got {type(spec).__name__}")
+
+
+def train(
+    dataset: str | os.PathLike | DatasetSpec | Mapping[str, Any] | None = None,
+    model: str | None = None,
+    *,
+    spec: str | os.PathLike | DatasetSpec | Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> TrainedRun:
+    """``mtrec train`` from Python: train ``model`` on ``dataset``; returns the trained model and its record.
+
+    ``dataset``: what ``--dataset`` takes (a built-in name, a folder under ``data_dir``, a
+    spec file's path); a dataset folder's ``Path``; a ``DatasetSpec``; or tables in memory,
+    ``{"train": ..., "test": ...}`` (``"valid"`` optional) of pandas DataFrames or PyArrow
+    tables, with ``spec``: a spec file, a ``DatasetSpec`` or a mapping of spec keys (its
+    ``name:`` required; any file keys are ignored). Tables are written as Parquet, with the spec, to ``data_dir/<name>/`` and read
+    from there like any dataset (so the run can be evaluated and resumed later); a folder of
+    that name this function did not write is refused. None: the CLI's default dataset.
+
+    ``model`` and ``settings``: ``mtrec train``'s settings by their keys, the flags' names with
+    underscores (``epochs=5``, ``embed_dim=16``, ``mto="pcgrad"``, ``progress=False``); an
+    unknown key is refused naming the closest. Outputs go where the CLI's go: a run folder
+    under ``save_dir`` (default ``chkpt`` in the working directory), datasets under
+    ``data_dir`` (default ``data``); ``results=FILE`` also writes the record's JSON.
+    ``save=False`` is refused: the model returned is the run's checkpoint.
+    """
+    values = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in settings.items()}  # data_dir=Path(...)
+    if model is not None:
+        values["model"] = model
+    inline, frames = None, None
+    if isinstance(dataset, Mapping):
+        spec_keys = _frames_spec(spec)
+        if not spec_keys.get("name"):
+            raise UserError("spec: name: missing; tables in memory are written to data_dir/<name>/, so the spec must name its dataset")
+        frames = Path(str(values.get("data_dir", DataConfig.data_dir))) / str(spec_keys["name"])
+        values["dataset"] = str(frames / "dataset.yaml")
+    elif spec is not None:
+        raise UserError("spec: only with tables in memory (dataset={'train': ..., 'test': ...}); a dataset by name or path has its own spec")
+    elif isinstance(dataset, DatasetSpec):
+        if dataset.path is not None:
+            values["dataset"] = str(dataset.path)
+        else:
+            values["dataset"], inline = dataset.name, dataset  # a spec of no file: loaded as it is
+    elif isinstance(dataset, os.PathLike) and Path(dataset).is_dir():
+        values["dataset"] = str(Path(dataset) / "dataset.yaml")  # a dataset folder by its path
+    elif isinstance(dataset, (str, os.PathLike)):
+        values["dataset"] = str(dataset)
+    elif dataset is not None:
+        raise TypeError(
+            f"dataset: expected a name or spec path, a DatasetSpec, or {{'train': ..., 'test': ...}} tables, got {type(dataset).__name__}"
+        )
+    config = resolve(values)  # every setting checked before a file is written
+    if not config.run.save:
+        raise UserError("save=False: mtreclib.train returns the model of the run's checkpoint; let it save one")
+    if frames is not None:
+        write_frames({split: _as_table(rows) for split, rows in dataset.items()}, spec_keys, frames)
+    record = run_experiment(config, dataset=None if inline is None else spec_dataset(inline, progress=config.run.progress))
+    if config.run.results:
+        record.write(config.run.results)
+    if record.checkpoint is None:
+        raise UserError(f"{config.run.save_dir}: the run kept no checkpoint")
+    return TrainedRun(load(record.checkpoint, device=config.run.device), record, Path(record.checkpoint).parent)
