@@ -279,7 +279,8 @@ def test_two_strategies_give_a_row_each_marked_over_all_rows_and_a_weights_plot(
 
     (table,) = build_tables(load_runs(runs)[0])
     styles = row_styles(table.rows)
-    assert styles[("weak", "ew")].colour == styles[("weak", "fixed")].colour != styles[("good", "ew")].colour
+    # weak is there with two strategies: each (model, strategy) a colour of its own (issue 20, stumble 10)
+    assert len({styles[key].colour for key in (("good", "ew"), ("weak", "ew"), ("weak", "fixed"))}) == 3
     assert styles[("weak", "ew")].marker != styles[("weak", "fixed")].marker
     assert styles[("weak", "ew")].linestyle != styles[("weak", "fixed")].linestyle
     assert [row.label for row in table.rows if changes_weights(row)] == ["weak + fixed"]

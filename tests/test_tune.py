@@ -211,7 +211,7 @@ def _no_trial(monkeypatch):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--model", "mmoe-x"], "unknown model 'mmoe-x'; known models: singletask, "),
+        (["--model", "mmoe-x"], "unknown model 'mmoe-x' (did you mean mmoe?); known models: singletask, "),
         (["--space", "SPACE:learning_rate: {low: 0.001, high: 0.01}"], "unknown setting 'learning_rate' for model sharedbottom with strategy ew; known: "),
         (["--space", "SPACE:dropout: {low: 0.1, high: 1.0}"], "dropout (--dropout) must be below 1, got 1.0"),
         (["--storage", "postgresql://tuner@127.0.0.1:9/studies"], "--storage postgresql://tuner@127.0.0.1:9/studies: cannot open the study database"),

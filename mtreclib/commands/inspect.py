@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     options = settings_from(InspectOptions, args)
     report = inspect(load_dataset(options.dataset, options.data_dir, progress=options.progress))
-    print(format_inspection(report))
-    if options.json:
+    if options.json:  # before printing: a reader that stops early (| head -1) must not cost the file
         write_json(options.json, report)
+    print(format_inspection(report))
     return 0

@@ -1,8 +1,13 @@
 """PNG plots of a benchmark: test AUC per row with error bars, validation AUC per epoch, and the
 per-task weights per epoch of strategies that change them.
 
-A row is a model trained with a strategy: its colour says the model, its marker and line style
-the strategy, the same in every plot; a row at a tuning study's best settings has hollow markers. Figures are drawn on matplotlib's Agg canvas directly
+A row is a model trained with a strategy: its colour says the model (or, when a model is there
+with several strategies, the model and strategy), its marker and line style the strategy, the
+same in every plot; a row at a tuning study's best settings has hollow markers. No row is grey:
+grey is the legends' explanation of the marks. Every AUC panel of a figure shares one y-range,
+at least ``MIN_AUC_SPAN`` tall and reaching down to chance (0.5, drawn) when the data is near
+it, so that 0.500 against 0.519 does not look decisive. A curve of one epoch is a labelled
+marker, not a lone dot. Figures are drawn on matplotlib's Agg canvas directly
 (``Figure`` + ``FigureCanvasAgg``), not through ``pyplot``: no global backend is switched, no
 window opens, and nothing stays in memory after a figure is saved.
 """
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -25,7 +31,18 @@ from mtreclib.models import list_models
 from mtreclib.mto import list_strategies
 from mtreclib.runs.record import EpochRecord
 
-PALETTE = "tab10"
+# tab10 without its grey, then tab20's lighter shades of the same hues (its greys left out too):
+# 18 colours, as many as the registry has models, none the legends' grey.
+PALETTE = tuple(
+    to_rgba(colour)
+    for colour in (
+        *(c for i, c in enumerate(colormaps["tab10"].colors) if i != 7),
+        *(c for i, c in enumerate(colormaps["tab20"].colors) if i % 2 == 1 and i != 15),
+    )
+)
+CHANCE = 0.5
+# The least span of an AUC axis: differences of a few thousandths are not drawn as a full panel.
+MIN_AUC_SPAN = 0.1
 # Per strategy, by registry position (``ew`` first: plain dots and solid lines).
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1.5, 1, 1.5, 1, 1.5)), (0, (8, 2)), (0, (1, 3)), (0, (3, 1, 1, 1)))
@@ -55,20 +72,62 @@ def _position(name: str, known: list[str], names: Sequence[str]) -> int:
 
 def model_colours(models: Sequence[str]) -> dict[str, tuple]:
     """One colour per model, the same in every plot: by registry position, then by name."""
-    palette = colormaps[PALETTE]
-    return {model: palette(_position(model, list_models(), models) % palette.N) for model in models}
+    return {model: PALETTE[_position(model, list_models(), models) % len(PALETTE)] for model in models}
+
+
+def row_colours(rows: Sequence[ModelRow]) -> dict[tuple[str, str], tuple]:
+    """Per (model, strategy), its colour: the model's, unless some model is there with several
+    strategies; then each (model, strategy) a colour of its own, in registry order, since a marker
+    and a dash alone do not tell five curves of one colour apart."""
+    models, strategies = [row.model for row in rows], [row.mto for row in rows]
+    pairs = sorted({(row.model, row.mto) for row in rows}, key=lambda p: (_position(p[0], list_models(), models), _position(p[1], list_strategies(), strategies)))
+    if len({model for model, _ in pairs}) == len(pairs):
+        colours = model_colours(models)
+        return {(model, mto): colours[model] for model, mto in pairs}
+    return {pair: PALETTE[i % len(PALETTE)] for i, pair in enumerate(pairs)}
 
 
 def row_styles(rows: Sequence[ModelRow]) -> dict[tuple[str, ...], Style]:
     """Each row's style, keyed by ``ModelRow.key``."""
-    colours = model_colours([row.model for row in rows])
+    colours = row_colours(rows)
     strategies = [row.mto for row in rows]
     styles = {}
     for row in rows:
         index = _position(row.mto, list_strategies(), strategies)
         face = "none" if row.study else None
-        styles[row.key] = Style(colours[row.model], MARKERS[index % len(MARKERS)], LINE_STYLES[index % len(LINE_STYLES)], face)
+        styles[row.key] = Style(colours[(row.model, row.mto)], MARKERS[index % len(MARKERS)], LINE_STYLES[index % len(LINE_STYLES)], face)
     return styles
+
+
+def auc_range(low: float, high: float) -> tuple[float, float]:
+    """The y-range of AUC panels whose data lies between ``low`` and ``high``.
+
+    Chance (0.5) is in view when the data comes within ``MIN_AUC_SPAN`` of it, and the range is
+    at least ``MIN_AUC_SPAN`` tall (upward from chance, else around the data), plus 5% room.
+    """
+    if low - CHANCE <= MIN_AUC_SPAN:
+        low = min(low, CHANCE)
+        high = max(high, low + MIN_AUC_SPAN)
+    elif high - low < MIN_AUC_SPAN:
+        middle = (low + high) / 2
+        low, high = middle - MIN_AUC_SPAN / 2, middle + MIN_AUC_SPAN / 2
+    room = 0.05 * (high - low)
+    return low - room, high + room
+
+
+def _data_range(axes: Sequence) -> tuple[float, float] | None:
+    """The lowest and highest y of the data drawn on ``axes`` so far; None when nothing is."""
+    boxes = [ax.dataLim for ax in axes if np.isfinite(ax.dataLim.y0) and np.isfinite(ax.dataLim.y1)]
+    return (min(b.y0 for b in boxes), max(b.y1 for b in boxes)) if boxes else None
+
+
+def _share_auc_range(axes: Sequence, low: float, high: float) -> None:
+    """Every panel the same ``auc_range``, with the chance line where it is in view."""
+    bottom, top = auc_range(low, high)
+    for ax in axes:
+        ax.set_ylim(bottom, top)
+        if bottom <= CHANCE <= top:
+            ax.axhline(CHANCE, color="0.5", linestyle=":", linewidth=1.2, zorder=0, label="chance (AUC 0.5)")
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -108,15 +167,19 @@ def auc_figure(table: DatasetTable) -> Figure:
             ax.scatter(np.full(values.n, x + 0.2), values.values, s=12, color=style.colour, alpha=0.5, linewidths=0, marker=style.marker)
             ax.errorbar(x, values.mean, yerr=values.std if values.n >= 2 else None, fmt=style.marker, color=style.colour,
                         markerfacecolor=style.marker_face, capsize=5, markersize=7)
+    low, high = _data_range(axes) or (CHANCE, CHANCE)
+    oracles = {task: table.oracle[task].auc for task in table.tasks} if table.oracle else {}
+    near = [oracle for oracle in oracles.values() if _near(oracle, low, high)]
+    _share_auc_range(axes, low, max([high, *near]))
+    for ax, task in zip(axes, table.tasks):
         # The legend explains the marks once, in grey, rather than in the first row's colour.
         ax.errorbar([], [], yerr=[], fmt="o", color="0.4", capsize=5, markersize=7, label="mean ± std over seeds")
         ax.scatter([], [], s=12, color="0.4", alpha=0.5, linewidths=0, label="one seed")
         title = task
-        if table.oracle:
-            oracle = table.oracle[task].auc
-            title += f" (oracle AUC {oracle:.4f})"
-            if _near(oracle, ax):
-                ax.axhline(oracle, color="0.3", linestyle="--", linewidth=1, label="oracle")
+        if task in oracles:
+            title += f" (oracle AUC {oracles[task]:.4f})"
+            if oracles[task] in near:
+                ax.axhline(oracles[task], color="0.3", linestyle="--", linewidth=1, label="oracle")
         ax.set_xticks(positions, [row.label for row in table.rows], rotation=30, ha="right")
         ax.set_xlim(positions[0] - 0.6, positions[-1] + 0.6)
         ax.set_ylabel("test AUC")
@@ -127,14 +190,13 @@ def auc_figure(table: DatasetTable) -> Figure:
     return figure
 
 
-def _near(value: float, ax) -> bool:
-    """Whether ``value`` fits on ``ax`` without squeezing the models' differences flat.
+def _near(value: float, low: float, high: float) -> bool:
+    """Whether ``value`` fits beside data from ``low`` to ``high`` without squeezing the models' differences flat.
 
     An oracle far above every model would stretch the axis until the error bars, the point of
     the plot, are dots; then it is named in the title instead of drawn.
     """
-    low, high = ax.get_ylim()
-    return value <= high + (high - low)
+    return value <= high + max(high - low, MIN_AUC_SPAN)
 
 
 def per_epoch(
@@ -185,11 +247,13 @@ def _epoch_figure(
     value: Callable[[str], Callable[[EpochRecord], float | None]],
     ylabel: str,
     dodge: float = 0.0,
+    auc: bool = False,
 ) -> tuple[Figure, np.ndarray]:
     """Per task, each row's ``value(task)`` per epoch: mean over seeds, ± std shaded; the legend on the right.
 
     ``dodge``: the rows' curves are shifted this far apart along the epochs, so that identical
-    ones (the same fixed weights under every model) stay visible side by side.
+    ones (the same fixed weights under every model) stay visible side by side. ``auc``: the
+    values are AUCs (one shared range, the chance line).
     """
     styles = row_styles(table.rows)
     figure = Figure(figsize=(5.5 * len(table.tasks) + 2.2, 4.2), layout="constrained")
@@ -203,6 +267,9 @@ def _epoch_figure(
         ax.set_title(task)
         _integer_epochs(ax, epochs)
         ax.grid(alpha=0.3)
+    found = _data_range(axes) if auc else None
+    if found is not None:
+        _share_auc_range(axes, *found)
     handles, labels = axes[0].get_legend_handles_labels()
     with_strategy = any(row.label != row.model for row in rows)
     figure.legend(handles, labels, loc="outside right center", title="model + strategy" if with_strategy else "model")
@@ -214,6 +281,13 @@ def _plot_curve(ax, row: ModelRow, value: Callable[[EpochRecord], float | None],
     if len(epochs) == 0:
         return
     epochs = epochs + offset
+    if len(epochs) == 1:
+        # One epoch: no line to follow and no band to shade; a marker as large as the AUC plot's, its
+        # spread as an error bar, and its name beside it.
+        ax.errorbar(epochs, means, yerr=stds if stds[0] > 0 else None, fmt=style.marker, markersize=8, capsize=4, color=style.colour,
+                    markerfacecolor=style.marker_face, label=row.label)  # fmt: skip
+        ax.annotate(row.label, (epochs[0], means[0]), xytext=(8, 0), textcoords="offset points", va="center", fontsize="small", color=style.colour)
+        return
     ax.plot(epochs, means, marker=style.marker, markersize=4, color=style.colour, markerfacecolor=style.marker_face,
             linestyle=style.linestyle, label=row.label)
     ax.fill_between(epochs, means - stds, means + stds, color=style.colour, alpha=0.15, linewidth=0)
@@ -221,7 +295,7 @@ def _plot_curve(ax, row: ModelRow, value: Callable[[EpochRecord], float | None],
 
 def curves_figure(table: DatasetTable) -> Figure:
     """Per task, each row's validation AUC after every epoch: mean over seeds, ± std shaded."""
-    figure, _ = _epoch_figure(table, table.rows, valid_auc, "validation AUC")
+    figure, _ = _epoch_figure(table, table.rows, valid_auc, "validation AUC", auc=True)
     figure.suptitle(f"Validation AUC per epoch on {table.dataset} (mean over seeds, ± std shaded)")
     return figure
 

@@ -28,6 +28,8 @@ from mtreclib.core.atomic import write_json
 from mtreclib.core.errors import UserError
 from mtreclib.core.progress import Progress
 from mtreclib.data.datasets import Dataset, load_dataset
+from mtreclib.data.spec import DatasetSpec
+from mtreclib.models import model_class
 from mtreclib.runs.record import RunRecord
 from mtreclib.training.experiment import run_experiment
 from mtreclib.tuning.summary import StudySummary
@@ -189,12 +191,29 @@ def check_shared_defaults(config: BenchmarkConfig, specs: Sequence[RunSpec]) -> 
                 )
 
 
-def check_datasets(folders: dict[str, str]) -> None:
-    """Refuse a dataset that cannot be found (name -> its data folder) before hours of other runs."""
+def check_datasets(folders: dict[str, str]) -> dict[str, DatasetSpec | None]:
+    """Refuse a dataset that cannot be found (name -> its data folder) before hours of other runs; their specs (None: built in)."""
     from mtreclib.data.datasets import find_dataset
 
-    for name, data_dir in folders.items():
-        find_dataset(name, data_dir)
+    return {name: find_dataset(name, data_dir) for name, data_dir in folders.items()}
+
+
+def check_roles(experiments: Sequence[ExperimentConfig], specs: dict[str, DatasetSpec | None]) -> None:
+    """Refuse a model that needs fields of a role (PEPNet's prior) on a dataset whose spec gives none, before the first run.
+
+    Every run of the pair would fail the same way, and "run again to retry" would not help.
+    The built-in datasets (no spec) have roles.
+    """
+    for experiment in experiments:
+        needed = model_class(experiment.model).needed_roles(experiment.model_config)
+        spec = specs.get(experiment.data.dataset)
+        if not needed or spec is None or any(field.role in needed for field in spec.categorical):
+            continue
+        raise UserError(
+            f"model {experiment.model} needs fields whose role is {' or '.join(needed)} (the `role:` key of the dataset spec) "
+            f"and dataset {experiment.data.dataset}'s spec{f' {spec.path}' if spec.path else ''} gives none: "
+            f"add roles to its categorical fields or leave {experiment.model} out of --models"
+        )
 
 
 @dataclass(frozen=True)
@@ -233,9 +252,10 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
     first_seed = len(specs) // len(config.seeds) if config.studies else len(config.models) * len(config.mtos)
     # Every model and strategy's settings, and every dataset, checked before the first run; a
     # study's runs read their data where it was tuned (its --data-dir).
-    folders = {c.data.dataset: c.data.data_dir for c in (run_config(config, spec, progress=False) for spec in specs[:first_seed])}
+    experiments = [run_config(config, spec, progress=False) for spec in specs[:first_seed]]
+    folders = {c.data.dataset: c.data.data_dir for c in experiments}
     folders = {name: folders.get(name, config.base.data.data_dir) for name in config.datasets} if not config.studies else folders
-    check_datasets(folders)
+    check_roles(experiments, check_datasets(folders))
     summary = BenchmarkSummary(skipped=check_existing(config, specs), planned=len(specs))
     pending = [spec for spec in specs if spec not in set(summary.skipped)]
     bar = Progress(len(specs), "benchmark", enabled=config.progress, unit="run", initial=len(summary.skipped))

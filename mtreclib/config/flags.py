@@ -48,6 +48,11 @@ def _default_text(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
+def _says_default(help_text: str) -> bool:
+    """The help already says what the default means (``(default: all)``): a second, generated one would repeat it."""
+    return "(default:" in help_text
+
+
 class _Join(argparse.Action):
     """A list flag given several times: its values joined (``--id-column a --id-column b`` is ``a,b``)."""
 
@@ -99,8 +104,8 @@ def add_settings(parser: argparse.ArgumentParser, cls: type[Settings], title: st
         _, optional = _optional(tp)
         if is_run_default(field):
             default = " (default: the training run's)"
-        elif tp is bool or (field.default is None and (not optional or "none:" in meta_of(field).help)):
-            default = ""  # required, a switch, or a help that says what none means
+        elif tp is bool or (field.default is None and (not optional or "none:" in meta_of(field).help)) or _says_default(meta_of(field).help):
+            default = ""  # required, a switch, or a help that says what none means or what the default is
         else:
             default = f" (default: {_default_text(field.default)})"
         _add(group, field, tp, meta_of(field).help + default, bare=bare_flags.get(field.name))
@@ -126,11 +131,13 @@ def add_component_settings(parser: argparse.ArgumentParser, classes: dict[str, t
         defaults = {_default_text(default) for _, default in owners}
         names = [name for name, _ in owners]
         who = "all" if len(names) == len(classes) else ", ".join(names)
-        if len(defaults) == 1:
-            default = f"default: {defaults.pop()}"
+        if _says_default(meta_of(field).help):
+            default = ""  # the help says its default in its own words
+        elif len(defaults) == 1:
+            default = f" (default: {defaults.pop()})"
         else:
-            default = "default: " + ", ".join(f"{name} {_default_text(value)}" for name, value in owners)
-        _add(group, field, tp, f"{meta_of(field).help} [{who}] ({default})")
+            default = " (default: " + ", ".join(f"{name} {_default_text(value)}" for name, value in owners) + ")"
+        _add(group, field, tp, f"{meta_of(field).help} [{who}]{default}")
 
 
 def add_experiment_flags(parser: argparse.ArgumentParser, *, model: bool = True, skip: Iterable[str] = ()) -> None:

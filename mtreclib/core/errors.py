@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """A mistake in the command line, configuration or data; the CLI prints it and exits with 2."""
@@ -24,3 +27,13 @@ class DataError(UserError):
         if column is not None:
             where += f", column {column}"
         super().__init__(f"{where}: {message}")
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the candidate closest to a mistyped ``word``, or ``""`` when none is close.
+
+    ``difflib``'s ratio with its usual cutoff (0.6): ``pleh`` finds ``ple``, ``categoricals`` finds
+    ``categorical``, ``--expert-nm`` finds ``--expert-num``; an unrelated word finds nothing.
+    """
+    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {found[0]}?)" if found else ""

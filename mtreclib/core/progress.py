@@ -2,11 +2,15 @@
 
 tqdm redraws its bar with carriage returns and cursor codes, which fill a log file with noise
 when the output is piped. When stderr is not a terminal, ``Progress`` prints one plain line
-every ``interval`` seconds instead (and one at the end), with the same facts.
+every ``interval`` seconds instead, with the same facts and the time left (ETA). A terminal
+that reports 0 columns (a pseudo-terminal nobody sized, as some container runners open) would
+get an empty bar: it gets the plain lines too.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import time
 from typing import TextIO
@@ -19,6 +23,28 @@ PLAIN_INTERVAL = 30.0
 def is_terminal(stream: TextIO | None = None) -> bool:
     stream = stream or sys.stderr
     return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def draws_bars(stream: TextIO | None = None) -> bool:
+    """A terminal a bar can be drawn on: not a pipe or file, and not 0 columns wide."""
+    stream = stream or sys.stderr
+    if not is_terminal(stream):
+        return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return True  # a terminal that does not say its size: tqdm's default width
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3 h 05 min``: a time to wait, rounded as a person says it."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 class Progress:
@@ -53,11 +79,12 @@ class Progress:
         self.interval = interval
         self.stream = stream or sys.stderr
         self.count = initial
+        self._initial = initial  # done before this started (a benchmark's finished runs): no part of the rate
         self.postfix = ""
         self._start = time.perf_counter()
         self._last = self._start
         self._bar = None
-        if enabled and is_terminal(self.stream):
+        if enabled and draws_bars(self.stream):
             self._bar = tqdm(
                 total=total, desc=desc, unit=unit, unit_scale=unit_scale, leave=leave, dynamic_ncols=True,
                 mininterval=1.0, file=self.stream, initial=initial, smoothing=0 if unit == "run" else 0.3,
@@ -80,8 +107,10 @@ class Progress:
     def _line(self) -> None:
         elapsed = time.perf_counter() - self._start
         done = f"{self.count:,}" + (f"/{self.total:,}" if self.total else "")
-        rate = f"{self.count / elapsed:,.1f} {self.unit}s/s" if elapsed > 0 else ""
-        parts = [f"{self.desc}: {done} {self.unit}s", f"{elapsed:,.0f} s", rate]
+        here = self.count - self._initial
+        rate = f"{here / elapsed:,.1f} {self.unit}s/s" if elapsed > 0 else ""
+        left = f"ETA {duration((self.total - self.count) * elapsed / here)}" if self.total and here > 0 and elapsed > 0 else ""
+        parts = [f"{self.desc}: {done} {self.unit}s", f"{elapsed:,.0f} s", rate, left]
         if self.postfix:
             parts.append(self.postfix)
         print(", ".join(p for p in parts if p), file=self.stream, flush=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mtreclib.core.errors import UserError
+from mtreclib.core.errors import UserError, did_you_mean
 from mtreclib.core.schema import FeatureSchema
 from mtreclib.data import synthetic
 from mtreclib.data.builtin import aliexpress_spec, generated_spec, is_aliexpress_folder
@@ -91,8 +91,9 @@ def find_dataset(name: str, data_dir: str | Path = "data") -> DatasetSpec | None
     if is_aliexpress_folder(folder):
         return aliexpress_spec(folder, name)
     found = f"{folder} has neither" if folder.is_dir() else f"{folder} does not exist, so there is neither"
+    folders = [entry.name for entry in Path(data_dir).iterdir() if entry.is_dir()] if Path(data_dir).is_dir() else []
     raise UserError(
-        f"dataset {name!r} not found: {found} a dataset.yaml nor train.csv and test.csv in the AliExpress processed layout "
+        f"dataset {name!r} not found{did_you_mean(name, [*builtin_datasets(), *folders])}: {found} a dataset.yaml nor train.csv and test.csv in the AliExpress processed layout "
         f"(see the README, 'Data'); built-in datasets: {', '.join(builtin_datasets())}"
     )
 

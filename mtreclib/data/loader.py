@@ -89,6 +89,12 @@ class BatchLoader:
         full, rest = divmod(n, self.batch_size)
         return full if (self.drop_last and full > 0) else full + (rest > 0)
 
+    @property
+    def dropped_rows(self) -> int:
+        """Rows left out of every epoch: the last, shorter batch under ``drop_last``."""
+        full, rest = divmod(len(self.table), self.batch_size)
+        return rest if (self.drop_last and full > 0) else 0
+
     def _order(self) -> torch.Tensor | None:
         if not self.shuffle:
             return None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtreclib.core.errors import UserError
+from mtreclib.core.errors import UserError, did_you_mean
 from mtreclib.core.schema import POOLINGS, ROLES
 from mtreclib.core.settings import ConfigError, Settings, setting
 from mtreclib.core.yamlfile import read_yaml
@@ -291,7 +291,7 @@ class _Reader:
         data = self.data
         unknown = [key for key in data if key not in KEYS]
         if unknown:
-            raise self.fail(str(unknown[0]), f"not a dataset spec key; known: {', '.join(KEYS)}")
+            raise self.fail(str(unknown[0]), f"not a dataset spec key{did_you_mean(str(unknown[0]), KEYS)}; known: {', '.join(KEYS)}")
         labels = tuple(self.entries("labels", LabelSpec, "name"))
         if not labels:
             raise self.fail("labels", "name at least one label column (a task)")

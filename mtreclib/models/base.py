@@ -81,6 +81,15 @@ class MultiTaskModel(nn.Module):
     # model to one or the other.
     export_refusal: ClassVar[str] = ""
 
+    @classmethod
+    def needed_roles(cls, config: ModelConfig) -> tuple[str, ...]:
+        """Field roles of which the data must have at least one field (PEPNet's prior); empty: none needed.
+
+        Known from the settings alone, so that a benchmark can refuse a model its data cannot
+        feed before the first run rather than fail each of its runs.
+        """
+        return ()
+
     def __init__(self, schema: FeatureSchema, config: ModelConfig | None = None):
         super().__init__()
         config = config if config is not None else self.Config()

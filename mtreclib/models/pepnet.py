@@ -87,6 +87,10 @@ class PEPNet(MultiTaskModel):
     Config = PEPNetConfig
     paper = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023"
 
+    @classmethod
+    def needed_roles(cls, config: PEPNetConfig) -> tuple[str, ...]:  # type: ignore[override]
+        return config.prior_roles
+
     def __init__(self, schema: FeatureSchema, config: PEPNetConfig | None = None):
         super().__init__(schema, config)
         c = self.config

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mtreclib.core.errors import UserError
+from mtreclib.core.errors import UserError, did_you_mean
 from mtreclib.core.schema import FeatureSchema
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
@@ -45,7 +45,7 @@ def model_class(name: str) -> type[MultiTaskModel]:
     try:
         return _MODELS[name]
     except KeyError:
-        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}") from None
+        raise UnknownModelError(f"unknown model {name!r}{did_you_mean(name, _MODELS)}; known models: {', '.join(_MODELS)}") from None
 
 
 def model_config(name: str, **settings: Any) -> ModelConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mtreclib.core.errors import UserError
+from mtreclib.core.errors import UserError, did_you_mean
 from mtreclib.core.settings import Settings
 from mtreclib.mto.base import Strategy
 
@@ -34,7 +34,7 @@ def strategy_class(name: str) -> type[Strategy]:
     try:
         return _STRATEGIES[name]
     except KeyError:
-        raise UserError(f"unknown multi-task optimisation strategy {name!r}; known: {', '.join(_STRATEGIES)}") from None
+        raise UserError(f"unknown multi-task optimisation strategy {name!r}{did_you_mean(name, _STRATEGIES)}; known: {', '.join(_STRATEGIES)}") from None
 
 
 def create_strategy(name: str, task_num: int, config: Settings | None = None, **settings: Any) -> Strategy:

@@ -23,7 +23,10 @@ second time beside it. Both are read; a file of another version is refused in on
 from __future__ import annotations
 
 import os
+import pickle
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,8 +191,16 @@ def load(path: str | os.PathLike, kind: str) -> dict[str, Any]:
         path = path / (BEST if kind == "model" else LAST)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint (expected a run folder or its {BEST})")
+    expected = f"expected a run folder (SAVE_DIR/DATASET_MODEL/run-N) or its {BEST}"
+    if not zipfile.is_zipfile(path):  # what torch.save writes; a Parquet, CSV or text file is not one
+        raise UserError(f"{path}: not a readable mtreclib checkpoint: not a file PyTorch saved ({expected})")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about pickle protocols are noise for a file that is not ours
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises turning off the safe loader: never the advice for a file mtreclib did not write
+        raise UserError(f"{path}: not an mtreclib checkpoint: a PyTorch file holding more than tensors and plain values ({expected})") from None
     except Exception as error:  # noqa: BLE001 - any unreadable file is the user's to fix, in one line
         raise UserError(f"{path}: not a readable mtreclib checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

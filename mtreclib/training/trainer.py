@@ -37,7 +37,7 @@ from mtreclib.config.experiment import TrainConfig
 from mtreclib.core import distributed
 from mtreclib.core.errors import UserError
 from mtreclib.core.metrics import logit_metrics, mean_auc
-from mtreclib.core.progress import Progress, note
+from mtreclib.core.progress import Progress, draws_bars, duration, note
 from mtreclib.core.schema import Batch
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable
@@ -209,6 +209,8 @@ class Trainer:
         if config.patience > 0 and len(valid) == 0:
             raise UserError("early stopping needs a validation split: set a validation fraction above 0, or patience 0")
         loader = self._loader(train)
+        if self.rank == 0:
+            warn_dropped(loader)
         steps_per_epoch = math.ceil(len(loader) / self.model.batches_per_step)
         result, best_state = FitResult(), None
         self.scheduler = build_schedule(self.optimizer, config, steps_per_epoch)
@@ -217,18 +219,22 @@ class Trainer:
             result, best_state = self._restore(resume)
             if config.patience == 0:
                 best_state = None  # the last weights are kept
+        started, first_epoch = time.perf_counter(), result.epochs_run
         for epoch in range(result.epochs_run, config.epochs):
             if result.waited >= config.patience > 0 or (config.max_steps is not None and result.steps >= config.max_steps):
                 break  # a resumed run that had already stopped
             loader.set_epoch(epoch)
             record = self._train_epoch(loader, epoch, steps_per_epoch, result)
             if len(valid):
+                if self.progress and not draws_bars():  # a log would otherwise say nothing while a large split is scored
+                    note(f"epoch {epoch + 1}: evaluating on {len(valid):,} validation rows")
                 # Computed on rank 0 and broadcast: every rank sees the same score and so takes
                 # the same early-stopping decision below, and all stop together.
                 record["valid"] = self.evaluate(valid)
                 record["valid_score"] = validation_score(record["valid"])
             result.history.append(record)
-            self._report_epoch(record)
+            seconds_per_epoch = (time.perf_counter() - started) / (epoch + 1 - first_epoch)
+            self._report_epoch(record, self._epochs_left(epoch, steps_per_epoch, result), seconds_per_epoch)
             for callback in self.epoch_end:
                 callback(record)
             if config.patience == 0 or record["valid_score"] > result.best_score:
@@ -396,7 +402,14 @@ class Trainer:
         metrics = logit_metrics(gathered.cpu(), labels, self.task_names) if self.rank == 0 else None
         return distributed.broadcast_object(metrics)
 
-    def _report_epoch(self, record: dict) -> None:
+    def _epochs_left(self, epoch: int, steps_per_epoch: int, result: FitResult) -> int:
+        """Epochs still to run after ``epoch`` if early stopping does not end the run sooner."""
+        left = self.config.epochs - (epoch + 1)
+        if self.config.max_steps is not None:
+            left = min(left, math.ceil(max(0, self.config.max_steps - result.steps) / max(steps_per_epoch, 1)))
+        return left
+
+    def _report_epoch(self, record: dict, epochs_left: int = 0, seconds_per_epoch: float = 0.0) -> None:
         if self.log is not None:
             self.log.epoch(record)
         if not self.progress:
@@ -404,4 +417,28 @@ class Trainer:
         parts = [f"epoch {record['epoch']}", f"loss {record['train_loss']:.5f}"]
         for task, m in record.get("valid", {}).items():
             parts.append(f"valid {task} AUC {m['auc']:.4f} log-loss {m['logloss']:.5f}")
+        if epochs_left > 0:
+            # "at most": early stopping (--patience) may end the run sooner
+            parts.append(f"{epochs_left} more epoch{'s' if epochs_left > 1 else ''} at most, about {duration(epochs_left * seconds_per_epoch)}")
         note(" | ".join(parts))
+
+
+# Warn when the dropped last batch is at least this share of the training rows.
+DROPPED_WARNING = 0.1
+_warned: set[tuple[int, int]] = set()  # (rows, batch size) already warned about in this process (a benchmark's many runs)
+
+
+def warn_dropped(loader: BatchLoader) -> None:
+    """One line when every epoch leaves out a large share of the rows (the last, shorter batch is dropped)."""
+    rows, batch_size, dropped = len(loader.table), loader.batch_size, loader.dropped_rows
+    if not rows or dropped / rows < DROPPED_WARNING or (rows, batch_size) in _warned:
+        return
+    _warned.add((rows, batch_size))
+    smaller = batch_size // 2
+    while smaller > 2 and rows % smaller / rows >= DROPPED_WARNING:
+        smaller //= 2
+    example = f" (--batch-size {smaller} leaves out {rows % smaller:,})" if smaller >= 2 and rows % smaller / rows < DROPPED_WARNING else ""
+    note(
+        f"mtrec: warning: every epoch leaves out {dropped:,} of the {rows:,} training rows ({dropped / rows:.0%}): the last batch, "
+        f"shorter than --batch-size {batch_size:,}, is dropped; a smaller --batch-size leaves out fewer{example}"
+    )
