@@ -60,6 +60,12 @@ class Dataset:
         implies = []
         for position, column in enumerate(columns):
             parent = self.schema.task_implies[column] if self.schema.task_implies else ""
+            if parent in names[position:]:
+                # Refused rather than reordered: --task-weights and the like follow the order given.
+                raise UserError(
+                    f"--tasks {','.join(names)}: {names[position]} implies {parent} (the dataset spec's implies), "
+                    f"so name {parent} first: --tasks {','.join(self._parents_first(names))}"
+                )
             implies.append(parent if parent in names[:position] else "")  # a relation to a task left out is dropped
         schema = replace(self.schema, task_names=names, task_implies=tuple(implies) if any(implies) else ())
 
@@ -67,6 +73,23 @@ class Dataset:
             return None if table is None else table.with_tasks(columns)
 
         return replace(self, schema=schema, train=pick(self.train), test=pick(self.test), valid=pick(self.valid))
+
+
+    def _parents_first(self, names: tuple[str, ...]) -> list[str]:
+        """``names`` in their order, except that each task comes after the task it implies."""
+        parents = dict(zip(self.schema.task_names, self.schema.task_implies or ("",) * self.schema.task_num))
+        order: list[str] = []
+
+        def place(name: str) -> None:
+            if name in order:
+                return
+            if parents[name] in names:
+                place(parents[name])
+            order.append(name)
+
+        for name in names:
+            place(name)
+        return order
 
 
 def builtin_datasets() -> list[str]:

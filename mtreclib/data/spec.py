@@ -388,6 +388,10 @@ class _Reader:
                     raise self.fail(f"implies.{child}", f"{task!r} is not a label; labels: {', '.join(labels)}")
             if child == parent:
                 raise self.fail(f"implies.{child}", "a task cannot imply itself")
+            # Models read a task's parent before the task (ESMM multiplies the parent's probability in).
+            for key, names in (("labels", labels), ("tasks", order)):
+                if child in names and parent in names and names.index(parent) > names.index(child):
+                    raise self.fail(f"implies.{child}", f"{child} implies {parent}, so list {parent} before {child} in {key}")
             found[child] = parent
         return found
 
