@@ -181,6 +181,24 @@ def test_csv_without_header_with_a_separator_weights_and_label_rules(tmp_path):
     assert np.allclose(dataset.test.numerical[:, 0], expected[:2])  # fitted on train, applied to test
 
 
+def test_a_parquet_text_bag_is_split_exactly_as_the_same_csv_cell(tmp_path):
+    # Stumble: a Parquet "" became one empty value, the most frequent token; CSV reads it as no values.
+    columns = {"user": ["a", "b", "a", "c", "d"], "tags": ["x|y", "", "y|z|x", None, "x"], "tag_weights": ["1|3", "", "2|2|4", None, "5"],
+               "click": [1, 0, 1, 0, 1]}  # fmt: skip
+    spec = "categorical: [user]\nmulti_valued: [{name: tags, weights: tag_weights}]\nlabels: [click]\n"
+    (tmp_path / "p").mkdir()
+    pq.write_table(pa.table(columns), tmp_path / "p" / "t.parquet")
+    (tmp_path / "p" / "dataset.yaml").write_text("train: t.parquet\ntest: t.parquet\n" + spec)
+    (tmp_path / "c").mkdir()
+    write_csv(tmp_path / "c" / "t.csv", list(columns), [list(row) for row in zip(*columns.values())])
+    (tmp_path / "c" / "dataset.yaml").write_text("format: csv\ntrain: t.csv\ntest: t.csv\n" + spec)
+    parquet, csv = load_dataset("p", tmp_path).train.bags[0], load_dataset("c", tmp_path).train.bags[0]
+    assert parquet.offsets.tolist() == csv.offsets.tolist() == [0, 2, 2, 5, 5, 6]  # "" and null: no values
+    assert parquet.values.tolist() == csv.values.tolist() == [1, 2, 2, 3, 1, 1]  # x 3 times, y twice, z once: ids 1, 2, 3
+    assert parquet.weights.tolist() == csv.weights.tolist() == [1, 3, 2, 2, 4, 5]
+    assert load_dataset("p", tmp_path).schema.bags[0].vocab_size == 4  # x, y, z and the out-of-vocabulary slot: no "" value
+
+
 def _source(folder: Path, n: int) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(5)

@@ -57,7 +57,7 @@ class CategoricalSpec(Settings):
     hash_buckets: int | None = setting(None, "hash values into this many ids instead of a vocabulary", minimum=1)
     role: str | None = setting(None, "user, item, author or context", choices=ROLES)
     multi: bool = setting(False, "a multi-valued column")
-    separator: str = setting("|", "CSV: the separator between a row's values")
+    separator: str = setting("|", "text columns (CSV, Parquet strings): the separator between a row's values; empty text: no values")
     weights: str | None = setting(None, "a column of per-value weights")
     max_len: int | None = setting(None, "keep a row's first values only", minimum=1)
     pooling: str = setting("mean", "how a row's value embeddings are pooled", choices=POOLINGS)
