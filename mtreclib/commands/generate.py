@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mtreclib.config.experiment import DataConfig
 from mtreclib.config.flags import add_settings, same, settings_from
+from mtreclib.core.atomic import check_writable
 from mtreclib.core.errors import UserError
 from mtreclib.core.settings import Settings, setting
 from mtreclib.data import synthetic
@@ -44,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if name in synthetic.PRESETS:
         # --dataset NAME means the built-in data, never a folder of that name: refuse to write one nobody would read.
         raise UserError(f"--name {name}: a built-in dataset's name; --dataset {name} would train on the built-in data, not these files")
-    data = synthetic.generate(config)
     folder = Path(options.data_dir) / name
+    check_writable(folder, "--data-dir", folder=True)
+    data = synthetic.generate(config)
     write_processed_csv(folder / "train.csv", data.train, data.train_search_id)
     write_processed_csv(folder / "test.csv", data.test, data.test_search_id)
     print(f"wrote {folder}/train.csv ({config.train_rows:,} rows) and {folder}/test.csv ({config.test_rows:,} rows); "

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.core.atomic import atomic_output
+from mtreclib.core.atomic import atomic_output, write_error
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.models import MultiTaskModel
@@ -252,12 +252,16 @@ def export_model(model: MultiTaskModel, path: str | os.PathLike, fmt: str = "onn
         expected = module(*probe).numpy()
     path = Path(path)
     with atomic_output(path) as temporary:
+        # Written first by us: the exporters report a file they cannot open in their own words
+        # (torch.jit.save: "RuntimeError: [enforce fail at inline_container.cc ...]").
+        temporary.write_bytes(b"")
         try:
             with _quiet():
                 _run_export(module, example, fmt, temporary, names)
                 got = run_exported(temporary, fmt, probe, names)
         except Exception as error:  # noqa: BLE001 - whatever the exporter lacks, the user gets its reason in one line
-            raise UserError(f"{name} cannot be exported to {fmt}: {_reason(error)}") from None
+            # A file that cannot be written is the output's fault, not the exporter's.
+            raise write_error(error, path, temporary) or UserError(f"{name} cannot be exported to {fmt}: {_reason(error)}") from None
         difference = None if got is None else float(np.abs(got - expected).max())
         if difference is not None and not difference <= TOLERANCE:
             raise UserError(f"{name} cannot be exported to {fmt}: the exported program's probabilities differ from PyTorch's by {difference:.3g}")
