@@ -65,6 +65,7 @@ def test_the_check_writes_rather_than_trusting_permission_bits(locked, tmp_path)
         (["train", "--epochs", "1", "--no-progress", "--no-save", "--results", "{}/r.json"], "--results"),
         (["train", "--epochs", "1", "--no-progress", "--no-save", "--tensorboard", "{}/tb"], "--tensorboard"),
         (["train", "--epochs", "1", "--no-progress", "--save-dir", "{}/runs"], "--save-dir"),
+        (["train", "--epochs", "1", "--no-progress", "--no-save", "--cache-dir", "{}/cache"], "--cache-dir"),
         (["evaluate", "no-such-run", "--results", "{}/r.json"], "--results"),
         (["export", "no-such-run", "--output", "{}/m.onnx"], "--output"),
         (["benchmark", "--models", "mmoe", "--seeds", "1", "--out", "{}/runs"], "--out"),

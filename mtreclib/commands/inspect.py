@@ -22,6 +22,7 @@ class InspectOptions(Settings):
 
     dataset: str = setting(None, "a built-in dataset, a folder under --data-dir, or a dataset spec (.yaml)", flag="DATASET")
     data_dir: str = same(DataConfig, "data_dir")
+    cache_dir: str | None = same(DataConfig, "cache_dir")
     json: str | None = setting(None, "also write the figures as JSON to this file")
     progress: bool = same(RunConfig, "progress")
 
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = settings_from(InspectOptions, args)
-    report = inspect(load_dataset(options.dataset, options.data_dir, progress=options.progress))
+    report = inspect(load_dataset(options.dataset, options.data_dir, progress=options.progress, cache_dir=options.cache_dir))
     print(format_inspection(report))
     if options.json:
         write_json(options.json, report)

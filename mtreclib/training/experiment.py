@@ -45,6 +45,8 @@ def check_outputs(config: ExperimentConfig) -> None:
         check_writable(config.run.save_dir, "--save-dir", folder=True)
     if config.run.results:
         check_writable(config.run.results, "--results")
+    if config.data.cache_dir:
+        check_writable(config.data.cache_dir, "--cache-dir", folder=True)
     if config.run.tensorboard:
 
         check_writable(config.run.tensorboard, "--tensorboard", folder=True)
@@ -194,7 +196,7 @@ def run_experiment(
     if config.train.embedding_backend == "torchrec":
 
         check_backend(config.train.embedding_optimizer, getattr(config.model_config, "embed_dim", None), device)
-    dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir)
+    dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir, cache_dir=config.data.cache_dir)
     dataset = dataset.select_tasks(config.data.tasks, config.data.task_num)
     if dataset.valid is not None:
         train, valid = dataset.train, dataset.valid
