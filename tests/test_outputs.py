@@ -70,6 +70,7 @@ def test_the_check_writes_rather_than_trusting_permission_bits(locked, tmp_path)
         (["export", "no-such-run", "--output", "{}/m.onnx"], "--output"),
         (["benchmark", "--models", "mmoe", "--seeds", "1", "--out", "{}/runs"], "--out"),
         (["report", "no-such-runs", "--out", "{}/report"], "--out"),
+        (["inspect", "synthetic", "--json", "{}/inspect.json"], "--json"),
         (["generate", "--data-dir", "{}"], "--data-dir"),
         (["preprocess", "--dataset", "CensusIncome", "--data-dir", "{}"], "--data-dir"),
     ],

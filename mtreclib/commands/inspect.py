@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mtreclib.config.experiment import DataConfig, RunConfig
 from mtreclib.config.flags import add_settings, same, settings_from
-from mtreclib.core.atomic import write_json
+from mtreclib.core.atomic import check_writable, write_json
 from mtreclib.core.settings import Settings, setting
 from mtreclib.data.datasets import load_dataset
 from mtreclib.data.inspect import format_inspection, inspect
@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = settings_from(InspectOptions, args)
+    if options.json:
+        check_writable(options.json, "--json")
     report = inspect(load_dataset(options.dataset, options.data_dir, progress=options.progress, cache_dir=options.cache_dir))
     print(format_inspection(report))
     if options.json:
