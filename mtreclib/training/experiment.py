@@ -16,6 +16,7 @@ import yaml
 
 from mtreclib.config.compare import differences
 from mtreclib.config.experiment import RESUME, ExperimentConfig
+from mtreclib.config.files import read_config_file
 from mtreclib.config.resolve import resolve
 from mtreclib.core import distributed
 from mtreclib.core.atomic import atomic_output, check_writable
@@ -113,31 +114,48 @@ def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPl
         return None, None
     if config.run.resume:
         if config.run.resume == "last":
-            runs = [run for run in RunDirectory.existing(config.run.save_dir, dataset_name, config.model) if run.last.is_file()]
+            runs = [run for run in RunDirectory.existing(config.run.save_dir, dataset_name, config.model) if _resumable(run)]
             if not runs:
                 parent = RunDirectory.parent(config.run.save_dir, dataset_name, config.model)
                 raise UserError(f"--resume: no run of {config.model} on {dataset_name} to resume in {parent} (same --save-dir?)")
             directory = runs[-1]
         else:
             directory = RunDirectory(Path(config.run.resume))
+            if not _resumable(directory):
+                what = "no such folder" if not directory.path.is_dir() else f"not a run folder (it has neither {checkpoint.LAST} nor {checkpoint.CONFIG})"
+                raise UserError(f"--resume {directory.path}: {what}")
+        if not directory.last.is_file():
+            # Stopped before its first epoch ended: no state to resume but the run's settings.
+            _check_unchanged(directory, resolve(read_config_file(directory.config)), config)
+            note(f"mtrec: {directory.path} was stopped before its first epoch ended: training it from the start")
+            return directory, None
         state = checkpoint.load(directory.path, "resume")
         try:
             # Through the typed configuration: a setting added since that run compares at its default.
             before = ExperimentConfig.from_dict(state["config"])
         except UserError as error:
             raise UserError(f"{directory.last}: {error}") from None
-        changed = differences(before, config, RESUME)
-        if changed:
-            raise UserError(
-                f"--resume {directory.path}: the settings differ from that run's ({changed[0]}); "
-                "only how long it trains (--epochs, --max-steps) and where it runs may change"
-            )
+        _check_unchanged(directory, before, config)
         if directory.best.is_file():
             state["best_state"] = checkpoint.load(directory.best, "model")["state_dict"]
         return directory, state
     directory = RunDirectory.create(config.run.save_dir, dataset_name, config.model) if place.is_main else None
     path = distributed.broadcast_object(None if directory is None else str(directory.path))
     return RunDirectory(Path(path)), None
+
+
+def _resumable(run: RunDirectory) -> bool:
+    """A run folder with a finished epoch, or stopped before its first ended (its settings written)."""
+    return run.last.is_file() or run.config.is_file()
+
+
+def _check_unchanged(directory: RunDirectory, before: ExperimentConfig, config: ExperimentConfig) -> None:
+    changed = differences(before, config, RESUME)
+    if changed:
+        raise UserError(
+            f"--resume {directory.path}: the settings differ from that run's ({changed[0]}); "
+            "only how long it trains (--epochs, --max-steps) and where it runs may change"
+        )
 
 
 def _tables(config: ExperimentConfig) -> str:
@@ -239,6 +257,10 @@ def run_experiment(
     )
     try:
         fit = trainer.fit(train, valid, resume=resume)
+    except KeyboardInterrupt:
+        if directory is None:
+            raise
+        raise KeyboardInterrupt(f"mtrec train --resume {directory.path} continues this run") from None
     finally:
         if log is not None:
             log.close()
