@@ -87,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"mtrec: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mtrec: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        print("mtrec: interrupted" + (f"; {error}" if str(error) else ""), file=sys.stderr)  # a run says how to resume it
         return 130
     except BrokenPipeError:  # the reader of the output went away (mtrec inspect ... | head)
         sys.stderr.close()

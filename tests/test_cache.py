@@ -239,3 +239,48 @@ def test_parquet_chunks_hold_a_few_batches_not_the_file(tmp_path):
         del chunk
     assert seen == rows
     assert peak < whole / 4, f"{peak} bytes held while reading a {whole}-byte file"
+
+
+def _small_spec_folder(parent: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = parent / "d"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"a": ["x", "y", "z", "x"] * 8, "click": [1, 0, 0, 1] * 8}), folder / "t.parquet")
+    (folder / "dataset.yaml").write_text("train: t.parquet\ntest: t.parquet\ncategorical: [a]\nlabels: [click]\n")
+    return folder
+
+
+def test_a_read_only_dataset_folder_is_cached_in_the_users_cache_folder(tmp_path, monkeypatch, capsys):
+    folder = _small_spec_folder(tmp_path / "data")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    probe = cache.write_probe
+    # Read-only as root sees it too (permissions do not stop root; a read-only mount does).
+    monkeypatch.setattr(cache, "write_probe", lambda where: PermissionError(13, "Permission denied") if Path(where) == folder else probe(where))
+    folder.chmod(0o555)
+    try:
+        dataset = load_dataset("d", tmp_path / "data", progress=False)
+        again = load_dataset("d", tmp_path / "data", progress=False)
+    finally:
+        folder.chmod(0o755)
+    root = cache.outside_root(folder, tmp_path / "xdg" / "mtreclib")
+    assert root.parent == tmp_path / "xdg" / "mtreclib" and root.name.startswith("d-") and (root / "dataset" / "meta.json").is_file()
+    assert sorted(p.name for p in folder.iterdir()) == ["dataset.yaml", "t.parquet"]  # nothing written beside the spec
+    err = capsys.readouterr().err
+    assert err == f"mtrec: cannot write in {folder} (Permission denied): the dataset's cache goes to {root} (--cache-dir chooses)\n"
+    assert np.array_equal(again.train.categorical, dataset.train.categorical) and dataset.train.categorical[:4, 0].tolist() == [1, 2, 3, 1]
+
+
+def test_cache_dir_puts_the_cache_where_it_says_one_folder_per_dataset_folder(tmp_path, capsys):
+    from mtreclib.cli import main
+
+    first, second = _small_spec_folder(tmp_path / "one"), _small_spec_folder(tmp_path / "two")
+    assert main(["train", "--dataset", "d", "--data-dir", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "c"), "--embed-dim", "4",
+                 "--batch-size", "8", "--epochs", "1", "--patience", "0", "--valid-fraction", "0.25", "--no-save", "--no-progress"]) == 0  # fmt: skip
+    load_dataset("d", tmp_path / "two", progress=False, cache_dir=tmp_path / "c")
+    roots = sorted((tmp_path / "c").iterdir())
+    assert roots == sorted([cache.outside_root(first, tmp_path / "c"), cache.outside_root(second, tmp_path / "c")]) and len(set(roots)) == 2
+    assert all((root / "dataset" / "meta.json").is_file() for root in roots)
+    assert not (first / "mtrec-cache").exists() and not (second / "mtrec-cache").exists()
+    assert "cannot write" not in capsys.readouterr().err

@@ -152,3 +152,52 @@ def test_a_killed_mtrec_train_resumes_where_it_was(tmp_path):
     # Same numbers as the run that was never killed.
     metrics = [line for line in whole.stdout.splitlines() if line.startswith(("click", "conversion"))]
     assert metrics and metrics == [line for line in resumed.stdout.splitlines() if line.startswith(("click", "conversion"))]
+
+
+@pytest.fixture
+def tiny_csv(tmp_path) -> Path:
+    """A data dir holding ``tiny``: the generator's processed-layout CSV at 1,500 training rows."""
+    from mtreclib.cli import main
+
+    assert main(["generate", "--data-dir", str(tmp_path / "data"), "--name", "tiny", "--train-rows", "1500", "--test-rows", "300"]) == 0
+    return tmp_path / "data"
+
+
+def _flags(data: Path, save: Path) -> list[str]:
+    return ["train", "--dataset", "tiny", "--data-dir", str(data), "--save-dir", str(save), "--patience", "0", "--embed-dim", "4",
+            "--expert-num", "2", "--batch-size", "256", "--no-progress", "--device", "cpu"]  # fmt: skip
+
+
+def test_resume_run_reads_the_runs_configuration_so_no_flag_is_repeated(tiny_csv, tmp_path, capsys):
+    from mtreclib.cli import main
+
+    run = tmp_path / "runs" / "tiny_mmoe" / "run-1"
+    assert main([*_flags(tiny_csv, tmp_path / "runs"), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0  # the dataset, data dir, sizes: from run/config.yaml
+    captured = capsys.readouterr()
+    assert "resuming after epoch 1" in captured.err and f"run folder {run}" in captured.err and "tiny" in captured.out
+    assert checkpoint.load(run, "resume")["loop"]["epochs_run"] == 2
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--embed-dim", "8"]) == 2  # a setting the run may not change
+    assert "the settings differ from that run's (model_config.embed_dim was 4, now 8)" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err == f"mtrec: error: --resume {tmp_path / 'runs'}: not a run folder (it has neither last.pt nor config.yaml)\n"
+
+
+def test_a_run_interrupted_before_its_first_epoch_says_how_to_resume_and_resumes(tiny_csv, tmp_path, monkeypatch, capsys):
+    from mtreclib.cli import main
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    assert main([*_flags(tiny_csv, tmp_path / "runs"), "--epochs", "1"]) == 130
+    run = tmp_path / "runs" / "tiny_mmoe" / "run-1"
+    assert capsys.readouterr().err.splitlines()[-1] == f"mtrec: interrupted; mtrec train --resume {run} continues this run"
+    assert not (run / "last.pt").exists()
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert f"mtrec: {run} was stopped before its first epoch ended: training it from the start" in err and f"run folder {run}" in err
+    assert checkpoint.load(run, "resume")["loop"]["epochs_run"] == 1 and (run / "results.json").is_file()
+    assert [r.path for r in RunDirectory.existing(tmp_path / "runs", "tiny", "mmoe")] == [run]  # no second run folder

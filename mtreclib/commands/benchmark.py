@@ -13,6 +13,7 @@ from mtreclib.comparison.runner import BenchmarkConfig, BenchmarkSummary, run_be
 from mtreclib.comparison.tuned import load_studies, write_snapshots
 from mtreclib.config.flags import add_settings
 from mtreclib.config.resolve import normalise, resolve
+from mtreclib.core.atomic import check_writable
 from mtreclib.core.errors import UserError
 from mtreclib.core.settings import ConfigError, Settings, setting
 from mtreclib.data.datasets import builtin_datasets
@@ -129,6 +130,7 @@ def format_summary(summary: BenchmarkSummary, out: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config, snapshots = benchmark_config(args)
+    check_writable(config.out, "--out", folder=True)
     # The report draws each study's plots from its snapshot, without the database.
     write_snapshots(config.out, snapshots)
     summary = run_benchmark(config)

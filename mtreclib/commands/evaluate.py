@@ -25,6 +25,7 @@ class EvaluateOptions(Settings):
     checkpoint: str = same(Shared, "checkpoint")
     dataset: str | None = same(DataConfig, "dataset", run_default=True)
     data_dir: str | None = same(DataConfig, "data_dir", run_default=True)
+    cache_dir: str | None = same(DataConfig, "cache_dir")
     split: str = setting("test", "which split, cut as training cut it", choices=SPLITS)
     results: str | None = same(RunConfig, "results")
     device: str = same(RunConfig, "device")
@@ -42,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
         check_writable(options.results, "--results")
     use_threads(options.threads)
     inference = load_checkpoint(options.checkpoint, device=options.device)
-    record = evaluate_checkpoint(inference, options.dataset, data_dir=options.data_dir, split=options.split, progress=options.progress)
+    record = evaluate_checkpoint(
+        inference, options.dataset, data_dir=options.data_dir, cache_dir=options.cache_dir, split=options.split, progress=options.progress
+    )
     print(format_results(record))
     if options.results:
         record.write(options.results)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mtreclib.config.experiment import DataConfig
 from mtreclib.config.flags import add_settings, same, settings_from
+from mtreclib.core.atomic import check_writable
 from mtreclib.core.errors import UserError
 from mtreclib.core.settings import Settings, setting
 from mtreclib.data import synthetic
@@ -53,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, train_rows=options.train_rows)
     if options.test_rows is not None:
         config = replace(config, test_rows=options.test_rows)
-    data = synthetic.generate(config)
     folder = Path(options.data_dir) / name
+    check_writable(folder, "--data-dir", folder=True)
+    data = synthetic.generate(config)
     write_processed_csv(folder / "train.csv", data.train, data.train_search_id)
     write_processed_csv(folder / "test.csv", data.test, data.test_search_id)
     print(f"wrote {folder}/train.csv ({config.train_rows:,} rows) and {folder}/test.csv ({config.test_rows:,} rows); "
@@ -68,6 +70,7 @@ def _myshop(options: GenerateOptions, name: str) -> int:
         config = replace(config, train_rows=options.train_rows)
     if options.test_rows is not None:
         config = replace(config, test_rows=options.test_rows)
+    check_writable(Path(options.data_dir) / name, "--data-dir", folder=True)
     folder = write_myshop(Path(options.data_dir) / name, config)
     print(f"wrote {folder}/dataset.yaml, train/day1.parquet and train/day2.parquet ({config.train_rows:,} rows), "
           f"test.parquet ({config.test_rows:,} rows) and new_rows.parquet ({config.new_rows:,} rows to score, no labels); "

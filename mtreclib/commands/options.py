@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from mtreclib.config.experiment import ExperimentConfig
+from mtreclib.config.experiment import ExperimentConfig, RunConfig
 from mtreclib.config.files import ConfigFile, read_config_file
 from mtreclib.config.flags import add_experiment_flags, add_settings, given
 from mtreclib.config.resolve import resolve
 from mtreclib.core.settings import Settings, setting
+from mtreclib.runs.checkpoint import RunDirectory
 
 
 @dataclass(frozen=True)
@@ -39,17 +41,36 @@ def add_run_flags(parser: argparse.ArgumentParser, *, model: bool = True, skip: 
 
 
 def file_and_flags(args: argparse.Namespace, exclude: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, str]]:
-    """The settings of ``--config`` overlaid by the flags typed, and where each came from."""
+    """The settings of ``--config`` overlaid by the flags typed, and where each came from.
+
+    ``--resume RUN`` (a run folder): the run's own configuration (``RUN/config.yaml``) lies under
+    both, so that no flag need be repeated; one typed that the run may not change is refused
+    when the run is resumed, as before.
+    """
     typed = given(args, exclude=("config", "command", *exclude))
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    saved = _resumed_config(typed.get("resume"))
+    if saved is not None:
+        values = {key: value for key, value in read_config_file(saved).items() if key != "resume"}
+        sources = {key: str(saved) for key in values}
     if getattr(args, "config", None):
-        values = read_config_file(args.config)
-        sources = {key: args.config for key in values}
+        written = read_config_file(args.config)
+        values.update(written)
+        sources.update({key: args.config for key in written})
     for key in typed:
         sources.pop(key, None)
     values.update(typed)
     return values, sources
+
+
+def _resumed_config(resume: Any) -> Path | None:
+    """The saved configuration of the run folder ``--resume`` names, if it has one (``--resume``
+    alone finds its run by the model and dataset, so those are given or default)."""
+    if not isinstance(resume, str) or resume == RunConfig.bare_flags["resume"]:
+        return None
+    saved = RunDirectory(Path(resume)).config
+    return saved if saved.is_file() else None
 
 
 def experiment_config(args: argparse.Namespace, *, strict: bool = True, exclude: tuple[str, ...] = ()) -> ExperimentConfig:

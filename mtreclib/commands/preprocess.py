@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 from mtreclib.config.experiment import DataConfig, RunConfig
 from mtreclib.config.flags import add_component_settings, add_settings, given, same
+from mtreclib.core.atomic import check_writable
 from mtreclib.core.settings import Settings, setting
 from mtreclib.recipes import find_recipe, recipe_classes, recipe_names, run_recipe
 
@@ -39,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     typed = given(args, exclude=("command",))
     config = PreprocessConfig.build({key: typed.pop(key) for key in PreprocessConfig.keys() if key in typed})
+    check_writable(Path(config.data_dir) / config.dataset, "--data-dir", folder=True)
     # Only the recipe settings given: run_recipe refuses one the dataset's recipe does not take.
     report = run_recipe(config.dataset, config.data_dir, progress=config.progress, **typed)
     for line in report.lines():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtreclib.config.flags import add_settings, settings_from
+from mtreclib.core.atomic import check_writable
 from mtreclib.core.errors import UserError
 from mtreclib.core.progress import note
 from mtreclib.core.settings import Settings, setting
@@ -38,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from mtreclib.comparison.tuned import read_snapshots
 
     options = settings_from(ReportOptions, args)
-    runs, failures = load_runs(options.runs)
     out = Path(options.out) if options.out else Path(options.runs) / "report"
+    check_writable(out, "--out", folder=True)
+    runs, failures = load_runs(options.runs)
     tables = build_tables(runs)
     settings, differing = shared_settings(runs)
     plots = draw_plots(tables, out)

@@ -52,6 +52,12 @@ class DataConfig(Settings):
         "AliExpress processed layout), or the path of a dataset spec (.yaml)",
     )
     data_dir: str = setting("data", "where dataset folders live", may_differ=WHERE)
+    cache_dir: str | None = setting(
+        None,
+        "where the datasets' encoded caches go; none: beside each dataset's spec, or, when that folder cannot be written, "
+        "the user's cache folder ($XDG_CACHE_HOME/mtreclib, else ~/.cache/mtreclib)",
+        may_differ=WHERE,
+    )
     tasks: tuple[str, ...] = setting((), "the tasks to train, by name, in order (default: the dataset's default tasks)")
     task_num: int | None = setting(None, "train only the first N of those tasks (default: all)", minimum=1)
     valid_fraction: float = setting(

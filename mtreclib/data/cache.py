@@ -1,7 +1,10 @@
 """A memory-mapped cache of a spec's dataset, built once, so that the next run starts in seconds.
 
 Layout: beside the spec (``<folder>/dataset.yaml``, or the built-in layout's ``train.csv``) the
-cache is ``<folder>/mtrec-cache/<spec name>/``:
+cache is ``<folder>/mtrec-cache/<spec name>/``; with ``--cache-dir DIR``, or when ``<folder>``
+cannot be written (a read-only dataset), ``DIR/<folder's name>-<hash of its path>/<spec name>/``,
+``DIR`` being by default the user's cache folder (``$XDG_CACHE_HOME/mtreclib``, else
+``~/.cache/mtreclib``):
 
     meta.json        the spec's fingerprint, every source's size and mtime, rows and statistics per split
     encoders.json    the fitted encoders (vocabularies, transforms): what prediction needs too
@@ -36,6 +39,7 @@ builder instead of all building. A bad file leaves no cache.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -51,9 +55,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtreclib.core.atomic import write_json
+from mtreclib.core.atomic import write_errors, write_json, write_probe
 from mtreclib.core.errors import DataError, UserError
-from mtreclib.core.progress import Progress
+from mtreclib.core.progress import Progress, note
 from mtreclib.core.schema import Bag
 from mtreclib.data.encoders import Encoders
 from mtreclib.data.encoding import Place, normalise_ids, splitmix64
@@ -75,8 +79,24 @@ LENGTH_BINS = 1024  # multi-valued lengths are counted exactly up to this, for t
 
 def cache_folder(spec: DatasetSpec, base: Path) -> Path:
     """Where the cache of ``spec`` lives: ``<base>/mtrec-cache/<spec file's stem, or the spec's name>/``."""
-    stem = spec.path.stem if spec.path is not None else spec.name
-    return base / CACHE_FOLDER / stem
+    return _in_root(spec, base / CACHE_FOLDER)
+
+
+def _in_root(spec: DatasetSpec, root: Path) -> Path:
+    return root / (spec.path.stem if spec.path is not None else spec.name)
+
+
+def user_cache_dir() -> Path:
+    """The user's cache folder for mtreclib: ``$XDG_CACHE_HOME/mtreclib``, else ``~/.cache/mtreclib``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mtreclib"
+
+
+def outside_root(base: Path, cache_dir: Path) -> Path:
+    """Where the caches of the datasets of folder ``base`` go under ``cache_dir``: a folder per
+    dataset folder (its name, readable, and a hash of its absolute path, unique: every folder's
+    spec is ``dataset.yaml``)."""
+    where = base.resolve()
+    return cache_dir / f"{where.name or 'root'}-{hashlib.sha256(str(where).encode()).hexdigest()[:12]}"
 
 
 class NpyWriter:
@@ -561,18 +581,41 @@ def _open(spec: DatasetSpec, folder: Path) -> CachedDataset | None:
         return None
 
 
-def open_cache(spec: DatasetSpec, base: Path, *, progress: bool = True, chunk_bytes: int | None = None) -> CachedDataset:
-    """The spec's dataset as memory-mapped arrays, building or rebuilding its cache if needed."""
-    folder = cache_folder(spec, base)
+def open_cache(
+    spec: DatasetSpec, base: Path, *, cache_dir: str | os.PathLike | None = None, progress: bool = True, chunk_bytes: int | None = None
+) -> CachedDataset:
+    """The spec's dataset as memory-mapped arrays, building or rebuilding its cache if needed.
+
+    ``base``: the dataset's folder; the cache goes beside the spec there, or under ``cache_dir``
+    when given, or under the user's cache folder when ``base`` cannot be written (a notice says so).
+    """
+    if cache_dir is not None:
+        return _open_or_build(spec, outside_root(base, Path(cache_dir)), progress, chunk_bytes, "--cache-dir names a writable folder")
+    root = base / CACHE_FOLDER
+    cached = _open(spec, _in_root(spec, root))
+    if cached is not None:
+        return cached
+    problem = write_probe(root if root.is_dir() else base)
+    if problem is not None:
+        root = outside_root(base, user_cache_dir())
+        cached = _open(spec, _in_root(spec, root))
+        if cached is not None:
+            return cached
+        note(f"mtrec: cannot write in {base} ({problem.strerror or problem}): the dataset's cache goes to {root} (--cache-dir chooses)")
+    return _open_or_build(spec, root, progress, chunk_bytes, "give --cache-dir a writable folder")
+
+
+def _open_or_build(spec: DatasetSpec, root: Path, progress: bool, chunk_bytes: int | None, advice: str) -> CachedDataset:
+    folder = _in_root(spec, root)
     cached = _open(spec, folder)
     if cached is not None:
         return cached
     try:
-        (base / CACHE_FOLDER).mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create the cache folder {base / CACHE_FOLDER} ({error.strerror}); the dataset's folder must be writable") from None
-    _remove_old_layout(base / CACHE_FOLDER)
-    with locked(base / CACHE_FOLDER):
+        raise UserError(f"cannot create the cache folder {root} ({error.strerror}); {advice}") from None
+    _remove_old_layout(root)
+    with locked(root), write_errors(root):
         cached = _open(spec, folder)  # another process may have built it while this one waited
         if cached is None:
             build(spec, folder, progress=progress, chunk_bytes=chunk_bytes)

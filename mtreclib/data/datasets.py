@@ -60,6 +60,12 @@ class Dataset:
         implies = []
         for position, column in enumerate(columns):
             parent = self.schema.task_implies[column] if self.schema.task_implies else ""
+            if parent in names[position:]:
+                # Refused rather than reordered: --task-weights and the like follow the order given.
+                raise UserError(
+                    f"--tasks {','.join(names)}: {names[position]} implies {parent} (the dataset spec's implies), "
+                    f"so name {parent} first: --tasks {','.join(self._parents_first(names))}"
+                )
             implies.append(parent if parent in names[:position] else "")  # a relation to a task left out is dropped
         schema = replace(self.schema, task_names=names, task_implies=tuple(implies) if any(implies) else ())
 
@@ -67,6 +73,23 @@ class Dataset:
             return None if table is None else table.with_tasks(columns)
 
         return replace(self, schema=schema, train=pick(self.train), test=pick(self.test), valid=pick(self.valid))
+
+
+    def _parents_first(self, names: tuple[str, ...]) -> list[str]:
+        """``names`` in their order, except that each task comes after the task it implies."""
+        parents = dict(zip(self.schema.task_names, self.schema.task_implies or ("",) * self.schema.task_num))
+        order: list[str] = []
+
+        def place(name: str) -> None:
+            if name in order:
+                return
+            if parents[name] in names:
+                place(parents[name])
+            order.append(name)
+
+        for name in names:
+            place(name)
+        return order
 
 
 def builtin_datasets() -> list[str]:
@@ -98,32 +121,34 @@ def find_dataset(name: str, data_dir: str | Path = "data") -> DatasetSpec | None
     )
 
 
-def load_dataset(name: str, data_dir: str | Path = "data", *, progress: bool = True) -> Dataset:
+def load_dataset(name: str, data_dir: str | Path = "data", *, progress: bool = True, cache_dir: str | Path | None = None) -> Dataset:
     """Dataset ``name`` (see ``find_dataset``) through its spec's memory-mapped cache; a built-in one
-    is generated into ``data_dir`` first (``generated_dataset``)."""
+    is generated into ``data_dir`` first (``generated_dataset``). ``cache_dir``: see ``spec_dataset``."""
     spec = find_dataset(name, data_dir)
     if spec is None:
-        return generated_dataset(name, synthetic.PRESETS[name], data_dir, progress=progress)
-    return spec_dataset(spec, progress=progress)
+        return generated_dataset(name, synthetic.PRESETS[name], data_dir, progress=progress, cache_dir=cache_dir)
+    return spec_dataset(spec, progress=progress, cache_dir=cache_dir)
 
 
 def generated_dataset(
-    name: str, config: synthetic.SyntheticConfig, data_dir: str | Path = "data", *, progress: bool = True
+    name: str, config: synthetic.SyntheticConfig, data_dir: str | Path = "data", *, progress: bool = True, cache_dir: str | Path | None = None
 ) -> Dataset:
     """The rows ``config`` generates as dataset ``name``: written to ``<data_dir>/<name>/`` on first
     use (Parquet), then read like any dataset, through its spec, encoders and cache."""
     folder = ensure_generated(config, Path(data_dir) / name)
-    return spec_dataset(generated_spec(folder, name), progress=progress)
+    return spec_dataset(generated_spec(folder, name), progress=progress, cache_dir=cache_dir)
 
 
-def spec_dataset(spec: DatasetSpec, *, progress: bool = True) -> Dataset:
-    """A spec's dataset: its splits memory-mapped from the cache beside the spec (built on first use).
+def spec_dataset(spec: DatasetSpec, *, progress: bool = True, cache_dir: str | Path | None = None) -> Dataset:
+    """A spec's dataset: its splits memory-mapped from the cache beside the spec (built on first use),
+    or under ``cache_dir`` (``--cache-dir``), or under the user's cache folder when the spec's
+    folder cannot be written (see ``mtreclib.data.cache``).
 
     Nothing is copied into memory: the arrays are the cache's maps, the vocabularies and
     transforms were fitted on the training split when the cache was built.
     """
     base = spec.path.parent if spec.path is not None else spec.files()[0].parent
-    cached = open_cache(spec, base, progress=progress)
+    cached = open_cache(spec, base, cache_dir=cache_dir, progress=progress)
     tables = cached.tables
     return Dataset(
         spec.name,

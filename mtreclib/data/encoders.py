@@ -32,15 +32,17 @@ from mtreclib.data.table import MultiTaskTable
 
 
 def list_column(array: pa.Array, spec: CategoricalSpec, place: Place, column: str) -> pa.Array:
-    """A multi-valued column as a list array: Parquet lists as they are, CSV text split by the separator."""
+    """A multi-valued column as a list array: list columns as they are, text (CSV, or Parquet
+    strings) split by the separator, an empty text being no values (as CSV reads an empty cell)."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        array = pc.if_else(pc.equal(array, ""), pa.scalar(None, array.type), array)  # "" would split into one empty value
         array = pc.split_pattern(array, pattern=spec.separator)
     if pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type):
         array = array.cast(pa.list_(array.type.value_type))
     if not pa.types.is_list(array.type):
-        raise place.error(0, column, f"expected a list column (or text joined by {spec.separator!r} in CSV), found {array.type}")
+        raise place.error(0, column, f"expected a list column or text joined by {spec.separator!r}, found {array.type}")
     if spec.max_len is not None:
         array = pc.list_slice(array, 0, spec.max_len)
     return array

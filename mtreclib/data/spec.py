@@ -57,7 +57,7 @@ class CategoricalSpec(Settings):
     hash_buckets: int | None = setting(None, "hash values into this many ids instead of a vocabulary", minimum=1)
     role: str | None = setting(None, "user, item, author or context", choices=ROLES)
     multi: bool = setting(False, "a multi-valued column")
-    separator: str = setting("|", "CSV: the separator between a row's values")
+    separator: str = setting("|", "text columns (CSV, Parquet strings): the separator between a row's values; empty text: no values")
     weights: str | None = setting(None, "a column of per-value weights")
     max_len: int | None = setting(None, "keep a row's first values only", minimum=1)
     pooling: str = setting("mean", "how a row's value embeddings are pooled", choices=POOLINGS)
@@ -388,6 +388,10 @@ class _Reader:
                     raise self.fail(f"implies.{child}", f"{task!r} is not a label; labels: {', '.join(labels)}")
             if child == parent:
                 raise self.fail(f"implies.{child}", "a task cannot imply itself")
+            # Models read a task's parent before the task (ESMM multiplies the parent's probability in).
+            for key, names in (("labels", labels), ("tasks", order)):
+                if child in names and parent in names and names.index(parent) > names.index(child):
+                    raise self.fail(f"implies.{child}", f"{child} implies {parent}, so list {parent} before {child} in {key}")
             found[child] = parent
         return found
 

@@ -89,6 +89,7 @@ def evaluate_checkpoint(
     dataset: str | None = None,
     *,
     data_dir: str | None = None,
+    cache_dir: str | None = None,
     split: str = "test",
     progress: bool = True,
 ) -> RunRecord:
@@ -99,7 +100,7 @@ def evaluate_checkpoint(
     if split not in SPLITS:
         raise UserError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     config = inference.config
-    loaded = load_dataset(dataset or config.data.dataset, data_dir or config.data.data_dir, progress=progress)
+    loaded = load_dataset(dataset or config.data.dataset, data_dir or config.data.data_dir, progress=progress, cache_dir=cache_dir)
     check_encoding(inference, loaded)
     loaded = loaded.select_tasks(inference.tasks)
     table = split_table(loaded, split, inference)

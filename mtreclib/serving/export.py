@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtreclib.core.atomic import atomic_outputs
+from mtreclib.core.atomic import atomic_outputs, write_error, write_errors
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.models import MultiTaskModel
@@ -259,16 +259,18 @@ def export_model(
     companions = dict(companions or {})
     with atomic_outputs([path, *companions]) as (temporary, *others):
         for (target, text), other in zip(companions.items(), others):
-            try:
+            with write_errors(target, other):
                 other.write_text(text, encoding="utf-8")
-            except OSError as error:
-                raise UserError(f"{target}: cannot be written ({error.strerror or error})") from None
+        # Written first by us: the exporters report a file they cannot open in their own words
+        # (torch.jit.save: "RuntimeError: [enforce fail at inline_container.cc ...]").
+        temporary.write_bytes(b"")
         try:
             with _quiet():
                 _run_export(module, example, fmt, temporary, names)
                 got = run_exported(temporary, fmt, probe, names)
         except Exception as error:  # noqa: BLE001 - whatever the exporter lacks, the user gets its reason in one line
-            raise UserError(f"{name} cannot be exported to {fmt}: {_reason(error)}") from None
+            # A file that cannot be written is the output's fault, not the exporter's.
+            raise write_error(error, path, temporary) or UserError(f"{name} cannot be exported to {fmt}: {_reason(error)}") from None
         difference = None if got is None else float(np.abs(got - expected).max())
         if difference is not None and not difference <= TOLERANCE:
             raise UserError(f"{name} cannot be exported to {fmt}: the exported program's probabilities differ from PyTorch's by {difference:.3g}")

@@ -17,6 +17,7 @@ import yaml
 
 from mtreclib.config.compare import differences
 from mtreclib.config.experiment import RESUME, ExperimentConfig
+from mtreclib.config.files import read_config_file
 from mtreclib.config.resolve import resolve, with_changes
 from mtreclib.core import distributed
 from mtreclib.core.atomic import atomic_output, check_writable
@@ -48,6 +49,8 @@ def check_outputs(config: ExperimentConfig) -> None:
         check_writable(config.run.save_dir, "--save-dir", folder=True)
     if config.run.results:
         check_writable(config.run.results, "--results")
+    if config.data.cache_dir:
+        check_writable(config.data.cache_dir, "--cache-dir", folder=True)
     if config.run.tensorboard:
 
         check_writable(config.run.tensorboard, "--tensorboard", folder=True)
@@ -114,27 +117,28 @@ def _run_directory(config: ExperimentConfig, dataset_name: str, place: ProcessPl
         return None, None
     if config.run.resume:
         if config.run.resume == "last":
-            runs = [run for run in RunDirectory.existing(config.run.save_dir, dataset_name, config.model) if run.last.is_file()]
+            runs = [run for run in RunDirectory.existing(config.run.save_dir, dataset_name, config.model) if _resumable(run)]
             if not runs:
                 parent = RunDirectory.parent(config.run.save_dir, dataset_name, config.model)
                 raise UserError(f"--resume: no run of {config.model} on {dataset_name} to resume in {parent} (same --save-dir?)")
             directory = runs[-1]
         else:
             directory = RunDirectory(Path(config.run.resume))
+            if not _resumable(directory):
+                what = "no such folder" if not directory.path.is_dir() else f"not a run folder (it has neither {checkpoint.LAST} nor {checkpoint.CONFIG})"
+                raise UserError(f"--resume {directory.path}: {what}")
+        if not directory.last.is_file():
+            # Stopped before its first epoch ended: no state to resume but the run's settings.
+            _check_unchanged(directory, resolve(read_config_file(directory.config)), config)
+            note(f"mtrec: {directory.path} was stopped before its first epoch ended: training it from the start")
+            return directory, None
         state = checkpoint.load(directory.path, "resume")
         try:
             # Through the typed configuration: a setting added since that run compares at its default.
             before = ExperimentConfig.from_dict(state["config"])
         except UserError as error:
             raise UserError(f"{directory.last}: {error}") from None
-        # "auto" resumes with the precision the run chose when it started.
-        asked = with_changes(config, precision=before.train.precision) if config.train.precision == "auto" else config
-        changed = differences(before, asked, RESUME)
-        if changed:
-            raise UserError(
-                f"--resume {directory.path}: the settings differ from that run's ({changed[0]}); "
-                "only how long it trains (--epochs, --max-steps) and where it runs may change"
-            )
+        _check_unchanged(directory, before, config)
         if directory.best.is_file():
             state["best_state"] = checkpoint.load(directory.best, "model")["state_dict"]
         return directory, state
@@ -158,6 +162,22 @@ def _precision(config: ExperimentConfig, model: MultiTaskModel, train: MultiTask
         # Every rank probes (a sharded model's passes are collective); rank 0's finding decides for all.
         precision, why = distributed.broadcast_object(resolve_precision("auto", model, batches, device))
     return with_changes(config, precision=precision), why
+
+
+def _resumable(run: RunDirectory) -> bool:
+    """A run folder with a finished epoch, or stopped before its first ended (its settings written)."""
+    return run.last.is_file() or run.config.is_file()
+
+
+def _check_unchanged(directory: RunDirectory, before: ExperimentConfig, config: ExperimentConfig) -> None:
+    # "auto" resumes with the precision the run chose when it started.
+    asked = with_changes(config, precision=before.train.precision) if config.train.precision == "auto" else config
+    changed = differences(before, asked, RESUME)
+    if changed:
+        raise UserError(
+            f"--resume {directory.path}: the settings differ from that run's ({changed[0]}); "
+            "only how long it trains (--epochs, --max-steps) and where it runs may change"
+        )
 
 
 def _tables(config: ExperimentConfig) -> str:
@@ -218,7 +238,7 @@ def run_experiment(
     if config.train.embedding_backend == "torchrec":
 
         check_backend(config.train.embedding_optimizer, getattr(config.model_config, "embed_dim", None), device)
-    dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir)
+    dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir, cache_dir=config.data.cache_dir)
     dataset = dataset.select_tasks(config.data.tasks, config.data.task_num)
     if dataset.valid is not None:
         train, valid = dataset.train, dataset.valid
@@ -262,6 +282,10 @@ def run_experiment(
     )
     try:
         fit = trainer.fit(train, valid, resume=resume)
+    except KeyboardInterrupt:
+        if directory is None:
+            raise
+        raise KeyboardInterrupt(f"mtrec train --resume {directory.path} continues this run") from None
     finally:
         if log is not None:
             log.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from mtreclib.core.atomic import write_errors
 from mtreclib.core.errors import UserError
 
 
@@ -29,7 +30,9 @@ class TensorBoardLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.task_names = tuple(task_names)
-        self.writer = SummaryWriter(log_dir=str(folder))
+        self.folder = Path(folder)
+        with write_errors(self.folder, flag="--tensorboard"):
+            self.writer = SummaryWriter(log_dir=str(folder))
 
     def step(self, step: int, loss: float, task_losses: Sequence[float]) -> None:
         self.writer.add_scalar("train/loss", loss, step)
@@ -44,7 +47,9 @@ class TensorBoardLog:
         for task, metrics in (record.get("valid") or {}).items():
             self.writer.add_scalar(f"valid/auc_{task}", metrics["auc"], epoch)
             self.writer.add_scalar(f"valid/logloss_{task}", metrics["logloss"], epoch)
-        self.writer.flush()
+        with write_errors(self.folder, flag="--tensorboard"):
+            self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        with write_errors(self.folder, flag="--tensorboard"):
+            self.writer.close()
