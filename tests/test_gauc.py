@@ -14,6 +14,7 @@ import torch
 from conftest import small_model
 from sklearn.metrics import roc_auc_score
 from test_predict import one_line_error
+from test_report import fake_run, markdown_row
 
 from mtreclib.cli import main
 from mtreclib.config.experiment import TrainConfig
@@ -151,3 +152,22 @@ def test_select_metric_gauc_picks_the_epoch_of_the_best_mean_gauc(tiny_synthetic
         return trainer.fit(train, valid).best_epoch
 
     assert best_epoch("auc") == 2 and best_epoch("gauc") == 3
+
+
+def test_the_report_has_a_gauc_column_only_where_runs_have_one(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for model, seed in (("good", 0), ("weak", 0)):
+        run = fake_run(model, seed)
+        run["dataset"] = "grouped"
+        for task, metrics in run["tasks"].items():
+            metrics.update(gauc=metrics["auc"] - 0.05, gauc_groups=10, gauc_skipped=2)
+        (runs / model).mkdir(parents=True, exist_ok=True)
+        (runs / model / "grouped.json").write_text(json.dumps(run))
+        (runs / model / "plain.json").write_text(json.dumps({**fake_run(model, seed), "dataset": "plain"}))
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--out", str(out)]) == 0
+    text = (out / "results.md").read_text()
+    grouped, plain = text.split("## grouped")[1].split("## plain")
+    assert "click GAUC" in grouped and "GAUC" not in plain
+    assert markdown_row(grouped, "good")[2] == f"**{0.800 - 0.05:.4f}**"  # AUC, then GAUC, then log-loss
+    assert "GAUC: the AUC within each group" in text
