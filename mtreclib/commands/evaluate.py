@@ -1,4 +1,4 @@
-"""``mtrec evaluate``: a saved model's per-task AUC and log-loss on a split of a dataset, without training."""
+"""``mtrec evaluate``: a saved model's per-task AUC, GAUC and log-loss on a split of a dataset, without training."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mtreclib.serving.inference import load_checkpoint
 from mtreclib.training.experiment import format_results
 
 NAME = "evaluate"
-HELP = "per-task AUC and log-loss of a saved model on a split of a dataset (default: the test split of the data it was trained on)"
+HELP = "per-task AUC, GAUC (where the data has groups) and log-loss of a saved model on a split of a dataset (default: the test split of the data it was trained on)"
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class EvaluateOptions(Settings):
     data_dir: str | None = same(DataConfig, "data_dir", run_default=True)
     cache_dir: str | None = same(DataConfig, "cache_dir")
     split: str = setting("test", "which split, cut as training cut it", choices=SPLITS)
+    gauc_group: str | None = same(DataConfig, "gauc_group", run_default=True)
     results: str | None = same(RunConfig, "results")
     device: str = same(RunConfig, "device")
     threads: int | None = same(TrainConfig, "threads")
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     use_threads(options.threads)
     inference = load_checkpoint(options.checkpoint, device=options.device)
     record = evaluate_checkpoint(
-        inference, options.dataset, data_dir=options.data_dir, cache_dir=options.cache_dir, split=options.split, progress=options.progress
+        inference, options.dataset, data_dir=options.data_dir, cache_dir=options.cache_dir, split=options.split, progress=options.progress,
+        gauc_group=options.gauc_group
     )
     print(format_results(record))
     if options.results:

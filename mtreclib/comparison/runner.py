@@ -266,7 +266,7 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
         for spec in pending:
             if spec.dataset != loaded:
                 dataset = None  # free the previous dataset before loading the next
-                dataset, load_failure = _load(spec.dataset, folders[spec.dataset], config.base.data.cache_dir)
+                dataset, load_failure = _load(spec.dataset, folders[spec.dataset], config.base.data.cache_dir, config.base.data.gauc_group)
                 loaded = spec.dataset
             failure = load_failure or _run_one(config, spec, dataset, bar)
             if failure is None:
@@ -285,10 +285,10 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkSummary:
     return summary
 
 
-def _load(name: str, data_dir: str, cache_dir: str | None) -> tuple[Dataset | None, RunFailure | None]:
-    """Load a dataset once for all its runs; an error fails those runs, not the benchmark."""
+def _load(name: str, data_dir: str, cache_dir: str | None, group: str | None = None) -> tuple[Dataset | None, RunFailure | None]:
+    """Load a dataset once for all its runs (``group``: ``--gauc-group``); an error fails those runs, not the benchmark."""
     try:
-        return load_dataset(name, data_dir, cache_dir=cache_dir), None
+        return load_dataset(name, data_dir, cache_dir=cache_dir, group=group), None
     except Exception:  # noqa: BLE001 - a dataset that fails to load fails its own runs only
         return None, RunFailure.current(f"loading dataset {name!r} failed: ")
 

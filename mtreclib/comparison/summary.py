@@ -26,11 +26,18 @@ class Metric:
     label: str
     higher_is_better: bool
 
-    def of(self, metrics: Metrics) -> float:
+    def of(self, metrics: Metrics) -> float | None:
         return getattr(metrics, self.key)
 
 
-METRICS = (Metric("auc", "AUC", True), Metric("logloss", "log-loss", False))
+GAUC = Metric("gauc", "GAUC", True)
+METRICS = (Metric("auc", "AUC", True), GAUC, Metric("logloss", "log-loss", False))
+
+
+def shown_metrics(runs: Sequence[RunRecord]) -> tuple[Metric, ...]:
+    """The metrics of a dataset's table: GAUC only where some run has it (its data has groups)."""
+    grouped = any(m.gauc is not None for run in runs for m in run.tasks.values())
+    return tuple(metric for metric in METRICS if metric is not GAUC or grouped)
 
 
 @dataclass(frozen=True)
@@ -83,12 +90,16 @@ class ModelRow:
 
 @dataclass(frozen=True)
 class DatasetTable:
-    """Every (model, strategy) on one dataset, plus the oracle where the data knows its true probabilities."""
+    """Every (model, strategy) on one dataset, plus the oracle where the data knows its true probabilities.
+
+    ``metrics``: its columns per task (``shown_metrics``).
+    """
 
     dataset: str
     tasks: tuple[str, ...]
     rows: tuple[ModelRow, ...]
     oracle: dict[str, Metrics] | None
+    metrics: tuple[Metric, ...] = tuple(metric for metric in METRICS if metric is not GAUC)
 
     def row(self, model: str, mto: str = EQUAL_WEIGHTS, study: str = "") -> ModelRow:
         return next(row for row in self.rows if (row.model, row.mto, row.study) == (model, mto, study))
@@ -131,13 +142,13 @@ def study_of(run: RunRecord) -> str:
     return str(run.tuned.get("name", "?")) if run.tuned else ""
 
 
-def _row(model: str, mto: str, label: str, runs: Sequence[RunRecord], tasks: Sequence[str]) -> ModelRow:
+def _row(model: str, mto: str, label: str, runs: Sequence[RunRecord], tasks: Sequence[str], metrics: Sequence[Metric]) -> ModelRow:
     return ModelRow(
         model=model,
         mto=mto,
         label=label,
         seeds=tuple(run.seed for run in runs),
-        cells={(task, metric.key): Cell(_values(runs, task, metric)) for task in tasks for metric in METRICS},
+        cells={(task, metric.key): Cell(_values(runs, task, metric)) for task in tasks for metric in metrics},
         samples_per_second=spread(run.train_samples_per_sec for run in runs),
         epoch_seconds=spread(epoch_seconds(run) for run in runs),
         epochs_run=spread(run.epochs_run for run in runs),
@@ -171,15 +182,17 @@ def _with_cell(row: ModelRow, key: tuple[str, str], cell: Cell) -> ModelRow:
     return replace(row, cells={**row.cells, key: cell})
 
 
-def _oracle(runs: Sequence[RunRecord], tasks: Sequence[str]) -> dict[str, Metrics] | None:
+def _oracle(runs: Sequence[RunRecord], tasks: Sequence[str], metrics: Sequence[Metric]) -> dict[str, Metrics] | None:
     """Mean oracle metrics (the same in every run of a dataset, since the data seed is fixed)."""
     oracles = [run.oracle for run in runs if run.oracle]
     if not oracles:
         return None
-    return {
-        task: Metrics(**{metric.key: spread(metric.of(o[task]) if task in o else None for o in oracles).mean for metric in METRICS})
-        for task in tasks
-    }
+
+    def mean(task: str, metric: Metric) -> float | None:
+        values = spread(metric.of(o[task]) if task in o else None for o in oracles)
+        return values.mean if values.n or metric is not GAUC else None
+
+    return {task: Metrics(**{metric.key: mean(task, metric) for metric in metrics}) for task in tasks}
 
 
 def _by_seed(run: RunRecord) -> tuple[bool, int]:
@@ -194,6 +207,7 @@ def build_tables(runs: Sequence[RunRecord]) -> list[DatasetTable]:
     for dataset in sorted({run.dataset for run in runs}):
         of_dataset = [run for run in runs if run.dataset == dataset]
         tasks = tuple(dict.fromkeys(task for run in of_dataset for task in run.tasks))
+        metrics = shown_metrics(of_dataset)
         rows = []
         for model in model_order({run.model for run in of_dataset}):
             of_model = [run for run in of_dataset if run.model == model]
@@ -206,11 +220,11 @@ def build_tables(runs: Sequence[RunRecord]) -> list[DatasetTable]:
                         continue
                     shown = study if len(studies) > 1 else ""
                     label = run_label(model, mto, with_strategy=with_strategy, tuned=bool(study), study=shown)
-                    rows.append(_row(model, mto, label, cell_runs, tasks))
+                    rows.append(_row(model, mto, label, cell_runs, tasks, metrics))
         for task in tasks:
-            for metric in METRICS:
+            for metric in metrics:
                 rows = _mark(rows, task, metric)
-        tables.append(DatasetTable(dataset, tasks, tuple(rows), _oracle(of_dataset, tasks)))
+        tables.append(DatasetTable(dataset, tasks, tuple(rows), _oracle(of_dataset, tasks, metrics), metrics))
     return tables
 
 

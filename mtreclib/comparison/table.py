@@ -1,7 +1,7 @@
 """The results table as Markdown and CSV, in the original MTReclib's layout.
 
 Per dataset, one row per model (per model and strategy when the runs used several multi-task
-optimisation strategies) and, per task, test AUC and log-loss: mean ± standard deviation over
+optimisation strategies) and, per task, test AUC, GAUC (where the data has groups) and log-loss: mean ± standard deviation over
 seeds, the best in bold, and † on the rows the significance test cannot tell from the best. Then
 the oracle row (built-in data) and a table of training speed.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from mtreclib.comparison.runs import FailedRun, run_label
 from mtreclib.comparison.stats import ALPHA, Spread
-from mtreclib.comparison.summary import EQUAL_WEIGHTS, METRICS, Cell, DatasetTable, Metric
+from mtreclib.comparison.summary import EQUAL_WEIGHTS, GAUC, METRICS, Cell, DatasetTable, Metric
 from mtreclib.tuning.summary import StudySummary, format_seconds
 from mtreclib.tuning.trial import settings_text
 
@@ -55,21 +55,21 @@ def _markdown_rows(header: Sequence[str], rows: Sequence[Sequence[str]], align: 
     return lines
 
 
+def _oracle_cell(value: float | None, metric: Metric) -> str:
+    return "–" if value is None else f"*{value:.{decimals(metric.key, value)}f}*"
+
+
 def metrics_table(table: DatasetTable) -> list[str]:
-    """The per-task AUC and log-loss table of one dataset, as Markdown lines."""
-    header = ["model"] + [f"{task} {metric.label}" for task in table.tasks for metric in METRICS] + ["seeds"]
+    """The per-task AUC (GAUC) and log-loss table of one dataset, as Markdown lines."""
+    header = ["model"] + [f"{task} {metric.label}" for task in table.tasks for metric in table.metrics] + ["seeds"]
     rows = [
         [row.label]
-        + [format_cell(row.cells[(task, metric.key)], metric) for task in table.tasks for metric in METRICS]
+        + [format_cell(row.cells[(task, metric.key)], metric) for task in table.tasks for metric in table.metrics]
         + [str(len(row.seeds))]
         for row in table.rows
     ]
     if table.oracle:
-        rows.append(
-            ["*oracle*"]
-            + [f"*{m.of(table.oracle[task]):.{decimals(m.key, m.of(table.oracle[task]))}f}*" for task in table.tasks for m in METRICS]
-            + [""]
-        )
+        rows.append(["*oracle*"] + [_oracle_cell(m.of(table.oracle[task]), m) for task in table.tasks for m in table.metrics] + [""])
     return _markdown_rows(header, rows, ["---"] + ["---:"] * (len(header) - 1))
 
 
@@ -121,6 +121,9 @@ def legend(tables: Sequence[DatasetTable]) -> str:
     elif min(seeds) < 5:
         text += f"With {min(seeds)} seeds the test has little power: {TIE_MARK} means 'not shown to differ', not 'equal'. "
     text += "No correction for comparing several models with the best. The oracle scores the data's true probabilities."
+    if any(GAUC in table.metrics for table in tables):
+        text += (" GAUC: the AUC within each group of the data's group column (a user, a search page), averaged over the groups "
+                 "weighted by their rows; groups with one class only are left out (highest is best).")
     if _shows_strategy(tables):
         text += (" A row per model and multi-task optimisation strategy (`model + strategy`; ew: equal weights), "
                  "marked over all rows of the dataset.")
@@ -198,9 +201,10 @@ def markdown(
 def csv_text(tables: Sequence[DatasetTable]) -> str:
     """One row per dataset, model and strategy (and oracle), per task and metric its mean, std and mark."""
     tasks = list(dict.fromkeys(task for table in tables for task in table.tasks))
+    shown = [metric for metric in METRICS if any(metric in table.metrics for table in tables)]
     columns = ["dataset", "model", "mto", "study", "seeds"]
     for task in tasks:
-        for metric in METRICS:
+        for metric in shown:
             columns += [f"{task}_{metric.key}_mean", f"{task}_{metric.key}_std", f"{task}_{metric.key}_mark"]
     columns += ["train_samples_per_sec_mean", "train_samples_per_sec_std", "epoch_seconds_mean", "epochs_run_mean",
                 "best_epoch_mean", "parameters", "tuning_trials", "tuning_epochs", "tuning_cpu_seconds"]
@@ -230,7 +234,8 @@ def csv_text(tables: Sequence[DatasetTable]) -> str:
         if table.oracle:
             record = {"dataset": table.dataset, "model": "oracle", "mto": "", "seeds": ""}
             for task, metrics in table.oracle.items():
-                for metric in METRICS:
-                    record[f"{task}_{metric.key}_mean"] = metric.of(metrics)
+                for metric in table.metrics:
+                    value = metric.of(metrics)
+                    record[f"{task}_{metric.key}_mean"] = "" if value is None else value
             writer.writerow(record)
     return out.getvalue()

@@ -25,6 +25,7 @@ SHARDINGS = ("auto", "table_wise", "row_wise", "column_wise")
 VALID_SPLITS = ("tail", "random")
 OPTIMIZERS = ("adam", "adamw", "adagrad")
 LR_SCHEDULES = ("constant", "warmup-cosine", "step")
+SELECT_METRICS = ("auc", "gauc")
 # The settings of one learning-rate schedule, refused with another when set.
 SCHEDULE_SETTINGS = {"warmup_steps": "warmup-cosine", "lr_min": "warmup-cosine", "lr_step_epochs": "step", "lr_gamma": "step"}
 # Where a setting may differ without changing what a run computes (``Meta.may_differ``, read by
@@ -68,11 +69,16 @@ class DataConfig(Settings):
         "tail: the last rows of the training split (files are in time order); random: a seeded random subset",
         choices=VALID_SPLITS,
     )
+    gauc_group: str | None = setting(
+        None,
+        "the column whose groups (a user, a session) GAUC is computed within, in place of the dataset spec's group: "
+        "(the cache is built again to carry it); none: the spec's group, if it names one",
+    )
 
 
 @dataclass(frozen=True)
 class TrainConfig(Settings):
-    """Optimisation: Adam as the original configures it (by default), early stopping on validation mean AUC."""
+    """Optimisation: Adam as the original configures it (by default), early stopping on validation mean AUC (or GAUC)."""
 
     epochs: int = setting(50, "most epochs", minimum=1, may_differ=(RESUME,))
     batch_size: int = setting(
@@ -86,7 +92,13 @@ class TrainConfig(Settings):
         search=search_range(1e-8, 1e-4, log=True),
     )
     patience: int = setting(
-        2, "stop after N epochs without a better validation mean AUC; 0 trains every epoch and keeps the last", minimum=0
+        2, "stop after N epochs without a better validation score (--select-metric); 0 trains every epoch and keeps the last", minimum=0
+    )
+    select_metric: str = setting(
+        "auc",
+        "the validation score that picks the best epoch, stops early and ranks a study's trials: auc, the tasks' mean AUC; "
+        "gauc, their mean GAUC (per group, weighted by impressions; needs a group column: the spec's group: or --gauc-group)",
+        choices=SELECT_METRICS,
     )
     max_steps: int | None = setting(None, "stop after N optimizer steps", minimum=1, may_differ=(RESUME,))
     seed: int = setting(0, "seeds initialisation, shuffling and dropout", minimum=0)

@@ -17,6 +17,7 @@ from mtreclib.data import synthetic
 from mtreclib.data.builtin import aliexpress_spec, generated_spec, is_aliexpress_folder
 from mtreclib.data.cache import open_cache
 from mtreclib.data.generated import ensure_generated
+from mtreclib.data.sources import file_columns
 from mtreclib.data.spec import DatasetSpec
 from mtreclib.data.table import MultiTaskTable
 
@@ -121,22 +122,42 @@ def find_dataset(name: str, data_dir: str | Path = "data") -> DatasetSpec | None
     )
 
 
-def load_dataset(name: str, data_dir: str | Path = "data", *, progress: bool = True, cache_dir: str | Path | None = None) -> Dataset:
+def with_group(spec: DatasetSpec, column: str | None) -> DatasetSpec:
+    """``spec`` with its rows grouped by ``column`` (``--gauc-group``; None: the spec's own ``group``).
+
+    The column is looked for in every row file before anything is read. Another group than the
+    spec's is another cache (its fingerprint differs), built on first use.
+    """
+    if column is None or column == spec.group:
+        return spec
+    for path in spec.files():
+        present = file_columns(spec, path)
+        if column not in present:
+            shown = ", ".join(present[:12]) + (", ..." if len(present) > 12 else "")
+            raise UserError(f"--gauc-group {column}: {path} has no column {column!r}; its columns: {shown}")
+    return replace(spec, group=column, raw={**spec.raw, "group": column})
+
+
+def load_dataset(
+    name: str, data_dir: str | Path = "data", *, progress: bool = True, cache_dir: str | Path | None = None, group: str | None = None
+) -> Dataset:
     """Dataset ``name`` (see ``find_dataset``) through its spec's memory-mapped cache; a built-in one
-    is generated into ``data_dir`` first (``generated_dataset``). ``cache_dir``: see ``spec_dataset``."""
+    is generated into ``data_dir`` first (``generated_dataset``). ``cache_dir``: see ``spec_dataset``.
+    ``group``: the column that groups its rows for GAUC in place of the spec's (``with_group``)."""
     spec = find_dataset(name, data_dir)
     if spec is None:
-        return generated_dataset(name, synthetic.PRESETS[name], data_dir, progress=progress, cache_dir=cache_dir)
-    return spec_dataset(spec, progress=progress, cache_dir=cache_dir)
+        return generated_dataset(name, synthetic.PRESETS[name], data_dir, progress=progress, cache_dir=cache_dir, group=group)
+    return spec_dataset(with_group(spec, group), progress=progress, cache_dir=cache_dir)
 
 
 def generated_dataset(
-    name: str, config: synthetic.SyntheticConfig, data_dir: str | Path = "data", *, progress: bool = True, cache_dir: str | Path | None = None
+    name: str, config: synthetic.SyntheticConfig, data_dir: str | Path = "data", *, progress: bool = True,
+    cache_dir: str | Path | None = None, group: str | None = None
 ) -> Dataset:
     """The rows ``config`` generates as dataset ``name``: written to ``<data_dir>/<name>/`` on first
     use (Parquet), then read like any dataset, through its spec, encoders and cache."""
     folder = ensure_generated(config, Path(data_dir) / name)
-    return spec_dataset(generated_spec(folder, name), progress=progress, cache_dir=cache_dir)
+    return spec_dataset(with_group(generated_spec(folder, name), group), progress=progress, cache_dir=cache_dir)
 
 
 def spec_dataset(spec: DatasetSpec, *, progress: bool = True, cache_dir: str | Path | None = None) -> Dataset:

@@ -24,16 +24,34 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Metrics:
-    """One task's metrics on one split."""
+    """One task's metrics on one split.
+
+    Attributes:
+        gauc: the group AUC (``mtreclib.core.gauc``) over the data's group column; None when the
+            rows have no groups.
+        gauc_groups, gauc_skipped: the groups it averaged, and those left out (one class only).
+    """
 
     auc: float
     logloss: float
+    gauc: float | None = None
+    gauc_groups: int | None = None
+    gauc_skipped: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metrics:
+        def optional(key: str, kind: type) -> Any:
+            return None if data.get(key) is None else kind(data[key])
+
+        return cls(
+            float(data["auc"]), float(data["logloss"]), optional("gauc", float), optional("gauc_groups", int), optional("gauc_skipped", int)
+        )
 
 
 def metrics_map(data: dict[str, Any] | None) -> dict[str, Metrics] | None:
     if data is None:
         return None
-    return {task: m if isinstance(m, Metrics) else Metrics(float(m["auc"]), float(m["logloss"])) for task, m in data.items()}
+    return {task: m if isinstance(m, Metrics) else Metrics.from_dict(m) for task, m in data.items()}
 
 
 @dataclass(frozen=True)

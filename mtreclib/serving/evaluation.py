@@ -1,4 +1,4 @@
-"""A saved model's per-task AUC and log-loss on a split of a dataset, without training.
+"""A saved model's per-task AUC, GAUC (where the rows have groups) and log-loss on a split of a dataset, without training.
 
 The split is cut as the training run cut it (its validation rows carved from the training
 split with the run's own settings), and scored by ``mtreclib.scoring.logits`` with the run's
@@ -92,24 +92,28 @@ def evaluate_checkpoint(
     cache_dir: str | None = None,
     split: str = "test",
     progress: bool = True,
+    gauc_group: str | None = None,
 ) -> RunRecord:
     """The model's per-task metrics on ``split`` of ``dataset`` (default: the dataset it was trained on).
 
-    Returns the results record ``mtrec train`` writes, with ``split`` set and no training figures.
+    ``gauc_group``: the column GAUC groups rows by (default: the run's ``--gauc-group``, else the
+    spec's ``group``). Returns the results record ``mtrec train`` writes, with ``split`` set and
+    no training figures.
     """
     if split not in SPLITS:
         raise UserError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     config = inference.config
-    loaded = load_dataset(dataset or config.data.dataset, data_dir or config.data.data_dir, progress=progress, cache_dir=cache_dir)
+    group = gauc_group or config.data.gauc_group
+    loaded = load_dataset(dataset or config.data.dataset, data_dir or config.data.data_dir, progress=progress, cache_dir=cache_dir, group=group)
     check_encoding(inference, loaded)
     loaded = loaded.select_tasks(inference.tasks)
     table = split_table(loaded, split, inference)
     if len(table) == 0:
         raise UserError(f"dataset {loaded.name}: the {split} split has no rows")
     # The run's own batch size and precision: the same batches, so the same figures as training reported.
-    tasks = logit_metrics(table_logits(inference, table), table.label_rows(), inference.tasks)
+    tasks = logit_metrics(table_logits(inference, table), table.label_rows(), inference.tasks, table.group)
     probabilities = table.probability_rows()
-    oracle = task_metrics(probabilities, table.label_rows(), inference.tasks) if probabilities is not None else None
+    oracle = task_metrics(probabilities, table.label_rows(), inference.tasks, table.group) if probabilities is not None else None
     return RunRecord(
         model=config.model,
         dataset=loaded.name,

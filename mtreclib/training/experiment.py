@@ -57,6 +57,15 @@ def check_outputs(config: ExperimentConfig) -> None:
         check_available()
 
 
+def check_groups(config: ExperimentConfig, dataset: str, grouped: bool) -> None:
+    """``--select-metric gauc`` needs rows with groups: refused before training when the data has none."""
+    if config.train.select_metric == "gauc" and not grouped:
+        raise UserError(
+            f"--select-metric gauc: dataset {dataset} has no group column to compute GAUC within; "
+            "name one with --gauc-group COLUMN or the spec's group: key"
+        )
+
+
 def build_model(name: str, schema: FeatureSchema, config: Any) -> MultiTaskModel:
     """The model ``name`` for ``schema``; settings that cannot work for this data are user errors."""
     try:
@@ -238,12 +247,13 @@ def run_experiment(
     if config.train.embedding_backend == "torchrec":
 
         check_backend(config.train.embedding_optimizer, getattr(config.model_config, "embed_dim", None), device)
-    dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir, cache_dir=config.data.cache_dir)
+    dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir, cache_dir=config.data.cache_dir, group=config.data.gauc_group)
     dataset = dataset.select_tasks(config.data.tasks, config.data.task_num)
     if dataset.valid is not None:
         train, valid = dataset.train, dataset.valid
     else:
         train, valid = split_validation(dataset.train, config.data.valid_fraction, mode=config.data.valid_split, seed=config.train.seed)
+    check_groups(config, dataset.name, valid.group is not None)
     torch.manual_seed(config.train.seed)
     model, plan = build_training_model(config, dataset.schema, device, place)
     try:
@@ -292,7 +302,9 @@ def run_experiment(
     if test:
         tasks = trainer.evaluate(dataset.test)
         probabilities = dataset.test.probability_rows()
-        oracle = task_metrics(probabilities, dataset.test.label_rows(), dataset.schema.task_names) if probabilities is not None else None
+        oracle = (
+            task_metrics(probabilities, dataset.test.label_rows(), dataset.schema.task_names, dataset.test.group) if probabilities is not None else None
+        )
     else:
         tasks, oracle = fit.history[fit.best_epoch - 1].get("valid", {}), None
     history = tuple(EpochRecord.from_dict(record) for record in fit.history)
@@ -331,16 +343,25 @@ def write_config(path: Path, config: ExperimentConfig) -> None:
 
 
 def format_results(record: RunRecord) -> str:
-    """The test metrics as a small table, with the oracle's next to them when known."""
+    """The test metrics as a small table (GAUC where the data has groups, with the groups it
+    used and skipped), with the oracle's next to them when known."""
     oracle = record.oracle
-    header = f"{'task':<16} {'AUC':>8} {'log-loss':>10}"
+    grouped = any(m.gauc is not None for m in record.tasks.values())
+    header = f"{'task':<16} {'AUC':>8}" + (f" {'GAUC':>8}" if grouped else "") + f" {'log-loss':>10}"
     if oracle:
         header += f" {'oracle AUC':>11} {'oracle log-loss':>16}"
+    if grouped:
+        header += f" {'groups used / skipped':>22}"
     lines = [f"{record.split} results: {record.model} on {record.dataset}", header]
     for task, m in record.tasks.items():
-        line = f"{task:<16} {m.auc:>8.4f} {m.logloss:>10.5f}"
+        line = f"{task:<16} {m.auc:>8.4f}"
+        if grouped:
+            line += f" {m.gauc:>8.4f}" if m.gauc is not None else f" {'–':>8}"
+        line += f" {m.logloss:>10.5f}"
         if oracle:
             line += f" {oracle[task].auc:>11.4f} {oracle[task].logloss:>16.5f}"
+        if grouped and m.gauc_groups is not None:
+            line += f" {f'{m.gauc_groups:,} / {m.gauc_skipped:,}':>22}"
         lines.append(line)
     if record.epochs_run:
         lines.append(

@@ -46,6 +46,8 @@ class TensorBoardLog:
             self.writer.add_scalar(f"epoch/weight_{task}", weight, epoch)
         for task, metrics in (record.get("valid") or {}).items():
             self.writer.add_scalar(f"valid/auc_{task}", metrics["auc"], epoch)
+            if metrics.get("gauc") is not None:
+                self.writer.add_scalar(f"valid/gauc_{task}", metrics["gauc"], epoch)
             self.writer.add_scalar(f"valid/logloss_{task}", metrics["logloss"], epoch)
         with write_errors(self.folder, flag="--tensorboard"):
             self.writer.flush()

@@ -4,7 +4,7 @@ A model maps a batch to per-task logits and gives the per-task losses of a step
 (``MultiTaskModel.task_losses``); an optimisation strategy (``mtreclib.mto``) turns those into
 gradients; the trainer cuts batches, clips the gradients if asked, steps the optimizer and its
 learning-rate schedule (``mtreclib.training.optim``), evaluates on the validation split after
-every epoch, stops early on its mean AUC and keeps the best weights. It holds no global state,
+every epoch, stops early on its mean AUC (or GAUC, ``select_metric``) and keeps the best weights. It holds no global state,
 and takes a rank and world size so that one process per device can run it.
 
 With several processes (``world_size > 1``, a process group already initialised, see
@@ -93,9 +93,10 @@ class TrainingObjective(nn.Module):
         return self.model.task_losses(batches)
 
 
-def validation_score(metrics: dict[str, dict[str, float]]) -> float:
-    """Early-stopping score: mean AUC, or minus the mean log-loss where no task has an AUC."""
-    score = mean_auc(metrics)
+def validation_score(metrics: dict[str, dict[str, float]], select_metric: str = "auc") -> float:
+    """Early-stopping score: mean AUC (``select_metric="gauc"``: mean GAUC), or minus the mean
+    log-loss where no task has one."""
+    score = mean_auc(metrics, select_metric)
     return score if not math.isnan(score) else -float(np.mean([m["logloss"] for m in metrics.values()]))
 
 
@@ -231,7 +232,7 @@ class Trainer:
                 # Computed on rank 0 and broadcast: every rank sees the same score and so takes
                 # the same early-stopping decision below, and all stop together.
                 record["valid"] = self.evaluate(valid)
-                record["valid_score"] = validation_score(record["valid"])
+                record["valid_score"] = validation_score(record["valid"], config.select_metric)
             result.history.append(record)
             seconds_per_epoch = (time.perf_counter() - started) / (epoch + 1 - first_epoch)
             self._report_epoch(record, self._epochs_left(epoch, steps_per_epoch, result), seconds_per_epoch)
@@ -385,21 +386,21 @@ class Trainer:
         )
 
     def evaluate(self, table: MultiTaskTable) -> dict[str, dict[str, float]]:
-        """``{task: {"auc", "logloss"}}`` of the model on the whole of ``table``, on every rank.
+        """``{task: {"auc", "logloss"}}`` (and ``"gauc"`` where ``table`` has groups) of the model on the whole of ``table``, on every rank.
 
         With several processes each rank predicts a contiguous run of whole batches, rank 0
         gathers the logits and computes the metrics, and broadcasts them.
         """
         labels = table.label_rows()
         if self.world_size == 1:
-            return logit_metrics(self.predict(table), labels, self.task_names)
+            return logit_metrics(self.predict(table), labels, self.task_names, table.group)
         distributed.broadcast_buffers(self.model)  # evaluate rank 0's model on every shard
         batch_num = math.ceil(len(table) / self.config.batch_size)
         first, last = distributed.shard_range(batch_num, self.rank, self.world_size)
         shard = table.select(slice(first * self.config.batch_size, min(last * self.config.batch_size, len(table))))
         forwards = math.ceil(batch_num / self.world_size) if sparse_tables(self.model) else None
         gathered = distributed.gather_rows(self.predict(shard, forwards=forwards, spare=table).to(self.device))
-        metrics = logit_metrics(gathered.cpu(), labels, self.task_names) if self.rank == 0 else None
+        metrics = logit_metrics(gathered.cpu(), labels, self.task_names, table.group) if self.rank == 0 else None
         return distributed.broadcast_object(metrics)
 
     def _epochs_left(self, epoch: int, steps_per_epoch: int, result: FitResult) -> int:
@@ -416,7 +417,8 @@ class Trainer:
             return
         parts = [f"epoch {record['epoch']}", f"loss {record['train_loss']:.5f}"]
         for task, m in record.get("valid", {}).items():
-            parts.append(f"valid {task} AUC {m['auc']:.4f} log-loss {m['logloss']:.5f}")
+            gauc = f" GAUC {m['gauc']:.4f}" if m.get("gauc") is not None else ""
+            parts.append(f"valid {task} AUC {m['auc']:.4f}{gauc} log-loss {m['logloss']:.5f}")
         if epochs_left > 0:
             # "at most": early stopping (--patience) may end the run sooner
             parts.append(f"{epochs_left} more epoch{'s' if epochs_left > 1 else ''} at most, about {duration(epochs_left * seconds_per_epoch)}")

@@ -2,8 +2,9 @@
 
 The trial is ``run_experiment`` with ``test=False``: the same data, model, strategy and trainer as
 ``mtrec train``, with the test split never touched. Its value is the validation score the
-trainer selects epochs on (mean AUC over the tasks, ``trainer.validation_score``) at the epoch
-it keeps; after every epoch that score goes to the pruner, which may stop the trial there.
+trainer selects epochs on (mean AUC over the tasks, or mean GAUC under ``--select-metric gauc``;
+``trainer.validation_score``) at the epoch it keeps; after every epoch that score goes to the
+pruner, which may stop the trial there.
 Each trial records what it cost (epochs, CPU and wall seconds) as user attributes: the study's
 budget.
 """
@@ -57,7 +58,9 @@ class Objective:
             trial.set_user_attr("wall_seconds", time.perf_counter() - start_wall)
         best = record.history[record.best_epoch - 1]
         trial.set_user_attr("best_epoch", record.best_epoch)
-        trial.set_user_attr("valid", {task: {"auc": m.auc, "logloss": m.logloss} for task, m in record.tasks.items()})
+        trial.set_user_attr(
+            "valid", {task: {"auc": m.auc, "logloss": m.logloss, **({"gauc": m.gauc} if m.gauc is not None else {})} for task, m in record.tasks.items()}
+        )
         return float(best.valid_score)
 
     def _pruning(self, trial: Any, cost: dict[str, int]) -> Callable[[dict], None]:

@@ -53,7 +53,7 @@ def tune(config: ExperimentConfig, settings: TuneConfig, *, fixed: Collection[st
     space = SearchSpace.build(config, settings.space, fixed=fixed)
     storage = open_storage(settings.storage)
     find_dataset(config.data.dataset, config.data.data_dir)  # a missing dataset is refused before it would be loaded
-    dataset = without_test(load_dataset(config.data.dataset, config.data.data_dir, cache_dir=config.data.cache_dir))
+    dataset = without_test(load_dataset(config.data.dataset, config.data.data_dir, cache_dir=config.data.cache_dir, group=config.data.gauc_group))
     if dataset.valid is None and config.data.valid_fraction == 0:
         raise UserError("tuning selects settings on a validation split: set --valid-fraction above 0 (this dataset has no validation split)")
     if settings.workers > 1 and config.train.threads is None:

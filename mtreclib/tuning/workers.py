@@ -71,7 +71,9 @@ def work(job: WorkerJob, dataset: Dataset | None = None) -> None:
         pruner=make_pruner(optuna, job.pruner, job.startup_trials, config.train.epochs),
     )
     if dataset is None:
-        dataset = without_test(load_dataset(config.data.dataset, config.data.data_dir, progress=False, cache_dir=config.data.cache_dir))
+        dataset = without_test(
+            load_dataset(config.data.dataset, config.data.data_dir, progress=False, cache_dir=config.data.cache_dir, group=config.data.gauc_group)
+        )
     timeout = None if job.deadline is None else max(job.deadline - time.time(), 0.0)
     if job.trials == 0 or timeout == 0.0:
         return
