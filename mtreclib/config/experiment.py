@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from mtreclib.core.settings import ConfigError, Settings, flag_name, search_range, setting
 from mtreclib.models import model_class
+from mtreclib.models.base import REGRESSION_LOSSES
 from mtreclib.mto import strategy_class
 
 PRECISIONS = ("fp32", "bf16")
@@ -139,6 +140,11 @@ class TrainConfig(Settings):
         "them (and the processes averaged them); none: no clipping",
         above=0,
     )
+    # Regression tasks (a label's type: regression in the dataset spec); binary tasks keep BCE.
+    regression_loss: str = setting(
+        "mse", "the loss of regression tasks: mse, or huber (squared within --huber-delta of the target, linear beyond)", choices=REGRESSION_LOSSES
+    )
+    huber_delta: float = setting(1.0, "huber: where the loss turns from squared to linear, on the target's (transformed) scale", above=0)
 
     def check(self) -> None:
         defaults = {f.name: f.default for f in dataclasses.fields(self)}

@@ -21,7 +21,8 @@ def split_stats(table: MultiTaskTable, unknown: np.ndarray) -> dict[str, Any]:
     """The cache's statistics of an in-memory split, counted now (``unknown``: each field's unknown id)."""
     stats: dict[str, Any] = {
         "rows": len(table),
-        "positives": table.labels.sum(axis=0, dtype=np.int64).tolist(),
+        # A regression target's "positives" are the sum of its values (its positive_rate is its mean).
+        "positives": table.labels.sum(axis=0, dtype=np.int64 if table.labels.dtype == np.uint8 else np.float64).tolist(),
         "zero_ids": (table.categorical == unknown).sum(axis=0).tolist(),
         "missing": [0] * table.categorical.shape[1],
         "numerical_missing": [0] * table.numerical.shape[1],

@@ -52,6 +52,9 @@ ZIP_NAME = "Tenrec.zip"
 MISSING = "\\N"
 IDS = ("user_id", "item_id")
 LABELS = ("click", "follow", "like", "share")
+# How often the user entered the video, as an optional regression task (by --tasks, never by
+# default), log1p-transformed; a missing count (``\N``) is taken as 0, no entry.
+WATCHING_TIMES = {"name": "watching_times", "type": "regression", "transform": "log1p", "fill": 0}
 FEATURES = ("video_category", "gender", "age")  # may be \N
 HISTORY = tuple(f"hist_{i}" for i in range(1, 11))
 COLUMNS = ("user_id", "item_id", "click", "follow", "like", "share", "video_category", "watching_times", "gender", "age")
@@ -110,7 +113,8 @@ def spec(name: str, file: str) -> dict:
         "categorical": categorical,
         **({"multi_valued": multi} if multi else {}),
         "numerical": [],
-        "labels": list(LABELS),
+        "labels": [*LABELS, WATCHING_TIMES],
+        "tasks": list(LABELS),
         "group": "user_id",
     }
 

@@ -106,7 +106,7 @@ def evaluate_checkpoint(
     if len(table) == 0:
         raise UserError(f"dataset {loaded.name}: the {split} split has no rows")
     # The run's own batch size and precision: the same batches, so the same figures as training reported.
-    tasks = logit_metrics(table_logits(inference, table), table.label_rows(), inference.tasks)
+    tasks = logit_metrics(table_logits(inference, table), table.label_rows(), inference.tasks, inference.schema.task_types)
     probabilities = table.probability_rows()
     oracle = task_metrics(probabilities, table.label_rows(), inference.tasks) if probabilities is not None else None
     return RunRecord(

@@ -288,11 +288,17 @@ def format_results(record: RunRecord) -> str:
     if oracle:
         header += f" {'oracle AUC':>11} {'oracle log-loss':>16}"
     lines = [f"{record.split} results: {record.model} on {record.dataset}", header]
+    regression = {task: m for task, m in record.tasks.items() if m.regression}
     for task, m in record.tasks.items():
+        if m.regression:
+            continue
         line = f"{task:<16} {m.auc:>8.4f} {m.logloss:>10.5f}"
         if oracle:
             line += f" {oracle[task].auc:>11.4f} {oracle[task].logloss:>16.5f}"
         lines.append(line)
+    if regression:
+        lines.append(f"{'regression task':<16} {'RMSE':>8} {'MAE':>10}")
+        lines += [f"{task:<16} {m.rmse:>8.4f} {m.mae:>10.5f}" for task, m in regression.items()]
     if record.epochs_run:
         lines.append(
             f"epochs run {record.epochs_run}, best epoch {record.best_epoch}, "

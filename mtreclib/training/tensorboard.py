@@ -42,8 +42,8 @@ class TensorBoardLog:
         for task, weight in record.get("task_weights", {}).items():
             self.writer.add_scalar(f"epoch/weight_{task}", weight, epoch)
         for task, metrics in (record.get("valid") or {}).items():
-            self.writer.add_scalar(f"valid/auc_{task}", metrics["auc"], epoch)
-            self.writer.add_scalar(f"valid/logloss_{task}", metrics["logloss"], epoch)
+            for name, value in metrics.items():  # auc and logloss; rmse and mae for a regression task
+                self.writer.add_scalar(f"valid/{name}_{task}", value, epoch)
         self.writer.flush()
 
     def close(self) -> None:
