@@ -145,7 +145,8 @@ class Model:
     def evaluate(self, dataset: str | None = None, *, data_dir: str | os.PathLike | None = None, split: str = "test") -> RunRecord:
         """Per-task AUC and log-loss on a split of a dataset (default: the one it was trained on).
 
-        The record's ``tasks[name].auc`` and ``.logloss`` hold the figures; ``record.write(path)``
+        The record's ``tasks[name].auc`` and ``.logloss`` hold the figures (a regression task's
+        ``.rmse`` and ``.mae``); ``record.write(path)``
         writes the JSON of ``mtrec train --results``.
         """
 

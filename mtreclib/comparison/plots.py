@@ -89,7 +89,7 @@ def _positions(rows: Sequence[ModelRow]) -> np.ndarray:
 
 
 def auc_figure(table: DatasetTable) -> Figure:
-    """Per task, each row's test AUC: mean ± std over seeds, and each seed as a dot.
+    """Per task, each row's test AUC (a regression task's RMSE): mean ± std over seeds, and each seed as a dot.
 
     With many rows the tasks are stacked rather than side by side, so that the figure stays
     readable at its saved size.
@@ -102,8 +102,9 @@ def auc_figure(table: DatasetTable) -> Figure:
     figure = Figure(figsize=(width * columns, 4.4 * lines), layout="constrained")
     axes = figure.subplots(lines, columns, squeeze=False).ravel()
     for ax, task in zip(axes, table.tasks):
+        metric = table.metrics(task)[0]
         for x, row in zip(positions, table.rows):
-            values = row.cells[(task, "auc")].spread
+            values = row.cells[(task, metric.key)].spread
             style = styles[row.key]
             ax.scatter(np.full(values.n, x + 0.2), values.values, s=12, color=style.colour, alpha=0.5, linewidths=0, marker=style.marker)
             ax.errorbar(x, values.mean, yerr=values.std if values.n >= 2 else None, fmt=style.marker, color=style.colour,
@@ -112,18 +113,18 @@ def auc_figure(table: DatasetTable) -> Figure:
         ax.errorbar([], [], yerr=[], fmt="o", color="0.4", capsize=5, markersize=7, label="mean ± std over seeds")
         ax.scatter([], [], s=12, color="0.4", alpha=0.5, linewidths=0, label="one seed")
         title = task
-        if table.oracle:
+        if table.oracle and task not in table.regression:
             oracle = table.oracle[task].auc
             title += f" (oracle AUC {oracle:.4f})"
             if _near(oracle, ax):
                 ax.axhline(oracle, color="0.3", linestyle="--", linewidth=1, label="oracle")
         ax.set_xticks(positions, [row.label for row in table.rows], rotation=30, ha="right")
         ax.set_xlim(positions[0] - 0.6, positions[-1] + 0.6)
-        ax.set_ylabel("test AUC")
+        ax.set_ylabel(f"test {metric.label}")
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-    figure.suptitle(f"Test AUC per model on {table.dataset}")
+    figure.suptitle(f"Test AUC per model on {table.dataset}" + (" (RMSE for regression tasks, lower is better)" if table.regression else ""))
     return figure
 
 
@@ -154,8 +155,15 @@ def per_epoch(
 
 
 def valid_auc(task: str) -> Callable[[EpochRecord], float | None]:
-    """An epoch's validation AUC of ``task``; None without a validation split."""
-    return lambda record: record.valid[task].auc if record.valid and task in record.valid else None
+    """An epoch's validation AUC of ``task`` (RMSE for a regression task); None without a validation split."""
+
+    def value(record: EpochRecord) -> float | None:
+        if not record.valid or task not in record.valid:
+            return None
+        metrics = record.valid[task]
+        return metrics.rmse if metrics.regression else metrics.auc
+
+    return value
 
 
 def task_weight(task: str) -> Callable[[EpochRecord], float | None]:
@@ -221,7 +229,10 @@ def _plot_curve(ax, row: ModelRow, value: Callable[[EpochRecord], float | None],
 
 def curves_figure(table: DatasetTable) -> Figure:
     """Per task, each row's validation AUC after every epoch: mean over seeds, ± std shaded."""
-    figure, _ = _epoch_figure(table, table.rows, valid_auc, "validation AUC")
+    figure, axes = _epoch_figure(table, table.rows, valid_auc, "validation AUC")
+    for ax, task in zip(axes, table.tasks):
+        if task in table.regression:
+            ax.set_ylabel("validation RMSE (lower is better)")
     figure.suptitle(f"Validation AUC per epoch on {table.dataset} (mean over seeds, ± std shaded)")
     return figure
 

@@ -26,11 +26,18 @@ class Metric:
     label: str
     higher_is_better: bool
 
-    def of(self, metrics: Metrics) -> float:
+    def of(self, metrics: Metrics) -> float | None:
         return getattr(metrics, self.key)
 
 
 METRICS = (Metric("auc", "AUC", True), Metric("logloss", "log-loss", False))
+# A regression task's metrics, on its target's transformed scale; RMSE is the one plotted.
+REGRESSION_METRICS = (Metric("rmse", "RMSE", False), Metric("mae", "MAE", False))
+
+
+def metrics_of(task: str, regression: Sequence[str]) -> tuple[Metric, ...]:
+    """A task's metrics by its type: the first is the one plotted."""
+    return REGRESSION_METRICS if task in regression else METRICS
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,11 @@ class DatasetTable:
     tasks: tuple[str, ...]
     rows: tuple[ModelRow, ...]
     oracle: dict[str, Metrics] | None
+    regression: tuple[str, ...] = ()  # the regression tasks among ``tasks``
+
+    def metrics(self, task: str) -> tuple[Metric, ...]:
+        """The task's metrics: AUC and log-loss, or RMSE and MAE for a regression task."""
+        return metrics_of(task, self.regression)
 
     def row(self, model: str, mto: str = EQUAL_WEIGHTS, study: str = "") -> ModelRow:
         return next(row for row in self.rows if (row.model, row.mto, row.study) == (model, mto, study))
@@ -131,13 +143,13 @@ def study_of(run: RunRecord) -> str:
     return str(run.tuned.get("name", "?")) if run.tuned else ""
 
 
-def _row(model: str, mto: str, label: str, runs: Sequence[RunRecord], tasks: Sequence[str]) -> ModelRow:
+def _row(model: str, mto: str, label: str, runs: Sequence[RunRecord], tasks: Sequence[str], regression: Sequence[str] = ()) -> ModelRow:
     return ModelRow(
         model=model,
         mto=mto,
         label=label,
         seeds=tuple(run.seed for run in runs),
-        cells={(task, metric.key): Cell(_values(runs, task, metric)) for task in tasks for metric in METRICS},
+        cells={(task, metric.key): Cell(_values(runs, task, metric)) for task in tasks for metric in metrics_of(task, regression)},
         samples_per_second=spread(run.train_samples_per_sec for run in runs),
         epoch_seconds=spread(epoch_seconds(run) for run in runs),
         epochs_run=spread(run.epochs_run for run in runs),
@@ -194,6 +206,7 @@ def build_tables(runs: Sequence[RunRecord]) -> list[DatasetTable]:
     for dataset in sorted({run.dataset for run in runs}):
         of_dataset = [run for run in runs if run.dataset == dataset]
         tasks = tuple(dict.fromkeys(task for run in of_dataset for task in run.tasks))
+        regression = tuple(task for task in tasks if any(run.tasks[task].regression for run in of_dataset if task in run.tasks))
         rows = []
         for model in model_order({run.model for run in of_dataset}):
             of_model = [run for run in of_dataset if run.model == model]
@@ -206,11 +219,11 @@ def build_tables(runs: Sequence[RunRecord]) -> list[DatasetTable]:
                         continue
                     shown = study if len(studies) > 1 else ""
                     label = run_label(model, mto, with_strategy=with_strategy, tuned=bool(study), study=shown)
-                    rows.append(_row(model, mto, label, cell_runs, tasks))
+                    rows.append(_row(model, mto, label, cell_runs, tasks, regression))
         for task in tasks:
-            for metric in METRICS:
+            for metric in metrics_of(task, regression):
                 rows = _mark(rows, task, metric)
-        tables.append(DatasetTable(dataset, tasks, tuple(rows), _oracle(of_dataset, tasks)))
+        tables.append(DatasetTable(dataset, tasks, tuple(rows), _oracle(of_dataset, tasks), regression))
     return tables
 
 

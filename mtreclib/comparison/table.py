@@ -16,7 +16,7 @@ from typing import Any
 
 from mtreclib.comparison.runs import FailedRun, run_label
 from mtreclib.comparison.stats import ALPHA, Spread
-from mtreclib.comparison.summary import EQUAL_WEIGHTS, METRICS, Cell, DatasetTable, Metric
+from mtreclib.comparison.summary import EQUAL_WEIGHTS, Cell, DatasetTable, Metric, metrics_of
 from mtreclib.tuning.summary import StudySummary, format_seconds
 from mtreclib.tuning.trial import settings_text
 
@@ -56,21 +56,25 @@ def _markdown_rows(header: Sequence[str], rows: Sequence[Sequence[str]], align: 
 
 
 def metrics_table(table: DatasetTable) -> list[str]:
-    """The per-task AUC and log-loss table of one dataset, as Markdown lines."""
-    header = ["model"] + [f"{task} {metric.label}" for task in table.tasks for metric in METRICS] + ["seeds"]
+    """The per-task AUC and log-loss (a regression task: RMSE and MAE) table of one dataset, as Markdown lines."""
+    header = ["model"] + [f"{task} {metric.label}" for task in table.tasks for metric in table.metrics(task)] + ["seeds"]
     rows = [
         [row.label]
-        + [format_cell(row.cells[(task, metric.key)], metric) for task in table.tasks for metric in METRICS]
+        + [format_cell(row.cells[(task, metric.key)], metric) for task in table.tasks for metric in table.metrics(task)]
         + [str(len(row.seeds))]
         for row in table.rows
     ]
     if table.oracle:
         rows.append(
             ["*oracle*"]
-            + [f"*{m.of(table.oracle[task]):.{decimals(m.key, m.of(table.oracle[task]))}f}*" for task in table.tasks for m in METRICS]
+            + [_oracle_cell(m.of(table.oracle[task]), m) for task in table.tasks for m in table.metrics(task)]
             + [""]
         )
     return _markdown_rows(header, rows, ["---"] + ["---:"] * (len(header) - 1))
+
+
+def _oracle_cell(value: float | None, metric: Metric) -> str:
+    return "" if value is None else f"*{value:.{decimals(metric.key, value)}f}*"
 
 
 def speed_table(table: DatasetTable) -> list[str]:
@@ -198,9 +202,10 @@ def markdown(
 def csv_text(tables: Sequence[DatasetTable]) -> str:
     """One row per dataset, model and strategy (and oracle), per task and metric its mean, std and mark."""
     tasks = list(dict.fromkeys(task for table in tables for task in table.tasks))
+    regression = {task for table in tables for task in table.regression}
     columns = ["dataset", "model", "mto", "study", "seeds"]
     for task in tasks:
-        for metric in METRICS:
+        for metric in metrics_of(task, regression):
             columns += [f"{task}_{metric.key}_mean", f"{task}_{metric.key}_std", f"{task}_{metric.key}_mark"]
     columns += ["train_samples_per_sec_mean", "train_samples_per_sec_std", "epoch_seconds_mean", "epochs_run_mean",
                 "best_epoch_mean", "parameters", "tuning_trials", "tuning_epochs", "tuning_cpu_seconds"]
@@ -230,7 +235,7 @@ def csv_text(tables: Sequence[DatasetTable]) -> str:
         if table.oracle:
             record = {"dataset": table.dataset, "model": "oracle", "mto": "", "seeds": ""}
             for task, metrics in table.oracle.items():
-                for metric in METRICS:
+                for metric in table.metrics(task):
                     record[f"{task}_{metric.key}_mean"] = metric.of(metrics)
             writer.writerow(record)
     return out.getvalue()

@@ -47,6 +47,8 @@ def inspect(dataset: Dataset) -> dict[str, Any]:
     unknown = unknown_ids(Encoders.from_dict(dataset.encoding)) if dataset.encoding else np.zeros(schema.field_num, np.int64)
     stats = dataset.stats or {name: split_stats(t, unknown) for name, t in splits.items()}
     report: dict[str, Any] = {"dataset": dataset.name, "splits": {}, "tasks": list(schema.task_names), "fields": [], "bags": [], "numerical": []}
+    # A regression task's positive_rate is the mean of its (transformed) target.
+    report["regression_tasks"] = [schema.task_names[t] for t in schema.regression_tasks]
     for name, s in stats.items():
         report["splits"][name] = {"rows": s["rows"], "positive_rate": {t: p / max(s["rows"], 1) for t, p in zip(schema.task_names, s["positives"])}}
     test = stats.get("test", {})
@@ -90,7 +92,9 @@ def format_inspection(report: dict[str, Any]) -> str:
     lines = [f"dataset {report['dataset']}"]
     lines.append(f"{'split':<8} {'rows':>12}  " + "  ".join(f"{t:>12}" for t in report["tasks"]))
     for name, s in report["splits"].items():
-        lines.append(f"{name:<8} {s['rows']:>12,}  " + "  ".join(f"{s['positive_rate'][t]:>12.4%}" for t in report["tasks"]))
+        regression = report.get("regression_tasks", [])
+        rates = (f"{'mean ' + format(s['positive_rate'][t], '.4g'):>12}" if t in regression else f"{s['positive_rate'][t]:>12.4%}" for t in report["tasks"])
+        lines.append(f"{name:<8} {s['rows']:>12,}  " + "  ".join(rates))
     lines.append("")
     splits = "/".join(report["splits"])
     lines.append(f"{'field':<28} {'role':<8} {'vocabulary':>11} {'test OOV':>9} {f'missing ({splits})':>28}")

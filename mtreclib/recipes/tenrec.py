@@ -20,7 +20,8 @@ What is written (``DIR/Tenrec/``), one row per raw line, in file order:
   in order, without the ``0`` padding and missing values); the four tasks ``click``, ``follow``,
   ``like``, ``share`` (int8 0/1); ``watching_times`` (int64, null for ``\\N``): how often the user
   entered the video, known only after the impression and bound up with the click, so not a
-  feature (the publisher leaves it out of its CTR benchmark for that reason);
+  feature (the publisher leaves it out of its CTR benchmark for that reason), but an optional
+  regression task of the spec (``--tasks click,watching_times``);
 - ``<FILE>.yaml`` and ``dataset.yaml`` (the file converted last, what ``--dataset Tenrec`` trains):
   the spec. The publisher's files have no time column and no split: the spec splits the rows at
   random, 80 / 10 / 10 (``split: {method: random, valid: 0.1, test: 0.1, seed: 0}``: a row's split
