@@ -85,7 +85,8 @@ class Model:
         return self.inference.encode(_as_table(rows))
 
     def predict(self, rows: Any) -> Any:
-        """Per-task probabilities of raw rows, in their order: an (N, T) float32 array, columns ``tasks``.
+        """Per-task probabilities of raw rows, in their order: an (N, T) float32 array, columns ``tasks``
+        (a regression task's column: its prediction, on the target's transformed scale).
 
         ``rows``: a pyarrow Table, a mapping of column name -> values, or a pandas DataFrame
         (then the result is a DataFrame with a column per task and the rows' index). Label

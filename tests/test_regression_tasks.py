@@ -14,8 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import SMALL_CONFIG, random_batch, small_model
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from mtreclib.cli import main
+from mtreclib.comparison.plots import auc_figure, curves_figure
 from mtreclib.comparison.summary import build_tables
 from mtreclib.comparison.table import metrics_table
 from mtreclib.config.experiment import TrainConfig
@@ -31,7 +33,7 @@ from mtreclib.models.base import RegressionLoss, task_bce, task_loss
 from mtreclib.models.esmm import ESMM
 from mtreclib.models.registry import model_kwargs
 from mtreclib.mto import create_strategy
-from mtreclib.runs.record import Metrics, RunRecord
+from mtreclib.runs.record import EpochRecord, Metrics, RunRecord
 from mtreclib.serving.inference import load_checkpoint
 from mtreclib.training.experiment import build_model
 from mtreclib.training.trainer import Trainer, validation_score
@@ -130,6 +132,25 @@ def test_the_report_shows_each_tasks_own_metrics():
     header = metrics_table(table)[0]
     assert "click AUC" in header and "click log-loss" in header and "watch RMSE" in header and "watch MAE" in header
     assert "watch AUC" not in header
+
+
+def test_the_plots_draw_a_regression_tasks_rmse():
+    runs = []
+    for seed, rmse in enumerate((2.0, 2.5)):
+        valid = {"click": Metrics(0.6, 0.6), "watch": Metrics(rmse=rmse + 0.5, mae=1.0)}
+        history = (EpochRecord(1, valid=valid), EpochRecord(2, valid={**valid, "watch": Metrics(rmse=rmse, mae=1.0)}))
+        tasks = {"click": Metrics(0.7, 0.5), "watch": Metrics(rmse=rmse, mae=1.0)}
+        runs.append(RunRecord(model="mmoe", dataset="d", tasks=tasks, config={}, seed=seed, history=history))
+    (table,) = build_tables(runs)
+    figure = auc_figure(table)
+    FigureCanvasAgg(figure).draw()
+    click, watch = figure.axes
+    assert (click.get_ylabel(), watch.get_ylabel()) == ("test AUC", "test RMSE")
+    assert watch.get_ylim()[0] <= 2.0 and watch.get_ylim()[1] >= 2.5  # the seeds' RMSEs are on the axis
+    curves = curves_figure(table)
+    FigureCanvasAgg(curves).draw()
+    line = curves.axes[1].get_lines()[0]
+    assert curves.axes[1].get_ylabel().startswith("validation RMSE") and list(line.get_ydata()) == [2.75, 2.25]
 
 
 # --- the spec ----------------------------------------------------------------------------------
