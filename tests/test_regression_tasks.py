@@ -32,7 +32,7 @@ from mtreclib.models import create_model, list_models, model_class
 from mtreclib.models.base import RegressionLoss, task_bce, task_loss
 from mtreclib.models.esmm import ESMM
 from mtreclib.models.registry import model_kwargs
-from mtreclib.mto import create_strategy
+from mtreclib.mto import create_strategy, list_strategies, strategy_class
 from mtreclib.runs.record import EpochRecord, Metrics, RunRecord
 from mtreclib.serving.inference import load_checkpoint
 from mtreclib.training.experiment import build_model
@@ -258,12 +258,13 @@ def mixed_table(rows: int, seed: int) -> MultiTaskTable:
     return MultiTaskTable(batch.categorical.int().numpy(), batch.numerical.numpy(), batch.labels.numpy())
 
 
-@pytest.mark.parametrize("strategy", ["uw", "dwa", "pcgrad", "mgda", "gradnorm", "famo"])
-def test_strategies_train_mixed_tasks_through_the_trainer(strategy):
+@pytest.mark.parametrize("strategy", list_strategies())
+def test_every_strategy_trains_mixed_tasks_through_the_trainer(strategy):
     torch.manual_seed(0)
     model = small_model("mmoe", MIXED)
     config = TrainConfig(batch_size=64, epochs=60, patience=0, lr=3e-2, seed=0)
-    trainer = Trainer(model, config, CPU, strategy=create_strategy(strategy, 2), progress=False)
+    settings = strategy_class(strategy).Config.build({"task_weights": (1.0, 0.5)} if strategy == "fixed" else {})
+    trainer = Trainer(model, config, CPU, strategy=create_strategy(strategy, 2, settings), progress=False)
     before = model.task_losses([mixed_batch(seed=1)]).tasks.detach()
     trainer.fit(mixed_table(64, seed=1), mixed_table(0, seed=2))  # one step an epoch, no validation
     after = model.task_losses([mixed_batch(seed=1)]).tasks.detach()
