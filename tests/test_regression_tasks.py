@@ -24,6 +24,7 @@ from mtreclib.config.experiment import TrainConfig
 from mtreclib.core.errors import DataError, UserError
 from mtreclib.core.metrics import logit_metrics
 from mtreclib.core.schema import Batch, FeatureSchema
+from mtreclib.core.settings import ConfigError
 from mtreclib.data.datasets import load_dataset
 from mtreclib.data.encoding import LabelEncoder, Place
 from mtreclib.data.spec import DatasetSpec, LabelSpec, SpecError
@@ -98,6 +99,8 @@ def test_the_regression_loss_setting_reaches_the_model_through_the_trainer():
     model = small_model("mmoe", MIXED)
     Trainer(model, TrainConfig(regression_loss="huber", huber_delta=0.5), CPU, progress=False)
     assert model.regression_loss == RegressionLoss("huber", 0.5)
+    with pytest.raises(ConfigError, match=r"^huber_delta \(--huber-delta\) is a setting of --regression-loss huber, not of --regression-loss mse$"):
+        TrainConfig(huber_delta=0.5)
 
 
 # --- metrics -----------------------------------------------------------------------------------

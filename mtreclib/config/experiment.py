@@ -153,6 +153,8 @@ class TrainConfig(Settings):
                 raise ConfigError(
                     f"{key} ({flag_name(key)}) is a setting of --lr-schedule {schedule}, not of --lr-schedule {self.lr_schedule}"
                 )
+        if self.huber_delta != defaults["huber_delta"] and self.regression_loss != "huber":
+            raise ConfigError(f"huber_delta (--huber-delta) is a setting of --regression-loss huber, not of --regression-loss {self.regression_loss}")
         if self.lr_schedule == "step" and self.lr_step_epochs is None:
             raise ConfigError("lr_step_epochs (--lr-step-epochs) must be set for --lr-schedule step: the epochs between two decays")
         if self.lr_min >= self.lr and self.lr_schedule == "warmup-cosine":
