@@ -96,7 +96,8 @@ class Model:
         return self.inference.encode(_as_table(rows))
 
     def predict(self, rows: Any) -> Any:
-        """Per-task probabilities of raw rows, in their order: an (N, T) float32 array, columns ``tasks``.
+        """Per-task probabilities of raw rows, in their order: an (N, T) float32 array, columns ``tasks``
+        (a regression task's column: its prediction, on the target's transformed scale).
 
         ``rows``: a pyarrow Table, a mapping of column name -> values, or a pandas DataFrame
         (then the result is a DataFrame with a column per task and the rows' index). Label
@@ -156,7 +157,8 @@ class Model:
     def evaluate(self, dataset: str | None = None, *, data_dir: str | os.PathLike | None = None, split: str = "test") -> RunRecord:
         """Per-task AUC and log-loss on a split of a dataset (default: the one it was trained on).
 
-        The record's ``tasks[name].auc`` and ``.logloss`` hold the figures; ``record.write(path)``
+        The record's ``tasks[name].auc`` and ``.logloss`` hold the figures (a regression task's
+        ``.rmse`` and ``.mae``); ``record.write(path)``
         writes the JSON of ``mtrec train --results``.
         """
 

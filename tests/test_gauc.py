@@ -78,7 +78,7 @@ def test_task_metrics_add_gauc_per_task_only_with_groups():
     probabilities = np.array([[0.9, 0.2], [0.1, 0.7], [0.4, 0.3], [0.6, 0.1]])
     plain = task_metrics(probabilities, labels, ("a", "b"))
     assert "gauc" not in plain["a"]
-    grouped = task_metrics(probabilities, labels, ("a", "b"), np.array([1, 1, 2, 2]))
+    grouped = task_metrics(probabilities, labels, ("a", "b"), groups=np.array([1, 1, 2, 2]))
     # a: group 1 ranks its pair right (1), group 2 wrong (0), 2 rows each: 1/2. b: only group 1 has both classes.
     assert grouped["a"]["gauc"] == 0.5 and (grouped["a"]["gauc_groups"], grouped["a"]["gauc_skipped"]) == (2, 0)
     assert grouped["b"]["gauc"] == 1.0 and (grouped["b"]["gauc_groups"], grouped["b"]["gauc_skipped"]) == (1, 1)

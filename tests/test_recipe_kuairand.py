@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +233,9 @@ def test_the_specs_name_the_files_and_every_column_of_the_parquet_schema(tmp_pat
         else:
             assert pa.types.is_float32(kind), name
             assert entry.get("transform") in {"log1p", "standardize"}
-    assert spec["labels"] == LABELS and set(spec["tasks"]) <= set(LABELS) and len(spec["tasks"]) >= 6
+    # The play time is a regression label, in seconds, log1p-transformed; not among the default tasks.
+    play_time = {"name": "play_time", "column": "play_time_ms", "type": "regression", "scale": 0.001, "transform": "log1p"}
+    assert spec["labels"] == [*LABELS, play_time] and set(spec["tasks"]) <= set(LABELS) and len(spec["tasks"]) >= 6
     assert spec["group"] == "user_id"
     roles = {entry["name"]: entry["role"] for entry in spec["categorical"] + spec["multi_valued"]}
     assert (roles["user_id"], roles["video_id"], roles["author_id"], roles["tag"], roles["hour"], roles["tab"]) == (
@@ -563,7 +566,7 @@ def test_the_cli_converts_and_a_model_trains_on_the_result_with_identity_ids(tmp
     assert "wrote train.parquet" in out and URLS[dataset] in out
     data = load_dataset(dataset, tmp_path, progress=False)
     schema = data.schema
-    assert list(schema.task_names) == LABELS and schema.bag_num == 1
+    assert list(schema.task_names) == [*LABELS, "play_time"] and schema.bag_num == 1
     # Identity ids: no list of values, only the largest training id; the vocabulary is that + 2
     # (the last slot for larger ids).
     train = pq.read_table(tmp_path / dataset / "train.parquet", columns=["user_id", "video_id"])
@@ -577,6 +580,25 @@ def test_the_cli_converts_and_a_model_trains_on_the_result_with_identity_ids(tmp
     record = run_experiment(config, dataset=data, announce=False)
     tasks = yaml.safe_load((tmp_path / dataset / "dataset.yaml").read_text())["tasks"]
     assert record.steps == 2 and list(record.tasks) == tasks and all(0 <= m.auc <= 1 or m.auc != m.auc for m in record.tasks.values())
+
+
+def test_play_time_trains_as_a_regression_task_beside_binary_ones(tmp_path, texts, capsys):
+    """The acceptance run: preprocess, then train is_click, long_view and the play time; the results have its RMSE and MAE."""
+    write_download(tmp_path, texts)
+    assert main(["preprocess", "--dataset", "KuaiRandPure", "--data-dir", str(tmp_path), "--no-progress"]) == 0
+    data = load_dataset("KuaiRandPure", tmp_path, progress=False).select_tasks(("is_click", "long_view", "play_time"))
+    assert data.schema.task_types == ("binary", "binary", "regression")
+    # The stored target is log1p of the play time in seconds, row by row.
+    played = pq.read_table(tmp_path / "KuaiRandPure" / "test.parquet", columns=["play_time_ms"]).column(0).to_numpy()
+    np.testing.assert_allclose(data.test.label_rows()[:, 2], np.log1p(played / 1000), rtol=1e-6)
+    results = tmp_path / "results.json"
+    assert main(["train", "--dataset", "KuaiRandPure", "--data-dir", str(tmp_path), "--tasks", "is_click,long_view,play_time",
+                 "--embed-dim", "4", "--batch-size", "64", "--max-steps", "3", "--no-save", "--no-progress",
+                 "--results", str(results)]) == 0  # fmt: skip
+    assert "play_time" in capsys.readouterr().out
+    tasks = json.loads(results.read_text())["tasks"]
+    assert set(tasks["play_time"]) == {"rmse", "mae"} and set(tasks["is_click"]) >= {"auc", "logloss"}
+    assert 0 < tasks["play_time"]["mae"] <= tasks["play_time"]["rmse"]
 
 
 def test_the_streamed_generator_cuts_the_same_parts(tmp_path):

@@ -64,7 +64,8 @@ def test_each_file_converts_to_exactly_the_expected_rows_and_its_spec(tmp_path, 
     spec = yaml.safe_load((folder / "dataset.yaml").read_text())
     assert spec == {**yaml.safe_load((folder / f"{stem}.yaml").read_text()), "name": "Tenrec"}
     assert (spec["source"], spec["split"]) == (f"{stem}.parquet", {"method": "random", "valid": 0.1, "test": 0.1, "seed": 0})
-    assert spec["labels"] == TASKS and "implies" not in spec and spec["group"] == "user_id"
+    watching = {"name": "watching_times", "type": "regression", "transform": "log1p", "fill": 0}  # optional, by --tasks
+    assert spec["labels"] == [*TASKS, watching] and spec["tasks"] == TASKS and "implies" not in spec and spec["group"] == "user_id"
     assert [c["name"] for c in spec["categorical"]] == ["user_id", "item_id", "video_category", "gender", "age"]
     assert spec.get("multi_valued", []) == ([{"name": "hist", "pooling": "mean", "role": "user"}] if file == "ctr_data_1M.csv" else [])
     features = {c["name"] for key in ("categorical", "multi_valued") for c in spec.get(key, [])}
@@ -108,7 +109,7 @@ def test_the_spec_splits_the_rows_80_10_10_and_a_model_trains_on_the_four_tasks(
     dataset = load_dataset("Tenrec", tmp_path, progress=False)
     sizes = [len(dataset.train), len(dataset.valid), len(dataset.test)]
     assert 0.75 < sizes[0] / sum(sizes) < 0.85 and 0.06 < sizes[2] / sum(sizes) < 0.14
-    assert list(dataset.schema.task_names) == TASKS
+    assert list(dataset.schema.task_names) == [*TASKS, "watching_times"] and dataset.default_tasks == tuple(TASKS)
     capsys.readouterr()
     assert main(["train", "--dataset", "Tenrec", "--data-dir", str(tmp_path), "--model", "mmoe", "--max-steps", "2",
                  "--embed-dim", "4", "--batch-size", "64", "--no-save", "--no-progress"]) == 0  # fmt: skip

@@ -96,7 +96,7 @@ def test_the_trainers_validation_is_the_same_scoring(fixed_run):
     _, valid = split_validation(train, 0.1)
     from mtreclib.core.metrics import logit_metrics
 
-    assert logit_metrics(table_logits(inference, valid), valid.label_rows(), TASKS, valid.group) == checkpoint.load(run, "model")["valid"]
+    assert logit_metrics(table_logits(inference, valid), valid.label_rows(), TASKS, groups=valid.group) == checkpoint.load(run, "model")["valid"]
 
 
 def test_scoring_a_stream_of_batches_equals_scoring_the_table(fixed_run):

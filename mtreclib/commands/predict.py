@@ -14,7 +14,7 @@ from mtreclib.serving.inference import load_checkpoint
 from mtreclib.serving.streaming import predict_file
 
 NAME = "predict"
-HELP = "score new rows (Parquet or CSV, no labels needed) with a saved model: one probability column per task"
+HELP = "score new rows (Parquet or CSV, no labels needed) with a saved model: one probability column per task (a regression task: its prediction)"
 
 
 @dataclass(frozen=True)

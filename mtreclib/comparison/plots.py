@@ -148,7 +148,7 @@ def _positions(rows: Sequence[ModelRow]) -> np.ndarray:
 
 
 def auc_figure(table: DatasetTable) -> Figure:
-    """Per task, each row's test AUC: mean ± std over seeds, and each seed as a dot.
+    """Per task, each row's test AUC (a regression task's RMSE): mean ± std over seeds, and each seed as a dot.
 
     With many rows the tasks are stacked rather than side by side, so that the figure stays
     readable at its saved size.
@@ -161,16 +161,20 @@ def auc_figure(table: DatasetTable) -> Figure:
     figure = Figure(figsize=(width * columns, 4.4 * lines), layout="constrained")
     axes = figure.subplots(lines, columns, squeeze=False).ravel()
     for ax, task in zip(axes, table.tasks):
+        metric = table.metrics(task)[0]
         for x, row in zip(positions, table.rows):
-            values = row.cells[(task, "auc")].spread
+            values = row.cells[(task, metric.key)].spread
             style = styles[row.key]
             ax.scatter(np.full(values.n, x + 0.2), values.values, s=12, color=style.colour, alpha=0.5, linewidths=0, marker=style.marker)
             ax.errorbar(x, values.mean, yerr=values.std if values.n >= 2 else None, fmt=style.marker, color=style.colour,
                         markerfacecolor=style.marker_face, capsize=5, markersize=7)
-    low, high = _data_range(axes) or (CHANCE, CHANCE)
-    oracles = {task: table.oracle[task].auc for task in table.tasks} if table.oracle else {}
+    # The binary tasks' AUC panels share one range; a regression task's RMSE panel keeps its own.
+    binary = [ax for ax, task in zip(axes, table.tasks) if task not in table.regression]
+    low, high = _data_range(binary) or (CHANCE, CHANCE)
+    oracles = {task: table.oracle[task].auc for task in table.tasks if task not in table.regression} if table.oracle else {}
     near = [oracle for oracle in oracles.values() if _near(oracle, low, high)]
-    _share_auc_range(axes, low, max([high, *near]))
+    if binary:
+        _share_auc_range(binary, low, max([high, *near]))
     for ax, task in zip(axes, table.tasks):
         # The legend explains the marks once, in grey, rather than in the first row's colour.
         ax.errorbar([], [], yerr=[], fmt="o", color="0.4", capsize=5, markersize=7, label="mean ± std over seeds")
@@ -182,11 +186,11 @@ def auc_figure(table: DatasetTable) -> Figure:
                 ax.axhline(oracles[task], color="0.3", linestyle="--", linewidth=1, label="oracle")
         ax.set_xticks(positions, [row.label for row in table.rows], rotation=30, ha="right")
         ax.set_xlim(positions[0] - 0.6, positions[-1] + 0.6)
-        ax.set_ylabel("test AUC")
+        ax.set_ylabel(f"test {metric.label}")
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-    figure.suptitle(f"Test AUC per model on {table.dataset}")
+    figure.suptitle(f"Test AUC per model on {table.dataset}" + (" (RMSE for regression tasks, lower is better)" if table.regression else ""))
     return figure
 
 
@@ -216,8 +220,15 @@ def per_epoch(
 
 
 def valid_auc(task: str) -> Callable[[EpochRecord], float | None]:
-    """An epoch's validation AUC of ``task``; None without a validation split."""
-    return lambda record: record.valid[task].auc if record.valid and task in record.valid else None
+    """An epoch's validation AUC of ``task`` (RMSE for a regression task); None without a validation split."""
+
+    def value(record: EpochRecord) -> float | None:
+        if not record.valid or task not in record.valid:
+            return None
+        metrics = record.valid[task]
+        return metrics.rmse if metrics.regression else metrics.auc
+
+    return value
 
 
 def task_weight(task: str) -> Callable[[EpochRecord], float | None]:
@@ -267,9 +278,10 @@ def _epoch_figure(
         ax.set_title(task)
         _integer_epochs(ax, epochs)
         ax.grid(alpha=0.3)
-    found = _data_range(axes) if auc else None
+    binary = [ax for ax, task in zip(axes, table.tasks) if task not in table.regression]  # a regression task's panel keeps its own range
+    found = _data_range(binary) if auc else None
     if found is not None:
-        _share_auc_range(axes, *found)
+        _share_auc_range(binary, *found)
     handles, labels = axes[0].get_legend_handles_labels()
     with_strategy = any(row.label != row.model for row in rows)
     figure.legend(handles, labels, loc="outside right center", title="model + strategy" if with_strategy else "model")
@@ -295,7 +307,10 @@ def _plot_curve(ax, row: ModelRow, value: Callable[[EpochRecord], float | None],
 
 def curves_figure(table: DatasetTable) -> Figure:
     """Per task, each row's validation AUC after every epoch: mean over seeds, ± std shaded."""
-    figure, _ = _epoch_figure(table, table.rows, valid_auc, "validation AUC", auc=True)
+    figure, axes = _epoch_figure(table, table.rows, valid_auc, "validation AUC", auc=True)
+    for ax, task in zip(axes, table.tasks):
+        if task in table.regression:
+            ax.set_ylabel("validation RMSE (lower is better)")
     figure.suptitle(f"Validation AUC per epoch on {table.dataset} (mean over seeds, ± std shaded)")
     return figure
 

@@ -232,7 +232,7 @@ class RunFailure:
 
 
 def _result_line(spec: RunSpec, record: RunRecord, seconds: float) -> str:
-    metrics = ", ".join(f"{task} AUC {m.auc:.4f}" for task, m in record.tasks.items())
+    metrics = ", ".join(f"{task} RMSE {m.rmse:.4f}" if m.regression else f"{task} AUC {m.auc:.4f}" for task, m in record.tasks.items())
     return f"done   {spec}: {metrics} ({seconds:.0f} s)"
 
 

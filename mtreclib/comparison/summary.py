@@ -32,12 +32,20 @@ class Metric:
 
 GAUC = Metric("gauc", "GAUC", True)
 METRICS = (Metric("auc", "AUC", True), GAUC, Metric("logloss", "log-loss", False))
+BINARY_METRICS = tuple(metric for metric in METRICS if metric is not GAUC)  # without groups
+# A regression task's metrics, on its target's transformed scale; RMSE is the one plotted.
+REGRESSION_METRICS = (Metric("rmse", "RMSE", False), Metric("mae", "MAE", False))
 
 
 def shown_metrics(runs: Sequence[RunRecord]) -> tuple[Metric, ...]:
-    """The metrics of a dataset's table: GAUC only where some run has it (its data has groups)."""
+    """The binary tasks' metrics of a dataset's table: GAUC only where some run has it (its data has groups)."""
     grouped = any(m.gauc is not None for run in runs for m in run.tasks.values())
     return tuple(metric for metric in METRICS if metric is not GAUC or grouped)
+
+
+def metrics_of(task: str, regression: Sequence[str], binary: Sequence[Metric] = BINARY_METRICS) -> tuple[Metric, ...]:
+    """A task's metrics by its type (``binary``: a binary task's): the first is the one plotted."""
+    return REGRESSION_METRICS if task in regression else tuple(binary)
 
 
 @dataclass(frozen=True)
@@ -92,14 +100,19 @@ class ModelRow:
 class DatasetTable:
     """Every (model, strategy) on one dataset, plus the oracle where the data knows its true probabilities.
 
-    ``metrics``: its columns per task (``shown_metrics``).
+    ``metrics(task)``: its columns for a task, by the task's type.
     """
 
     dataset: str
     tasks: tuple[str, ...]
     rows: tuple[ModelRow, ...]
     oracle: dict[str, Metrics] | None
-    metrics: tuple[Metric, ...] = tuple(metric for metric in METRICS if metric is not GAUC)
+    binary_metrics: tuple[Metric, ...] = BINARY_METRICS  # a binary task's columns (``shown_metrics``)
+    regression: tuple[str, ...] = ()  # the regression tasks among ``tasks``
+
+    def metrics(self, task: str) -> tuple[Metric, ...]:
+        """The task's metrics: AUC (GAUC) and log-loss, or RMSE and MAE for a regression task."""
+        return metrics_of(task, self.regression, self.binary_metrics)
 
     def row(self, model: str, mto: str = EQUAL_WEIGHTS, study: str = "") -> ModelRow:
         return next(row for row in self.rows if (row.model, row.mto, row.study) == (model, mto, study))
@@ -142,13 +155,16 @@ def study_of(run: RunRecord) -> str:
     return str(run.tuned.get("name", "?")) if run.tuned else ""
 
 
-def _row(model: str, mto: str, label: str, runs: Sequence[RunRecord], tasks: Sequence[str], metrics: Sequence[Metric]) -> ModelRow:
+def _row(
+    model: str, mto: str, label: str, runs: Sequence[RunRecord], tasks: Sequence[str], regression: Sequence[str] = (),
+    binary: Sequence[Metric] = BINARY_METRICS,
+) -> ModelRow:
     return ModelRow(
         model=model,
         mto=mto,
         label=label,
         seeds=tuple(run.seed for run in runs),
-        cells={(task, metric.key): Cell(_values(runs, task, metric)) for task in tasks for metric in metrics},
+        cells={(task, metric.key): Cell(_values(runs, task, metric)) for task in tasks for metric in metrics_of(task, regression, binary)},
         samples_per_second=spread(run.train_samples_per_sec for run in runs),
         epoch_seconds=spread(epoch_seconds(run) for run in runs),
         epochs_run=spread(run.epochs_run for run in runs),
@@ -207,7 +223,8 @@ def build_tables(runs: Sequence[RunRecord]) -> list[DatasetTable]:
     for dataset in sorted({run.dataset for run in runs}):
         of_dataset = [run for run in runs if run.dataset == dataset]
         tasks = tuple(dict.fromkeys(task for run in of_dataset for task in run.tasks))
-        metrics = shown_metrics(of_dataset)
+        binary = shown_metrics(of_dataset)
+        regression = tuple(task for task in tasks if any(run.tasks[task].regression for run in of_dataset if task in run.tasks))
         rows = []
         for model in model_order({run.model for run in of_dataset}):
             of_model = [run for run in of_dataset if run.model == model]
@@ -220,11 +237,11 @@ def build_tables(runs: Sequence[RunRecord]) -> list[DatasetTable]:
                         continue
                     shown = study if len(studies) > 1 else ""
                     label = run_label(model, mto, with_strategy=with_strategy, tuned=bool(study), study=shown)
-                    rows.append(_row(model, mto, label, cell_runs, tasks, metrics))
+                    rows.append(_row(model, mto, label, cell_runs, tasks, regression, binary))
         for task in tasks:
-            for metric in metrics:
+            for metric in metrics_of(task, regression, binary):
                 rows = _mark(rows, task, metric)
-        tables.append(DatasetTable(dataset, tasks, tuple(rows), _oracle(of_dataset, tasks, metrics), metrics))
+        tables.append(DatasetTable(dataset, tasks, tuple(rows), _oracle(of_dataset, tasks, binary), binary, regression))
     return tables
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from mtreclib.comparison.runs import FailedRun, run_label
 from mtreclib.comparison.stats import ALPHA, Spread
-from mtreclib.comparison.summary import EQUAL_WEIGHTS, GAUC, METRICS, Cell, DatasetTable, Metric
+from mtreclib.comparison.summary import EQUAL_WEIGHTS, GAUC, Cell, DatasetTable, Metric
 from mtreclib.tuning.summary import StudySummary, format_seconds
 from mtreclib.tuning.trial import settings_text
 
@@ -60,17 +60,25 @@ def _oracle_cell(value: float | None, metric: Metric) -> str:
 
 
 def metrics_table(table: DatasetTable) -> list[str]:
-    """The per-task AUC (GAUC) and log-loss table of one dataset, as Markdown lines."""
-    header = ["model"] + [f"{task} {metric.label}" for task in table.tasks for metric in table.metrics] + ["seeds"]
+    """The per-task AUC (GAUC) and log-loss (a regression task: RMSE and MAE) table of one dataset, as Markdown lines."""
+    header = ["model"] + [f"{task} {metric.label}" for task in table.tasks for metric in table.metrics(task)] + ["seeds"]
     rows = [
         [row.label]
-        + [format_cell(row.cells[(task, metric.key)], metric) for task in table.tasks for metric in table.metrics]
+        + [format_cell(row.cells[(task, metric.key)], metric) for task in table.tasks for metric in table.metrics(task)]
         + [str(len(row.seeds))]
         for row in table.rows
     ]
     if table.oracle:
-        rows.append(["*oracle*"] + [_oracle_cell(m.of(table.oracle[task]), m) for task in table.tasks for m in table.metrics] + [""])
+        rows.append(
+            ["*oracle*"]
+            + [_oracle_cell(m.of(table.oracle[task]), m) for task in table.tasks for m in table.metrics(task)]
+            + [""]
+        )
     return _markdown_rows(header, rows, ["---"] + ["---:"] * (len(header) - 1))
+
+
+def _oracle_cell(value: float | None, metric: Metric) -> str:
+    return "" if value is None else f"*{value:.{decimals(metric.key, value)}f}*"
 
 
 def speed_table(table: DatasetTable) -> list[str]:
@@ -121,7 +129,7 @@ def legend(tables: Sequence[DatasetTable]) -> str:
     elif min(seeds) < 5:
         text += f"With {min(seeds)} seeds the test has little power: {TIE_MARK} means 'not shown to differ', not 'equal'. "
     text += "No correction for comparing several models with the best. The oracle scores the data's true probabilities."
-    if any(GAUC in table.metrics for table in tables):
+    if any(GAUC in table.binary_metrics for table in tables):
         text += (" GAUC: the AUC within each group of the data's group column (a user, a search page), averaged over the groups "
                  "weighted by their rows; groups with one class only are left out (highest is best).")
     if _shows_strategy(tables):
@@ -201,9 +209,10 @@ def markdown(
 def csv_text(tables: Sequence[DatasetTable]) -> str:
     """One row per dataset, model and strategy (and oracle), per task and metric its mean, std and mark."""
     tasks = list(dict.fromkeys(task for table in tables for task in table.tasks))
-    shown = [metric for metric in METRICS if any(metric in table.metrics for table in tables)]
     columns = ["dataset", "model", "mto", "study", "seeds"]
     for task in tasks:
+        # A task's columns: every metric any dataset shows for it, in their order (GAUC only where some data has groups).
+        shown = dict.fromkeys(metric for table in tables if task in table.tasks for metric in table.metrics(task))
         for metric in shown:
             columns += [f"{task}_{metric.key}_mean", f"{task}_{metric.key}_std", f"{task}_{metric.key}_mark"]
     columns += ["train_samples_per_sec_mean", "train_samples_per_sec_std", "epoch_seconds_mean", "epochs_run_mean",
@@ -234,7 +243,7 @@ def csv_text(tables: Sequence[DatasetTable]) -> str:
         if table.oracle:
             record = {"dataset": table.dataset, "model": "oracle", "mto": "", "seeds": ""}
             for task, metrics in table.oracle.items():
-                for metric in table.metrics:
+                for metric in table.metrics(task):
                     value = metric.of(metrics)
                     record[f"{task}_{metric.key}_mean"] = "" if value is None else value
             writer.writerow(record)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from mtreclib.core.settings import ConfigError, Settings, flag_name, search_range, setting
 from mtreclib.models import model_class
+from mtreclib.models.base import REGRESSION_LOSSES
 from mtreclib.mto import strategy_class
 
 PRECISIONS = ("fp32", "bf16")  # what a run computes in; a run's "auto" resolves to one of them
@@ -158,6 +159,11 @@ class TrainConfig(Settings):
         "them (and the processes averaged them); none: no clipping",
         above=0,
     )
+    # Regression tasks (a label's type: regression in the dataset spec); binary tasks keep BCE.
+    regression_loss: str = setting(
+        "mse", "the loss of regression tasks: mse, or huber (squared within --huber-delta of the target, linear beyond)", choices=REGRESSION_LOSSES
+    )
+    huber_delta: float = setting(1.0, "huber: where the loss turns from squared to linear, on the target's (transformed) scale", above=0)
 
     def check(self) -> None:
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
@@ -166,6 +172,8 @@ class TrainConfig(Settings):
                 raise ConfigError(
                     f"{key} ({flag_name(key)}) is a setting of --lr-schedule {schedule}, not of --lr-schedule {self.lr_schedule}"
                 )
+        if self.huber_delta != defaults["huber_delta"] and self.regression_loss != "huber":
+            raise ConfigError(f"huber_delta (--huber-delta) is a setting of --regression-loss huber, not of --regression-loss {self.regression_loss}")
         if self.lr_schedule == "step" and self.lr_step_epochs is None:
             raise ConfigError("lr_step_epochs (--lr-step-epochs) must be set for --lr-schedule step: the epochs between two decays")
         if self.lr_min >= self.lr and self.lr_schedule == "warmup-cosine":

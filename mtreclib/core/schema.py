@@ -20,6 +20,9 @@ import torch
 
 ROLES = ("user", "item", "author", "context")
 POOLINGS = ("mean", "sum")
+# A task's type: a 0/1 label whose model output is a logit (the loss owns the sigmoid), or a
+# continuous target whose model output is the prediction itself.
+TASK_TYPES = ("binary", "regression")
 Array = np.ndarray | torch.Tensor  # a bag's arrays: NumPy (encoded rows, tables, memory maps) or tensors (batches)
 
 
@@ -57,13 +60,15 @@ class FeatureSchema:
     Attributes:
         field_dims: vocabulary size of each single-valued categorical field (ids ``0 .. dim - 1``).
         numerical_num: number of numerical features (0 for none).
-        task_names: one name per binary task, in label-column order.
+        task_names: one name per task, in label-column order.
         field_names: one name per single-valued field (default ``categorical_1 ..``).
         field_roles: per single-valued field, its role (``ROLES``) or None; empty means no roles.
         bags: the multi-valued categorical fields.
         task_implies: per task, the name of the task that a positive of it implies (a purchase is
             also a click: ``("", "click")`` for click, conversion), or ``""``; empty means none.
-            Models that rely on the relation (ESMM) read it.
+            Models that rely on the relation (ESMM) read it. Only between binary tasks.
+        task_types: per task, ``"binary"`` or ``"regression"`` (``TASK_TYPES``); empty means every
+            task is binary. A model's output for a regression task is the prediction, not a logit.
     """
 
     field_dims: tuple[int, ...]
@@ -73,6 +78,7 @@ class FeatureSchema:
     field_roles: tuple[str | None, ...] = ()
     bags: tuple[BagField, ...] = ()
     task_implies: tuple[str, ...] = ()
+    task_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_dims", tuple(int(d) for d in self.field_dims))
@@ -103,6 +109,19 @@ class FeatureSchema:
             for task, parent in zip(self.task_names, self.task_implies):
                 if parent and (parent not in self.task_names or self.task_names.index(parent) >= self.task_names.index(task)):
                     raise ValueError(f"task {task!r} implies {parent!r}, which must be an earlier task")
+        if self.task_types:
+            object.__setattr__(self, "task_types", tuple(self.task_types))
+            if len(self.task_types) != len(self.task_names):
+                raise ValueError(f"{len(self.task_types)} task types for {len(self.task_names)} tasks")
+            for kind in self.task_types:
+                if kind not in TASK_TYPES:
+                    raise ValueError(f"task type must be one of {', '.join(TASK_TYPES)}, got {kind!r}")
+            if "regression" not in self.task_types:
+                object.__setattr__(self, "task_types", ())  # all binary: the one way to say it
+        for task in range(len(self.task_names)):
+            parent = self.parent_task(task)
+            if parent is not None and (self.is_regression(task) or self.is_regression(parent)):
+                raise ValueError(f"task {self.task_names[task]!r} implies {self.task_names[parent]!r}: a relation holds only between binary tasks")
 
     @property
     def field_num(self) -> int:
@@ -117,6 +136,18 @@ class FeatureSchema:
     @property
     def task_num(self) -> int:
         return len(self.task_names)
+
+    def task_type(self, task: int) -> str:
+        """Task ``task``'s type: ``"binary"`` or ``"regression"``."""
+        return self.task_types[task] if self.task_types else "binary"
+
+    def is_regression(self, task: int) -> bool:
+        return self.task_type(task) == "regression"
+
+    @property
+    def regression_tasks(self) -> tuple[int, ...]:
+        """Positions of the regression tasks (none when every task is binary)."""
+        return tuple(t for t in range(self.task_num) if self.is_regression(t))
 
     def parent_task(self, task: int) -> int | None:
         """The index of the task that task ``task``'s positives imply, or None."""
@@ -135,7 +166,8 @@ class FeatureSchema:
         if not 1 <= task_num <= self.task_num:
             raise ValueError(f"task_num must be between 1 and {self.task_num} for tasks {self.task_names}, got {task_num}")
         implies = self.task_implies[:task_num] if self.task_implies else ()
-        return replace(self, task_names=self.task_names[:task_num], task_implies=implies)
+        types = self.task_types[:task_num] if self.task_types else ()
+        return replace(self, task_names=self.task_names[:task_num], task_implies=implies, task_types=types)
 
     def describe(self) -> dict:
         """The schema as JSON-ready data (checkpoints carry it)."""
@@ -147,6 +179,8 @@ class FeatureSchema:
             "field_roles": list(self.field_roles),
             "bags": [vars(b).copy() for b in self.bags],
             "task_implies": list(self.task_implies),
+            # Only when some task is not binary: an all-binary schema reads as before.
+            **({"task_types": list(self.task_types)} if self.task_types else {}),
         }
 
     @classmethod
@@ -160,6 +194,7 @@ class FeatureSchema:
             field_roles=tuple(data.get("field_roles", ())),
             bags=tuple(BagField(**b) for b in data.get("bags", ())),
             task_implies=tuple(data.get("task_implies", ())),
+            task_types=tuple(data.get("task_types", ())),
         )
 
 
@@ -256,7 +291,8 @@ class Batch(NamedTuple):
     Attributes:
         categorical: (B, F) int64 ids, already within each field's vocabulary.
         numerical: (B, M) float32 features.
-        labels: (B, T) float32 in {0, 1}, or None for rows to score.
+        labels: (B, T) float32: 0/1 for a binary task, the (transformed) target for a regression
+            task; None for rows to score.
         bags: one ``Bag`` per multi-valued field, in the schema's order.
         weights: (B,) float32 sample weights, or None (every row weighs 1).
         group: (B,) int64 group ids (search page, session, user), or None.

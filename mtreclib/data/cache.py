@@ -11,7 +11,7 @@ cannot be written (a read-only dataset), ``DIR/<folder's name>-<hash of its path
     train/           one folder per split:
       categorical.npy  (N, F)  int32      single-valued ids
       numerical.npy    (N, M)  float32
-      labels.npy       (N, T)  uint8      every label of the spec
+      labels.npy       (N, T)  uint8      every label of the spec (float32 when one is a regression target)
       probabilities.npy (N, T) float64    each label's true probability (when the spec names them)
       weights.npy      (N,)    float32    sample weights (when the spec names them)
       group.npy        (N,)    int64      group ids (when the spec names them)
@@ -150,7 +150,7 @@ class SplitWriter:
         self.writers = {
             "categorical": NpyWriter(folder / "categorical.npy", np.int32, (len(encoders.categorical),)),
             "numerical": NpyWriter(folder / "numerical.npy", np.float32, (len(encoders.numerical),)),
-            "labels": NpyWriter(folder / "labels.npy", np.uint8, (len(encoders.labels),)),
+            "labels": NpyWriter(folder / "labels.npy", spec.label_dtype, (len(encoders.labels),)),
         }
         if any(label.probability for label in spec.labels):
             self.writers["probabilities"] = NpyWriter(folder / "probabilities.npy", np.float64, (len(encoders.labels),))
@@ -170,7 +170,8 @@ class SplitWriter:
         self.side_lengths: dict[int, list[np.ndarray]] = {k: [] for k, e in enumerate(encoders.bags) if e.spec.table is not None}
         self.stats: dict[str, Any] = {
             "rows": 0,
-            "positives": np.zeros(len(encoders.labels), np.int64),
+            # Per label, its positives; for a regression target, the sum of its (transformed) values.
+            "positives": np.zeros(len(encoders.labels), np.int64 if spec.label_dtype == np.uint8 else np.float64),
             "zero_ids": np.zeros(len(encoders.categorical), np.int64),  # ids of the unknown slot (missing values included)
             "missing": np.zeros(len(encoders.categorical), np.int64),
             "numerical_missing": np.zeros(len(encoders.numerical), np.int64),
@@ -218,7 +219,7 @@ class SplitWriter:
             self._append_bag(k, bag)
             stats["bag_lengths"][k] += np.bincount(np.minimum(bag.lengths(), LENGTH_BINS), minlength=LENGTH_BINS + 1)
         stats["rows"] += len(encoded)
-        stats["positives"] += encoded.labels.sum(axis=0, dtype=np.int64)
+        stats["positives"] += encoded.labels.sum(axis=0, dtype=stats["positives"].dtype)
         stats["zero_ids"] += (encoded.categorical == unknown_ids(self.encoders)).sum(axis=0)
         stats["missing"] += np.asarray(missing[0], np.int64).reshape(-1)[: len(stats["missing"])]
         stats["numerical_missing"] += np.asarray(missing[1], np.int64).reshape(-1)[: len(stats["numerical_missing"])]

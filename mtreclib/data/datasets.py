@@ -68,7 +68,8 @@ class Dataset:
                     f"so name {parent} first: --tasks {','.join(self._parents_first(names))}"
                 )
             implies.append(parent if parent in names[:position] else "")  # a relation to a task left out is dropped
-        schema = replace(self.schema, task_names=names, task_implies=tuple(implies) if any(implies) else ())
+        types = tuple(self.schema.task_type(column) for column in columns)
+        schema = replace(self.schema, task_names=names, task_implies=tuple(implies) if any(implies) else (), task_types=types)
 
         def pick(table: MultiTaskTable | None) -> MultiTaskTable | None:
             return None if table is None else table.with_tasks(columns)

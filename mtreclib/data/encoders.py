@@ -102,6 +102,7 @@ class Encoders:
         implies = tuple(spec.implies.get(label, "") for label in spec.label_names)
         roles = tuple(c.role for c in spec.categorical)
         return FeatureSchema(
+            task_types=tuple(label.type for label in spec.labels),
             field_dims=tuple(e.vocab_size for e in self.categorical),
             numerical_num=len(self.numerical),
             task_names=spec.label_names,
@@ -133,7 +134,7 @@ class Encoders:
         if not labels:
             # Rows to score have no labels, and no use for what only training and evaluation read.
             return MultiTaskTable(categorical, numerical, None, bags=bags)
-        encoded_labels = np.empty((n, len(self.labels)), dtype=np.uint8)
+        encoded_labels = np.empty((n, len(self.labels)), dtype=spec.label_dtype)
         for t, encoder in enumerate(self.labels):
             encoded_labels[:, t] = encoder.encode(table.column(encoder.spec.column).combine_chunks(), place)
         self._check_implies(encoded_labels, place)
@@ -212,7 +213,7 @@ class Encoders:
 
     def _check_implies(self, labels: np.ndarray, place: Place) -> None:
         names = self.spec.label_names
-        for child, parent in self.spec.implies.items():
+        for child, parent in self.spec.implies.items():  # binary labels only (the spec checks)
             c, p = names.index(child), names.index(parent)
             bad = (labels[:, c] == 1) & (labels[:, p] == 0)
             if bad.any():

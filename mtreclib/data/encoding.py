@@ -9,7 +9,8 @@
   hash of the value into ``1..N`` (``0`` for missing).
 - ``NumericalEncoder``: missing values filled (or an error), then ``standardize``, ``log1p`` or
   ``minmax`` fitted on the training split.
-- ``LabelEncoder``: raw label values to 0/1, by the spec's rule.
+- ``LabelEncoder``: raw label values to 0/1, by the spec's rule, or a regression target (float32,
+  after its transform).
 
 Every encoder is JSON-ready (``to_dict`` / ``from_dict``): the cache and every checkpoint carry
 them, so prediction encodes new rows exactly as training did.
@@ -351,16 +352,21 @@ class NumericalEncoder:
 
 
 class LabelEncoder:
-    """One task's 0/1 labels from the raw column, by the spec's rule."""
+    """One task's 0/1 labels from the raw column, by the spec's rule; or its regression target."""
 
     def __init__(self, spec: LabelSpec):
         self.spec = spec
 
     def encode(self, array: pa.Array, place: Place) -> np.ndarray:
-        """(n,) uint8 labels; a missing or unexpected value is an error naming row and column."""
+        """(n,) uint8 labels, or float32 targets for a regression label (after its transform);
+        a missing or unexpected value is an error naming row and column."""
         spec, column = self.spec, self.spec.column
+        if spec.regression and spec.fill is not None and array.null_count:
+            array = pc.fill_null(pc.cast(array, pa.float64()) if _numeric(array) else array, spec.fill if _numeric(array) else str(spec.fill))
         if array.null_count:
             raise place.error(_first(array.is_null().to_numpy(zero_copy_only=False)), column, "missing label")
+        if spec.regression:
+            return self._target(array, place)
         if spec.positive:
             numeric = pa.types.is_integer(array.type) or pa.types.is_floating(array.type)
             if numeric:
@@ -380,6 +386,27 @@ class LabelEncoder:
             raise place.error(i, column, f"expected a label 0 or 1, found {_text(values[i])} (a threshold: or positive: rule maps other values)")
         return values.astype(np.uint8)
 
+    def _target(self, array: pa.Array, place: Place) -> np.ndarray:
+        try:
+            values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            text = array.to_pylist()
+            i = next((i for i, v in enumerate(text) if not _is_number(v)), 0)
+            raise place.error(i, self.spec.column, f"expected a number (a regression target), found {text[i]!r}") from None
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = _first(bad)
+            raise place.error(i, self.spec.column, f"expected a finite number (a regression target), found {values[i]}")
+        if self.spec.transform == "log1p":
+            bad = values < 0
+            if bad.any():
+                i = _first(bad)
+                raise place.error(i, self.spec.column, f"expected a value >= 0 for transform: log1p, found {_text(values[i])}")
+        values = values * self.spec.scale if self.spec.scale != 1 else values
+        if self.spec.transform == "log1p":
+            values = np.log1p(values)
+        return values.astype(np.float32)
+
     def _numbers(self, array: pa.Array, place: Place) -> np.ndarray:
         if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
             lowered = pc.utf8_lower(array)
@@ -395,6 +422,18 @@ class LabelEncoder:
                         raise place.error(i, self.spec.column, f"expected a label 0 or 1, found {value!r}") from None
                 raise
         return pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _numeric(array: pa.Array) -> bool:
+    return pa.types.is_integer(array.type) or pa.types.is_floating(array.type)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _text(value: float) -> str:

@@ -21,7 +21,8 @@ def split_stats(table: MultiTaskTable, unknown: np.ndarray) -> dict[str, Any]:
     """The cache's statistics of an in-memory split, counted now (``unknown``: each field's unknown id)."""
     stats: dict[str, Any] = {
         "rows": len(table),
-        "positives": table.labels.sum(axis=0, dtype=np.int64).tolist(),
+        # A regression target's "positives" are the sum of its values (its positive_rate is its mean).
+        "positives": table.labels.sum(axis=0, dtype=np.int64 if table.labels.dtype == np.uint8 else np.float64).tolist(),
         "zero_ids": (table.categorical == unknown).sum(axis=0).tolist(),
         "missing": [0] * table.categorical.shape[1],
         "numerical_missing": [0] * table.numerical.shape[1],
@@ -46,6 +47,8 @@ def inspect(dataset: Dataset) -> dict[str, Any]:
     unknown = unknown_ids(Encoders.from_dict(dataset.encoding)) if dataset.encoding else np.zeros(schema.field_num, np.int64)
     stats = dataset.stats or {name: split_stats(t, unknown) for name, t in splits.items()}
     report: dict[str, Any] = {"dataset": dataset.name, "splits": {}, "tasks": list(schema.task_names), "fields": [], "bags": [], "numerical": []}
+    # A regression task's positive_rate is the mean of its (transformed) target.
+    report["regression_tasks"] = [schema.task_names[t] for t in schema.regression_tasks]
     for name, s in stats.items():
         report["splits"][name] = {"rows": s["rows"], "positive_rate": {t: p / max(s["rows"], 1) for t, p in zip(schema.task_names, s["positives"])}}
     test = stats.get("test", {})
@@ -89,7 +92,9 @@ def format_inspection(report: dict[str, Any]) -> str:
     lines = [f"dataset {report['dataset']}"]
     lines.append(f"{'split':<8} {'rows':>12}  " + "  ".join(f"{t:>12}" for t in report["tasks"]))
     for name, s in report["splits"].items():
-        lines.append(f"{name:<8} {s['rows']:>12,}  " + "  ".join(f"{s['positive_rate'][t]:>12.4%}" for t in report["tasks"]))
+        regression = report.get("regression_tasks", [])
+        rates = (f"{'mean ' + format(s['positive_rate'][t], '.4g'):>12}" if t in regression else f"{s['positive_rate'][t]:>12.4%}" for t in report["tasks"])
+        lines.append(f"{name:<8} {s['rows']:>12,}  " + "  ".join(rates))
     lines.append("")
     splits = "/".join(report["splits"])
     lines.append(f"{'field':<28} {'role':<8} {'vocabulary':>11} {'test OOV':>9} {f'missing ({splits})':>28}")

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mtreclib.core.errors import UserError, did_you_mean
-from mtreclib.core.schema import POOLINGS, ROLES
+from mtreclib.core.schema import POOLINGS, ROLES, TASK_TYPES
 from mtreclib.core.settings import ConfigError, Settings, setting
 from mtreclib.core.yamlfile import read_yaml
 
@@ -25,6 +27,7 @@ FORMATS = ("parquet", "csv")
 VOCABULARIES = ("build", "identity")
 TRANSFORMS = ("standardize", "log1p", "minmax")
 SPLIT_METHODS = ("random", "ordered")
+LABEL_TRANSFORMS = ("none", "log1p")
 
 
 class SpecError(UserError):
@@ -97,9 +100,17 @@ class NumericalSpec(Settings):
 
 @dataclass(frozen=True)
 class LabelSpec(Settings):
+    """A task's label: 0/1 (``binary``, by a threshold or positive values if asked) or a
+    continuous target (``regression``, optionally ``log1p``-transformed; its metrics and the
+    model's predictions are on the transformed scale)."""
+
     flags = False
     name: str = setting("", "the task's name")
     column: str = setting("", "the file's column (default: name)")
+    type: str = setting("binary", "binary: a 0/1 label; regression: a continuous target", choices=TASK_TYPES)
+    transform: str = setting("none", "regression: the target as it is, or log1p(value) (values must be >= 0)", choices=LABEL_TRANSFORMS)
+    scale: float = setting(1.0, "regression: multiply the raw value by this before the transform (0.001: milliseconds to seconds)", above=0)
+    fill: float | None = setting(None, "regression: the raw value of a missing entry (default: a missing value is an error)")
     threshold: float | None = setting(None, "positive when the value is greater than this")
     positive: tuple[str, ...] = setting((), "positive when the value is one of these")
     probability: str | None = setting(None, "a column of the label's true probability, where the data knows it (generated data): the oracle's metrics")
@@ -111,6 +122,18 @@ class LabelSpec(Settings):
             object.__setattr__(self, "column", self.name)
         if self.threshold is not None and self.positive:
             raise ConfigError("threshold and positive exclude each other")
+        if self.type == "regression":
+            for key, value in (("threshold", self.threshold), ("positive", self.positive), ("probability", self.probability)):
+                if value:
+                    raise ConfigError(f"{key} is an option of binary labels; this label has type: regression")
+            return
+        for key, value, default in (("transform", self.transform, "none"), ("scale", self.scale, 1.0), ("fill", self.fill, None)):
+            if value != default:
+                raise ConfigError(f"{key} is an option of regression labels; add type: regression or drop {key}: {value}")
+
+    @property
+    def regression(self) -> bool:
+        return self.type == "regression"
 
 
 @dataclass(frozen=True)
@@ -198,6 +221,11 @@ class DatasetSpec:
     @property
     def label_names(self) -> tuple[str, ...]:
         return tuple(label.name for label in self.labels)
+
+    @property
+    def label_dtype(self) -> type:
+        """How encoded labels are stored: uint8 when every label is 0/1, float32 when a regression target is among them."""
+        return np.float32 if any(label.regression for label in self.labels) else np.uint8
 
     def files(self) -> tuple[Path, ...]:
         """Every row file, once (side tables' files: ``table_files``)."""
@@ -308,13 +336,15 @@ class _Reader:
         if len(set(label_names)) != len(label_names):
             raise self.fail("labels", "a label is named twice")
         known = [label.probability is not None for label in labels]
+        if any(known) and any(label.regression for label in labels):
+            raise self.fail("labels", "probability: the oracle's columns need every label binary")
         if any(known) and not all(known):
             raise self.fail(f"labels[{known.index(False)}]", "probability: name every label's probability column or none")
         tasks = self.names("tasks")
         for task in tasks:
             if task not in label_names:
                 raise self.fail("tasks", f"{task!r} is not a label; labels: {', '.join(label_names)}")
-        implies = self.implies(tasks or tuple(label_names), label_names)
+        implies = self.implies(tasks or tuple(label_names), labels)
         fmt, splits, rule = self.splits()
         tables = self.side_tables(splits)
         for i, column in enumerate(multi):
@@ -376,7 +406,8 @@ class _Reader:
             raise self.fail(key, f"expected a column name, got {value!r}")
         return str(value)
 
-    def implies(self, order: tuple[str, ...], labels: list[str]) -> dict[str, str]:
+    def implies(self, order: tuple[str, ...], specs: tuple[LabelSpec, ...]) -> dict[str, str]:
+        labels = [label.name for label in specs]
         value = self.data.get("implies") or {}
         if not isinstance(value, dict):
             raise self.fail("implies", f"expected 'task: parent' pairs, got {value!r}")
@@ -388,6 +419,9 @@ class _Reader:
                     raise self.fail(f"implies.{child}", f"{task!r} is not a label; labels: {', '.join(labels)}")
             if child == parent:
                 raise self.fail(f"implies.{child}", "a task cannot imply itself")
+            regression = next((task for task in (child, parent) if specs[labels.index(task)].regression), None)
+            if regression is not None:
+                raise self.fail(f"implies.{child}", f"{regression!r} is a regression label; a relation holds only between binary labels")
             # Models read a task's parent before the task (ESMM multiplies the parent's probability in).
             for key, names in (("labels", labels), ("tasks", order)):
                 if child in names and parent in names and names.index(parent) > names.index(child):

@@ -18,7 +18,8 @@ class MultiTaskTable:
     Attributes:
         categorical: (N, F) integer ids (int32 in storage).
         numerical: (N, M) float32 features.
-        labels: (N, T_all) 0/1 labels (uint8 in storage), every label the dataset has; None for
+        labels: (N, T_all) 0/1 labels (uint8 in storage; float32 when a regression target is among
+            them, which it holds after its transform), every label the dataset has; None for
             rows to score.
         probabilities: (N, T_all) true probability of each label where known (generated data),
             so that the best achievable metrics (the oracle) can be reported.

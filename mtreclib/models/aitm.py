@@ -11,7 +11,7 @@ from torch import nn
 
 from mtreclib.core.schema import Bag, Batch, FeatureSchema
 from mtreclib.core.settings import search_range, setting
-from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
+from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
 from mtreclib.nn.layers import FieldEmbedding, MLPBank
@@ -54,7 +54,8 @@ class AITM(MultiTaskModel):
     weight 0.6). The library averages the task losses instead of summing them, so the calibrator
     enters as the auxiliary term ``alpha L_lc / T``: with equal task weights the step's loss is
     the paper's divided by T. The default 0 leaves it out, as the original MTReclib does, and is
-    bit-identical to it (the plain per-task BCE, no auxiliary term).
+    bit-identical to it (the plain per-task BCE, no auxiliary term). Regression tasks are learnt
+    (transfer and attention need no probabilities) only with the calibrator off.
 
     Reference: Xi, Chen, Yan, Zhang, Zhu, Zhuang, Chen, "Modeling the Sequential Dependence among
     Audience Multi-step Conversions with Multi-task Learning in Targeted Display Advertising",
@@ -68,6 +69,9 @@ class AITM(MultiTaskModel):
     def __init__(self, schema: FeatureSchema, config: AITMConfig | None = None):
         super().__init__(schema, config)
         c = self.config
+        if c.calibrator_weight > 0 and schema.regression_tasks:
+            task = schema.task_names[schema.regression_tasks[0]]
+            raise ValueError(f"AITM's calibrator compares the tasks' probabilities; regression task {task!r} has none: set calibrator_weight 0")
         bottom_dims, dropout = c.bottom_dims, c.dropout
         hidden = bottom_dims[-1]
         self.embedding = FieldEmbedding.from_schema(schema, c.embed_dim)
@@ -98,6 +102,6 @@ class AITM(MultiTaskModel):
         tasks, penalties = [], []
         for batch in batches:
             logits = self.logits(batch)
-            tasks.append(task_bce(logits, batch.labels, batch.weights))
+            tasks.append(self.batch_task_loss(logits, batch))
             penalties.append(calibrator_penalty(logits, batch.weights))
         return TaskLosses(torch.stack(tasks).mean(0), alpha * torch.stack(penalties).mean() / self.task_num)

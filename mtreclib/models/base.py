@@ -1,8 +1,14 @@
-"""The interface the trainer knows: per-task logits, per-task losses and which parameters are shared."""
+"""The interface the trainer knows: per-task outputs, per-task losses and which parameters are shared.
+
+A model's output for a binary task is a logit (the loss owns the sigmoid); for a regression task
+(``FeatureSchema.task_types``) it is the prediction itself, learnt by mean squared error or, as
+a setting, the Huber loss (``RegressionLoss``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -39,6 +45,59 @@ def task_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor |
     return (weights.unsqueeze(1) * losses).sum(0) / weights.sum().clamp_min(1e-12)
 
 
+REGRESSION_LOSSES = ("mse", "huber")
+
+
+@dataclass(frozen=True)
+class RegressionLoss:
+    """The loss of a regression task: ``"mse"``, ``(y_hat - y)^2``, or ``"huber"``, ``(y_hat - y)^2 / 2``
+    within ``delta`` of the target and ``delta (|y_hat - y| - delta / 2)`` beyond (PyTorch's ``huber_loss``)."""
+
+    kind: str = "mse"
+    delta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in REGRESSION_LOSSES:
+            raise ValueError(f"regression loss must be one of {', '.join(REGRESSION_LOSSES)}, got {self.kind!r}")
+        if not self.delta > 0:
+            raise ValueError(f"huber delta must be positive, got {self.delta}")
+
+    def __call__(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Elementwise loss of predictions and targets of one shape."""
+        if self.kind == "mse":
+            return F.mse_loss(predictions, targets, reduction="none")
+        return F.huber_loss(predictions, targets, reduction="none", delta=self.delta)
+
+
+def task_loss(
+    outputs: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    regression: Sequence[int] = (),
+    regression_loss: RegressionLoss = RegressionLoss(),
+) -> torch.Tensor:
+    """Each task's mean loss: (B, T) outputs and labels, optional (B,) row weights -> (T,).
+
+    BCE with logits for a binary task; ``regression_loss`` of the output itself for the tasks at
+    positions ``regression``. Weighted and computed as ``task_bce``; without regression tasks it
+    is ``task_bce``, bit for bit.
+    """
+    if not regression:
+        return task_bce(outputs, labels, weights)
+    dtype = loss_dtype(outputs)
+    outputs, labels = outputs.to(dtype), labels.to(dtype)
+    columns = torch.tensor(list(regression), device=outputs.device)
+    binary = torch.ones(outputs.shape[1], dtype=torch.bool, device=outputs.device)
+    binary[columns] = False
+    # Each column's loss computed as its type asks; the BCE of regression columns is discarded.
+    bce = F.binary_cross_entropy_with_logits(outputs, labels.clamp(0, 1), reduction="none")  # (B, T)
+    losses = torch.where(binary, bce, regression_loss(outputs, labels))  # (B, T)
+    if weights is None:
+        return losses.mean(0)
+    weights = weights.to(dtype)
+    return (weights.unsqueeze(1) * losses).sum(0) / weights.sum().clamp_min(1e-12)
+
+
 def multitask_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean over tasks of each task's mean binary cross-entropy: (B, T) logits and labels -> (),
     in ``loss_dtype(logits)``."""
@@ -64,7 +123,10 @@ class MultiTaskModel(nn.Module):
 
     ``forward(categorical, numerical, bags)`` maps (B, F) int64 ids, (B, M) floats and one
     ``Bag`` per multi-valued field to (B, T) logits, one per task; no sigmoid inside, the loss
-    owns it. ``Config`` is the model's typed hyperparameters; ``__init__(schema, config)``.
+    owns it. For a regression task the output is the prediction (``task_loss``; the trainer sets
+    ``regression_loss``). ``Config`` is the model's typed hyperparameters; ``__init__(schema, config)``.
+    A model whose outputs are probabilities by design (ESMM's chain) sets ``binary_only`` and
+    refuses regression tasks.
 
     The trainer makes one optimizer step from ``batches_per_step`` consecutive batches: an
     optimisation strategy turns ``task_losses`` into gradients (equal weights by default:
@@ -80,6 +142,8 @@ class MultiTaskModel(nn.Module):
     # (said before trying); empty when it can. The registry-generated export tests hold every
     # model to one or the other.
     export_refusal: ClassVar[str] = ""
+    # Why this model cannot learn a regression task (its outputs are probabilities by design); empty when it can.
+    binary_only: ClassVar[str] = ""
 
     @classmethod
     def needed_roles(cls, config: ModelConfig) -> tuple[str, ...]:
@@ -97,18 +161,26 @@ class MultiTaskModel(nn.Module):
             raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}")
         if schema.task_num < self.min_tasks:
             raise ValueError(f"{type(self).__name__} needs at least {self.min_tasks} tasks, the data has {schema.task_num}")
+        if self.binary_only and schema.regression_tasks:
+            task = schema.task_names[schema.regression_tasks[0]]
+            raise ValueError(f"{type(self).__name__} cannot learn regression task {task!r}: {self.binary_only}")
         self.schema = schema
         self.config = config
         self.task_num = schema.task_num
+        self.regression_loss = RegressionLoss()
         self._shared: list[str] | None = None
 
     def logits(self, batch: Batch) -> torch.Tensor:
         """(B, T) logits of a batch's features."""
         return self(batch.categorical, batch.numerical, batch.bags)
 
+    def batch_task_loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(B, T) outputs of ``batch``'s rows -> (T,) each task's loss by its type (``task_loss``)."""
+        return task_loss(outputs, batch.labels, batch.weights, self.schema.regression_tasks, self.regression_loss)
+
     def task_losses(self, batches: Sequence[Batch]) -> TaskLosses:
-        """The (T,) per-task losses of one step: each task's BCE, averaged over ``batches``."""
-        losses = [task_bce(self.logits(b), b.labels, b.weights) for b in batches]
+        """The (T,) per-task losses of one step: each task's loss (BCE, or the regression loss), averaged over ``batches``."""
+        losses = [self.batch_task_loss(self.logits(b), b) for b in batches]
         return TaskLosses(losses[0] if len(losses) == 1 else torch.stack(losses).mean(0))
 
     def training_loss(self, batches: Sequence[Batch]) -> torch.Tensor:

@@ -11,7 +11,7 @@ from torch import nn
 
 from mtreclib.core.schema import Bag, Batch, FeatureSchema
 from mtreclib.core.settings import ConfigError, search_choices, search_range, setting
-from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
+from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
 from mtreclib.nn.layers import FieldEmbedding, MLPBank, mix
@@ -205,6 +205,6 @@ class DSelectK(MultiTaskModel):
         tasks, auxiliary = [], []
         for batch in batches:
             logits, selectors = self._logits_and_selectors(batch.categorical, batch.numerical, batch.bags)
-            tasks.append(task_bce(logits, batch.labels, batch.weights))
+            tasks.append(self.batch_task_loss(logits, batch))
             auxiliary.append(self.regularizer(selectors))
         return TaskLosses(torch.stack(tasks).mean(0), torch.stack(auxiliary).mean())

@@ -71,7 +71,8 @@ class ESMM(MultiTaskModel):
     ``click AND conversion`` (the dataset spec checks it on every row); each tower is an MLP of
     ``bottom_dims`` then ``tower_dims`` over the concatenated field embeddings (the paper's towers
     are 360-200-80 over 18-wide embeddings; the library's shared widths keep models comparable);
-    the towers are one ``MLPBank``. A schema without any relation is refused.
+    the towers are one ``MLPBank``. A schema without any relation is refused, and so is a
+    regression task (its outputs are probabilities by construction; ESCM2 likewise).
 
     Reference: Ma, Zhao, Huang, Wang, Hu, Zhu, Gai, "Entire Space Multi-Task Model: An Effective
     Approach for Estimating Post-Click Conversion Rate", SIGIR 2018.
@@ -81,6 +82,7 @@ class ESMM(MultiTaskModel):
     Config = ModelConfig
     paper = "Ma et al., Entire Space Multi-Task Model: An Effective Approach for Estimating Post-Click Conversion Rate, SIGIR 2018"
     min_tasks = 2
+    binary_only = "its outputs are the logits of chained probabilities; train the regression task with another model"
     model_name: ClassVar[str] = "esmm"  # for the message that refuses a schema without relations
 
     def __init__(self, schema: FeatureSchema, config: ModelConfig | None = None):

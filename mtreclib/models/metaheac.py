@@ -11,7 +11,7 @@ from torch import nn
 
 from mtreclib.core.schema import Bag, Batch, FeatureSchema
 from mtreclib.core.settings import search_range, setting
-from mtreclib.models.base import MultiTaskModel, TaskLosses, task_bce
+from mtreclib.models.base import MultiTaskModel, TaskLosses
 from mtreclib.models.config import ExpertConfig
 from mtreclib.models.registry import register_model
 from mtreclib.nn.layers import FieldEmbedding, Gate, MLPBank, mix
@@ -102,9 +102,9 @@ class MetaHeac(MultiTaskModel):
             half = batch.size // 2
             support, query = batch.slice(0, half), batch.slice(half, batch.size)
             weight = self.task_embedding.weight
-            support_loss = task_bce(self.logits(support), support.labels, support.weights).mean()
+            support_loss = self.batch_task_loss(self.logits(support), support).mean()
             (grad,) = torch.autograd.grad(support_loss, weight, create_graph=True)
             adapted = weight - self.local_lr * grad  # (T, D)
             logits = self(query.categorical, query.numerical, query.bags, task_embedding=adapted)
-            losses.append(task_bce(logits, query.labels, query.weights))
+            losses.append(self.batch_task_loss(logits, query))
         return TaskLosses(torch.stack(losses).mean(0))

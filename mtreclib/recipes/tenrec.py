@@ -20,7 +20,8 @@ What is written (``DIR/Tenrec/``), one row per raw line, in file order:
   in order, without the ``0`` padding and missing values); the four tasks ``click``, ``follow``,
   ``like``, ``share`` (int8 0/1); ``watching_times`` (int64, null for ``\\N``): how often the user
   entered the video, known only after the impression and bound up with the click, so not a
-  feature (the publisher leaves it out of its CTR benchmark for that reason);
+  feature (the publisher leaves it out of its CTR benchmark for that reason), but an optional
+  regression task of the spec (``--tasks click,watching_times``);
 - ``<FILE>.yaml`` and ``dataset.yaml`` (the file converted last, what ``--dataset Tenrec`` trains):
   the spec. The publisher's files have no time column and no split: the spec splits the rows at
   random, 80 / 10 / 10 (``split: {method: random, valid: 0.1, test: 0.1, seed: 0}``: a row's split
@@ -52,6 +53,9 @@ ZIP_NAME = "Tenrec.zip"
 MISSING = "\\N"
 IDS = ("user_id", "item_id")
 LABELS = ("click", "follow", "like", "share")
+# How often the user entered the video, as an optional regression task (by --tasks, never by
+# default), log1p-transformed; a missing count (``\N``) is taken as 0, no entry.
+WATCHING_TIMES = {"name": "watching_times", "type": "regression", "transform": "log1p", "fill": 0}
 FEATURES = ("video_category", "gender", "age")  # may be \N
 HISTORY = tuple(f"hist_{i}" for i in range(1, 11))
 COLUMNS = ("user_id", "item_id", "click", "follow", "like", "share", "video_category", "watching_times", "gender", "age")
@@ -110,7 +114,8 @@ def spec(name: str, file: str) -> dict:
         "categorical": categorical,
         **({"multi_valued": multi} if multi else {}),
         "numerical": [],
-        "labels": list(LABELS),
+        "labels": [*LABELS, WATCHING_TIMES],
+        "tasks": list(LABELS),
         "group": "user_id",
     }
 

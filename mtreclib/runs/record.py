@@ -24,34 +24,50 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Metrics:
-    """One task's metrics on one split.
+    """One task's metrics on one split: ``auc`` and ``logloss`` for a binary task, ``rmse`` and
+    ``mae`` (on the target's transformed scale) for a regression task; the others None, and
+    left out of the JSON.
 
     Attributes:
-        gauc: the group AUC (``mtreclib.core.gauc``) over the data's group column; None when the
-            rows have no groups.
+        gauc: a binary task's group AUC (``mtreclib.core.gauc``) over the data's group column;
+            None when the rows have no groups.
         gauc_groups, gauc_skipped: the groups it averaged, and those left out (one class only).
     """
 
-    auc: float
-    logloss: float
+    auc: float | None = None
+    logloss: float | None = None
+    rmse: float | None = None
+    mae: float | None = None
     gauc: float | None = None
     gauc_groups: int | None = None
     gauc_skipped: int | None = None
 
+    @property
+    def regression(self) -> bool:
+        return self.rmse is not None
+
+    def to_dict(self) -> dict[str, float]:
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Metrics:
-        def optional(key: str, kind: type) -> Any:
-            return None if data.get(key) is None else kind(data[key])
+        counts = ("gauc_groups", "gauc_skipped")
+        return cls(**{f.name: (int if f.name in counts else float)(data[f.name]) for f in dataclasses.fields(cls) if data.get(f.name) is not None})
 
-        return cls(
-            float(data["auc"]), float(data["logloss"]), optional("gauc", float), optional("gauc_groups", int), optional("gauc_skipped", int)
-        )
+
+# The keys of a task's metrics in a results file, by the task's type.
+METRIC_KEYS = ({"auc", "logloss"}, {"rmse", "mae"})
 
 
 def metrics_map(data: dict[str, Any] | None) -> dict[str, Metrics] | None:
     if data is None:
         return None
     return {task: m if isinstance(m, Metrics) else Metrics.from_dict(m) for task, m in data.items()}
+
+
+def _plain_metrics(data: Any) -> Any:
+    """``dataclasses.asdict``'s metrics without the keys of the other task type."""
+    return None if data is None else {task: {k: v for k, v in m.items() if v is not None} for task, m in data.items()}
 
 
 @dataclass(frozen=True)
@@ -146,7 +162,11 @@ class RunRecord:
         return self.config.get("train", {}).get("mto", "ew")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["tasks"], data["oracle"] = _plain_metrics(data["tasks"]), _plain_metrics(data["oracle"])
+        for epoch in data["history"]:
+            epoch["valid"] = _plain_metrics(epoch["valid"])
+        return data
 
     def write(self, path: str | os.PathLike) -> None:
         write_json(path, self.to_dict())
@@ -159,8 +179,8 @@ class RunRecord:
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise DataError(source, f"results schema version {version!r}; this mtreclib reads versions up to {SCHEMA_VERSION}")
         tasks = data["tasks"]
-        if not isinstance(tasks, dict) or not all(isinstance(m, dict) and {"auc", "logloss"} <= m.keys() for m in tasks.values()):
-            raise DataError(source, "'tasks' should map each task to its 'auc' and 'logloss'")
+        if not isinstance(tasks, dict) or not all(isinstance(m, dict) and any(keys <= m.keys() for keys in METRIC_KEYS) for m in tasks.values()):
+            raise DataError(source, "'tasks' should map each task to its 'auc' and 'logloss' (a regression task: 'rmse' and 'mae')")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
         values["tasks"] = metrics_map(tasks)

@@ -111,9 +111,9 @@ def evaluate_checkpoint(
     if len(table) == 0:
         raise UserError(f"dataset {loaded.name}: the {split} split has no rows")
     # The run's own batch size and precision: the same batches, so the same figures as training reported.
-    tasks = logit_metrics(table_logits(inference, table), table.label_rows(), inference.tasks, table.group)
+    tasks = logit_metrics(table_logits(inference, table), table.label_rows(), inference.tasks, inference.schema.task_types, groups=table.group)
     probabilities = table.probability_rows()
-    oracle = task_metrics(probabilities, table.label_rows(), inference.tasks, table.group) if probabilities is not None else None
+    oracle = task_metrics(probabilities, table.label_rows(), inference.tasks, groups=table.group) if probabilities is not None else None
     return RunRecord(
         model=config.model,
         dataset=loaded.name,

@@ -1,7 +1,8 @@
 """A trained model as a file another runtime serves: ONNX, TorchScript or a torch.export program.
 
 The exported module takes the encoded feature tensors, by name, and returns per-task
-probabilities (the sigmoid of the model's logits), for any batch size:
+probabilities (the sigmoid of the model's logits; a regression task's prediction as it is), for
+any batch size:
 
     categorical        (batch, F) int64      ids, each field's within its vocabulary (0: out of vocabulary)
     numerical          (batch, M) float32    the transformed numerical features
@@ -40,6 +41,7 @@ from torch import nn
 
 from mtreclib.core.atomic import atomic_outputs, write_error, write_errors
 from mtreclib.core.errors import UserError
+from mtreclib.core.metrics import task_scores
 from mtreclib.core.schema import Bag, FeatureSchema
 from mtreclib.models import MultiTaskModel
 from mtreclib.nn.layers import set_split_products
@@ -107,7 +109,7 @@ class ProbabilityModule(nn.Module):
             categorical = torch.zeros(batch, 0, dtype=torch.long, device=bags[0].values.device)  # (B, 0)
         if numerical is None:
             numerical = torch.zeros(batch, 0, device=categorical.device)  # (B, 0)
-        return torch.sigmoid(self.model(categorical, numerical, tuple(bags)).float())  # (B, T)
+        return task_scores(self.model(categorical, numerical, tuple(bags)).float(), self.model.schema.task_types)  # (B, T)
 
 
 def example_inputs(schema: FeatureSchema, rows: int, seed: int = 0) -> tuple[torch.Tensor, ...]:

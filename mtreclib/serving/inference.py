@@ -22,6 +22,7 @@ import torch
 from mtreclib.config.experiment import ExperimentConfig
 from mtreclib.core.device import resolve_device
 from mtreclib.core.errors import UserError
+from mtreclib.core.metrics import task_scores
 from mtreclib.core.schema import FeatureSchema
 from mtreclib.data.encoders import Encoders
 from mtreclib.data.encoding import Place
@@ -97,9 +98,10 @@ class Inference:
 
     @torch.inference_mode()
     def probabilities(self, rows: MultiTaskTable) -> np.ndarray:
-        """(n, T) float32 probabilities of encoded rows, in their order."""
+        """(n, T) float32 probabilities of encoded rows, in their order; a regression task's column
+        holds its prediction (the model's output, on the target's transformed scale)."""
         scores = logits(self.model, rows, batch_size=self.batch_size, device=self.device, precision=self.precision)  # (n, T)
-        return torch.sigmoid(scores).numpy()
+        return task_scores(scores, self.schema.task_types).numpy()
 
     def score_table(self, table: pa.Table, place: Place | None = None) -> np.ndarray:
         """(n, T) probabilities of raw rows."""

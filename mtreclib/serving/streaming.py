@@ -3,7 +3,8 @@
 The input is read in chunks (Parquet batches, CSV pieces: ``mtreclib.data.sources``), each
 encoded with the checkpoint's encoders on a background thread while the model scores the one
 before, and written out at once; memory is a few chunks whatever the file's size. Rows keep
-their input order. The output holds the id columns asked for, then one probability column per
+their input order (a regression task's column holds its prediction, on the target's transformed
+scale). The output holds the id columns asked for, then one probability column per
 task, named like the task.
 
 Everything that can be refused is refused before the first row is scored: the formats (from

@@ -303,7 +303,7 @@ def run_experiment(
         tasks = trainer.evaluate(dataset.test)
         probabilities = dataset.test.probability_rows()
         oracle = (
-            task_metrics(probabilities, dataset.test.label_rows(), dataset.schema.task_names, dataset.test.group) if probabilities is not None else None
+            task_metrics(probabilities, dataset.test.label_rows(), dataset.schema.task_names, groups=dataset.test.group) if probabilities is not None else None
         )
     else:
         tasks, oracle = fit.history[fit.best_epoch - 1].get("valid", {}), None
@@ -353,7 +353,10 @@ def format_results(record: RunRecord) -> str:
     if grouped:
         header += f" {'groups used / skipped':>22}"
     lines = [f"{record.split} results: {record.model} on {record.dataset}", header]
+    regression = {task: m for task, m in record.tasks.items() if m.regression}
     for task, m in record.tasks.items():
+        if m.regression:
+            continue
         line = f"{task:<16} {m.auc:>8.4f}"
         if grouped:
             line += f" {m.gauc:>8.4f}" if m.gauc is not None else f" {'–':>8}"
@@ -363,6 +366,9 @@ def format_results(record: RunRecord) -> str:
         if grouped and m.gauc_groups is not None:
             line += f" {f'{m.gauc_groups:,} / {m.gauc_skipped:,}':>22}"
         lines.append(line)
+    if regression:
+        lines.append(f"{'regression task':<16} {'RMSE':>8} {'MAE':>10}")
+        lines += [f"{task:<16} {m.rmse:>8.4f} {m.mae:>10.5f}" for task, m in regression.items()]
     if record.epochs_run:
         lines.append(
             f"epochs run {record.epochs_run}, best epoch {record.best_epoch}, "

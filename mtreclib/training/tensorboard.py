@@ -45,10 +45,9 @@ class TensorBoardLog:
         for task, weight in record.get("task_weights", {}).items():
             self.writer.add_scalar(f"epoch/weight_{task}", weight, epoch)
         for task, metrics in (record.get("valid") or {}).items():
-            self.writer.add_scalar(f"valid/auc_{task}", metrics["auc"], epoch)
-            if metrics.get("gauc") is not None:
-                self.writer.add_scalar(f"valid/gauc_{task}", metrics["gauc"], epoch)
-            self.writer.add_scalar(f"valid/logloss_{task}", metrics["logloss"], epoch)
+            for name, value in metrics.items():  # auc, logloss, gauc; rmse and mae for a regression task
+                if value is not None and name not in ("gauc_groups", "gauc_skipped"):
+                    self.writer.add_scalar(f"valid/{name}_{task}", value, epoch)
         with write_errors(self.folder, flag="--tensorboard"):
             self.writer.flush()
 

@@ -4,7 +4,7 @@ A model maps a batch to per-task logits and gives the per-task losses of a step
 (``MultiTaskModel.task_losses``); an optimisation strategy (``mtreclib.mto``) turns those into
 gradients; the trainer cuts batches, clips the gradients if asked, steps the optimizer and its
 learning-rate schedule (``mtreclib.training.optim``), evaluates on the validation split after
-every epoch, stops early on its mean AUC (or GAUC, ``select_metric``) and keeps the best weights. It holds no global state,
+every epoch, stops early on its score (``validation_score``: mean AUC, or GAUC with ``select_metric``) and keeps the best weights. It holds no global state,
 and takes a rank and world size so that one process per device can run it.
 
 With several processes (``world_size > 1``, a process group already initialised, see
@@ -36,12 +36,12 @@ from torch import nn
 from mtreclib.config.experiment import TrainConfig
 from mtreclib.core import distributed
 from mtreclib.core.errors import UserError
-from mtreclib.core.metrics import logit_metrics, mean_auc
+from mtreclib.core.metrics import logit_metrics, mean_auc, mean_rmse
 from mtreclib.core.progress import Progress, draws_bars, duration, note
 from mtreclib.core.schema import Batch
 from mtreclib.data.loader import BatchLoader
 from mtreclib.data.table import MultiTaskTable
-from mtreclib.models.base import MultiTaskModel, TaskLosses
+from mtreclib.models.base import MultiTaskModel, RegressionLoss, TaskLosses
 from mtreclib.mto import StepContext, Strategy, create_strategy
 from mtreclib.nn.layers import sparse_tables
 from mtreclib.scoring import autocast, logits
@@ -94,10 +94,14 @@ class TrainingObjective(nn.Module):
 
 
 def validation_score(metrics: dict[str, dict[str, float]], select_metric: str = "auc") -> float:
-    """Early-stopping score: mean AUC (``select_metric="gauc"``: mean GAUC), or minus the mean
-    log-loss where no task has one."""
+    """Early-stopping and model-selection score, higher is better: the mean AUC of the binary
+    tasks (``select_metric="gauc"``: their mean GAUC); minus their mean log-loss where none has
+    one; minus the mean RMSE of the regression tasks where there is no binary task."""
     score = mean_auc(metrics, select_metric)
-    return score if not math.isnan(score) else -float(np.mean([m["logloss"] for m in metrics.values()]))
+    if not math.isnan(score):
+        return score
+    loglosses = [m["logloss"] for m in metrics.values() if "logloss" in m]
+    return -float(np.mean(loglosses)) if loglosses else -mean_rmse(metrics)
 
 
 def _groups(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
@@ -167,6 +171,7 @@ class Trainer:
         self._saves = checkpoints is not None  # known on every rank: saving needs every rank's random state
         self.log = log if rank == 0 else None
         self.epoch_end = tuple(epoch_end)
+        model.regression_loss = RegressionLoss(config.regression_loss, config.huber_delta)
         self.strategy = (strategy or create_strategy(config.mto, model.task_num)).to(device)
         self.strategy.attach(model)
         self.objective: nn.Module = TrainingObjective(model)
@@ -386,21 +391,21 @@ class Trainer:
         )
 
     def evaluate(self, table: MultiTaskTable) -> dict[str, dict[str, float]]:
-        """``{task: {"auc", "logloss"}}`` (and ``"gauc"`` where ``table`` has groups) of the model on the whole of ``table``, on every rank.
+        """``{task: {"auc", "logloss"}}`` (and ``"gauc"`` where ``table`` has groups; a regression task: ``{"rmse", "mae"}``) of the model on the whole of ``table``, on every rank.
 
         With several processes each rank predicts a contiguous run of whole batches, rank 0
         gathers the logits and computes the metrics, and broadcasts them.
         """
         labels = table.label_rows()
         if self.world_size == 1:
-            return logit_metrics(self.predict(table), labels, self.task_names, table.group)
+            return logit_metrics(self.predict(table), labels, self.task_names, self.model.schema.task_types, groups=table.group)
         distributed.broadcast_buffers(self.model)  # evaluate rank 0's model on every shard
         batch_num = math.ceil(len(table) / self.config.batch_size)
         first, last = distributed.shard_range(batch_num, self.rank, self.world_size)
         shard = table.select(slice(first * self.config.batch_size, min(last * self.config.batch_size, len(table))))
         forwards = math.ceil(batch_num / self.world_size) if sparse_tables(self.model) else None
         gathered = distributed.gather_rows(self.predict(shard, forwards=forwards, spare=table).to(self.device))
-        metrics = logit_metrics(gathered.cpu(), labels, self.task_names, table.group) if self.rank == 0 else None
+        metrics = logit_metrics(gathered.cpu(), labels, self.task_names, self.model.schema.task_types, groups=table.group) if self.rank == 0 else None
         return distributed.broadcast_object(metrics)
 
     def _epochs_left(self, epoch: int, steps_per_epoch: int, result: FitResult) -> int:
@@ -417,8 +422,11 @@ class Trainer:
             return
         parts = [f"epoch {record['epoch']}", f"loss {record['train_loss']:.5f}"]
         for task, m in record.get("valid", {}).items():
-            gauc = f" GAUC {m['gauc']:.4f}" if m.get("gauc") is not None else ""
-            parts.append(f"valid {task} AUC {m['auc']:.4f}{gauc} log-loss {m['logloss']:.5f}")
+            if "rmse" in m:
+                parts.append(f"valid {task} RMSE {m['rmse']:.5f} MAE {m['mae']:.5f}")
+            else:
+                gauc = f" GAUC {m['gauc']:.4f}" if m.get("gauc") is not None else ""
+                parts.append(f"valid {task} AUC {m['auc']:.4f}{gauc} log-loss {m['logloss']:.5f}")
         if epochs_left > 0:
             # "at most": early stopping (--patience) may end the run sooner
             parts.append(f"{epochs_left} more epoch{'s' if epochs_left > 1 else ''} at most, about {duration(epochs_left * seconds_per_epoch)}")

@@ -58,9 +58,7 @@ class Objective:
             trial.set_user_attr("wall_seconds", time.perf_counter() - start_wall)
         best = record.history[record.best_epoch - 1]
         trial.set_user_attr("best_epoch", record.best_epoch)
-        trial.set_user_attr(
-            "valid", {task: {"auc": m.auc, "logloss": m.logloss, **({"gauc": m.gauc} if m.gauc is not None else {})} for task, m in record.tasks.items()}
-        )
+        trial.set_user_attr("valid", {task: m.to_dict() for task, m in record.tasks.items()})
         return float(best.valid_score)
 
     def _pruning(self, trial: Any, cost: dict[str, int]) -> Callable[[dict], None]:
