@@ -287,6 +287,8 @@ def test_a_run_with_per_field_widths_trains_evaluates_predicts_and_exports_from_
          "--no-progress"]
     )  # fmt: skip
     assert status == 0, capsys.readouterr().err
+    assert main(["inspect", "hist", "--data-dir", str(tmp_path / "data")]) == 0  # the sharing field's vocabulary is its table's
+    assert "history" in capsys.readouterr().out
     run = tmp_path / "runs" / "hist_mmoe" / "run-1"
     model = load(run)  # the checkpoint rebuilds the widths and the shared table from its schema
     assert model.module.embedding.widths == (8, 12, 4, 12, 8) and list(model.module.embedding.field_tables) == ["field_0", "field_1", "field_2"]

@@ -255,7 +255,9 @@ class CategoricalEncoder:
         return np.where(index >= 0, codes[np.maximum(index, 0)] if len(codes) else 0, 0).astype(np.int32)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"spec": self.spec.to_dict(), "stats": self.stats}
+        # Per-field embedding keys only when set: encodings written before them compare equal.
+        spec = {k: v for k, v in self.spec.to_dict().items() if v is not None or k not in ("embedding_dim", "shared_with")}
+        data: dict[str, Any] = {"spec": spec, "stats": self.stats}
         if self.kind == "build":
             data["value_type"] = "int" if pa.types.is_integer(self.values.type) else "string"
             data["values"] = self.values.to_pylist()
