@@ -304,3 +304,47 @@ def test_a_run_with_per_field_widths_trains_evaluates_predicts_and_exports_from_
     assert main(["export", str(run), "--output", str(tmp_path / "model.onnx")]) == 0
     out = capsys.readouterr().out
     assert "agrees with PyTorch within" in out and "history_values" in out
+
+
+def _sharded_rank(rank: int, out, port: int, initial: dict) -> None:
+    """One of two processes: the shared-table model on table-wise sharded torchrec tables, its logits."""
+    import os
+    from datetime import timedelta
+
+    from mtreclib.config.experiment import TrainConfig
+    from mtreclib.core import distributed
+    from mtreclib.core.distributed import place_from_environment
+    from mtreclib.embeddings import use_torchrec
+    from mtreclib.embeddings.sharding import shard_tables
+    from mtreclib.nn.layers import deferred_tables
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    cpu = torch.device("cpu")
+    with distributed.process_group(place_from_environment(), cpu, timeout=timedelta(seconds=120)):
+        with deferred_tables():
+            model = create_model("mmoe", WIDTHS_SCHEMA, **model_kwargs("mmoe", SMALL_CONFIG))
+        use_torchrec(model, optimizer="sgd", lr=0.5, device=cpu, sharded=True)
+        plan = shard_tables(model, TrainConfig(embedding_backend="torchrec", sharding="table_wise"), cpu)
+        model.load_state_dict(initial)  # whole tables: each process copies in its shards
+        model.eval()
+        with torch.no_grad():
+            logits = model.logits(random_batch(WIDTHS_SCHEMA, size=32, seed=5))
+        torch.save({"plan": plan, "logits": logits}, out / f"rank{rank}.pt")
+
+
+def test_a_shared_table_sharded_across_two_processes_gives_the_one_process_logits(tmp_path):
+    import torch.multiprocessing as mp
+    from conftest import free_port
+
+    torch.manual_seed(0)
+    dense = create_model("mmoe", WIDTHS_SCHEMA, **model_kwargs("mmoe", SMALL_CONFIG))
+    randomise_batchnorm(dense)
+    mp.spawn(_sharded_rank, args=(tmp_path, free_port(), dense.state_dict()), nprocs=2)
+    dense.eval()
+    with torch.no_grad():
+        expected = dense.logits(random_batch(WIDTHS_SCHEMA, size=32, seed=5))
+    for rank in range(2):
+        saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
+        torch.testing.assert_close(saved["logits"], expected, rtol=1e-5, atol=1e-6)
+    assert sorted(entry["table"] for entry in saved["plan"]) == ["bag_0", "field_0", "field_1", "field_2"]
