@@ -230,7 +230,7 @@ def test_torchrec_refuses_a_field_width_its_kernels_cannot_take():
 
     schema = replace(WIDTHS_SCHEMA, field_embedding_dims=(6, 12, None))
     model = create_model("mmoe", schema, **model_kwargs("mmoe", SMALL_CONFIG))
-    with pytest.raises(UserError, match=r"embedding_dim of a field's table \(field_0\) must be a multiple of 4.*got 6"):
+    with pytest.raises(UserError, match=r"embedding_dim of field user must be a multiple of 4.*got 6"):
         use_torchrec(model, optimizer="sgd", lr=0.1, device=torch.device("cpu"))
 
 

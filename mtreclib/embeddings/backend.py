@@ -33,7 +33,8 @@ def use_torchrec(model: nn.Module, *, optimizer: str, lr: float, device: torch.d
         check_backend(optimizer, module.embed_dim, device)
         for name, width in zip(module.table_names(), module.table_dims()):
             if width % 4:
-                raise UserError(f"embedding_dim of a field's table ({name}) must be a multiple of 4 on the torchrec backend (fbgemm's kernels), got {width}")
+                field = module.spec_names[module.feature_names().index(name)] if module.spec_names else name
+                raise UserError(f"embedding_dim of field {field} must be a multiple of 4 on the torchrec backend (fbgemm's kernels), got {width}")
     from mtreclib.embeddings.tables import TorchRecTables, xavier_bound
 
     spec = fused_optimizer(optimizer, device)

@@ -110,6 +110,7 @@ class FieldEmbedding(nn.Module):
         self.field_num = sparse_num + (1 if numerical_num else 0)
         self.embed_dim = embed_dim
         self.tables: SparseTables | None = None
+        self.spec_names: tuple[str, ...] = ()
         self._register_load_state_dict_pre_hook(_convert_table_layout, with_module=True)
         if not self.uniform:
             self._build_field_tables(dims, owners, numerical_num, stacked)
@@ -274,9 +275,11 @@ class FieldEmbedding(nn.Module):
         """The schema's field embeddings; ``stacked``: a model that needs (B, E, D) (see the class)."""
         if not schema.per_field_embeddings:
             return cls(schema.field_dims, schema.numerical_num, embed_dim, schema.bags)
-        return cls(
+        layer = cls(
             schema.field_dims, schema.numerical_num, embed_dim, schema.bags, schema.embedding_dims(embed_dim), schema.table_owners(), stacked
         )
+        layer.spec_names = schema.embedded_names  # the spec's names of the categorical fields, for messages
+        return layer
 
     @property
     def output_dim(self) -> int:
