@@ -51,6 +51,20 @@ BAG_SCHEMA = FeatureSchema(
 )
 
 
+# Per-field embeddings: fields of their own widths (4, 12, the default 8 of SMALL_CONFIG, 16) and a
+# history bag that shares the item table (one vocabulary, width 12).
+WIDTHS_SCHEMA = FeatureSchema(
+    field_dims=(5, 60, 3),
+    numerical_num=4,
+    task_names=("click", "cart", "buy"),
+    field_names=("user", "item", "city"),
+    field_roles=("user", "item", None),
+    bags=(BagField("tags", 30, "mean", weighted=True, role="item", embedding_dim=16), BagField("history", 60, "sum", role="user", shared_with="item")),
+    task_implies=("", "click", "click"),
+    field_embedding_dims=(4, 12, None),
+)
+
+
 def random_batch(schema: FeatureSchema = SMALL_SCHEMA, size: int = 64, seed: int = 0) -> Batch:
     """A batch with ids inside the schema's vocabularies, 0 to 4 values per multi-valued field and
     row, and labels with both classes where later tasks are positive only where the first is."""

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import BAG_SCHEMA, SMALL_SCHEMA, random_batch, small_model
+from conftest import BAG_SCHEMA, SMALL_SCHEMA, WIDTHS_SCHEMA, random_batch, small_model
 
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import FeatureSchema
@@ -60,7 +60,8 @@ def test_logits_are_not_probabilities(name):
     assert (logits < 0).any() or (logits > 1).any()
 
 
-SCHEMAS = {"aliexpress-like": SMALL_SCHEMA, "bags, no numerical, 3 tasks": BAG_SCHEMA}
+# Per-field widths and a shared table: every model trains on unequal widths (each documents how).
+SCHEMAS = {"aliexpress-like": SMALL_SCHEMA, "bags, no numerical, 3 tasks": BAG_SCHEMA, "per-field widths, a shared table": WIDTHS_SCHEMA}
 
 
 @pytest.mark.parametrize("schema", SCHEMAS.values(), ids=SCHEMAS.keys())

@@ -36,6 +36,8 @@ class BagField:
         pooling: ``"mean"`` or ``"sum"`` of the values' embeddings (weighted when ``weighted``).
         weighted: each value carries a weight (Ali-CCP's feature values).
         role: ``"user"``, ``"item"``, ``"author"``, ``"context"`` or None.
+        embedding_dim: its own embedding width, or None for the model's ``embed_dim``.
+        shared_with: the field (single-valued or bag) whose table it uses, or None for its own.
     """
 
     name: str
@@ -43,6 +45,8 @@ class BagField:
     pooling: str = "mean"
     weighted: bool = False
     role: str | None = None
+    embedding_dim: int | None = None
+    shared_with: str | None = None
 
     def __post_init__(self) -> None:
         if self.vocab_size < 1:
@@ -51,6 +55,8 @@ class BagField:
             raise ValueError(f"bag field {self.name!r}: pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.role is not None and self.role not in ROLES:
             raise ValueError(f"bag field {self.name!r}: role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if self.embedding_dim is not None and self.embedding_dim < 1:
+            raise ValueError(f"bag field {self.name!r}: embedding_dim must be positive, got {self.embedding_dim}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,10 @@ class FeatureSchema:
             Models that rely on the relation (ESMM) read it. Only between binary tasks.
         task_types: per task, ``"binary"`` or ``"regression"`` (``TASK_TYPES``); empty means every
             task is binary. A model's output for a regression task is the prediction, not a logit.
+        field_embedding_dims: per single-valued field, its own embedding width or None (the
+            model's ``embed_dim``); empty means none has its own.
+        field_shared_with: per single-valued field, the field (single-valued or bag) whose table
+            it uses, or None; empty means none shares. A bag's own are ``BagField``'s.
     """
 
     field_dims: tuple[int, ...]
@@ -79,6 +89,8 @@ class FeatureSchema:
     bags: tuple[BagField, ...] = ()
     task_implies: tuple[str, ...] = ()
     task_types: tuple[str, ...] = ()
+    field_embedding_dims: tuple[int | None, ...] = ()
+    field_shared_with: tuple[str | None, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_dims", tuple(int(d) for d in self.field_dims))
@@ -122,6 +134,62 @@ class FeatureSchema:
             parent = self.parent_task(task)
             if parent is not None and (self.is_regression(task) or self.is_regression(parent)):
                 raise ValueError(f"task {self.task_names[task]!r} implies {self.task_names[parent]!r}: a relation holds only between binary tasks")
+        object.__setattr__(self, "field_embedding_dims", tuple(self.field_embedding_dims))
+        object.__setattr__(self, "field_shared_with", tuple(self.field_shared_with))
+        for key, values in (("field_embedding_dims", self.field_embedding_dims), ("field_shared_with", self.field_shared_with)):
+            if values and len(values) != len(self.field_dims):
+                raise ValueError(f"{len(values)} {key} for {len(self.field_dims)} fields")
+        if any(d is not None and d < 1 for d in self.field_embedding_dims):
+            raise ValueError(f"field_embedding_dims must be positive, got {self.field_embedding_dims}")
+        self._check_sharing()
+
+    def _check_sharing(self) -> None:
+        """Each sharing field names an embedded field that owns its table, of the same vocabulary and width."""
+        names = self.embedded_names
+        sizes = (*self.field_dims, *(b.vocab_size for b in self.bags))
+        dims, shared = self._own_dims(), self._shared()
+        for e, owner in enumerate(shared):
+            if owner is None:
+                continue
+            if owner not in names:
+                raise ValueError(f"field {names[e]!r} shares the table of {owner!r}, which is no categorical field; fields: {', '.join(names)}")
+            o = names.index(owner)
+            if o == e:
+                raise ValueError(f"field {names[e]!r} cannot share its own table")
+            if shared[o] is not None:
+                raise ValueError(f"field {names[e]!r} shares the table of {owner!r}, which shares {shared[o]!r}'s: name {shared[o]!r} directly")
+            if sizes[o] != sizes[e]:
+                raise ValueError(f"field {names[e]!r} shares the table of {owner!r}: vocabularies of {sizes[e]} and {sizes[o]} ids differ")
+            if dims[e] is not None and dims[e] != dims[o]:
+                raise ValueError(f"field {names[e]!r} shares the table of {owner!r}: embedding_dim {dims[e]} differs from its {dims[o]}")
+
+    def _own_dims(self) -> tuple[int | None, ...]:
+        single = self.field_embedding_dims or (None,) * self.field_num
+        return (*single, *(b.embedding_dim for b in self.bags))
+
+    def _shared(self) -> tuple[str | None, ...]:
+        single = self.field_shared_with or (None,) * self.field_num
+        return (*single, *(b.shared_with for b in self.bags))
+
+    @property
+    def embedded_names(self) -> tuple[str, ...]:
+        """The categorical fields' names in embedding order: single-valued, then bags."""
+        return (*self.field_names, *(b.name for b in self.bags))
+
+    @property
+    def per_field_embeddings(self) -> bool:
+        """Whether some field has its own width or shares a table (else one width, one table per field)."""
+        return any(d is not None for d in self._own_dims()) or any(s is not None for s in self._shared())
+
+    def table_owners(self) -> tuple[int, ...]:
+        """Per categorical field (single-valued, then bags), the position of the field whose table it uses."""
+        names = self.embedded_names
+        return tuple(e if owner is None else names.index(owner) for e, owner in enumerate(self._shared()))
+
+    def embedding_dims(self, embed_dim: int) -> tuple[int, ...]:
+        """Per categorical field (single-valued, then bags), its width: its own, its table's, or ``embed_dim``."""
+        dims = self._own_dims()
+        return tuple(dims[o] or embed_dim for o in self.table_owners())
 
     @property
     def field_num(self) -> int:
@@ -171,17 +239,21 @@ class FeatureSchema:
 
     def describe(self) -> dict:
         """The schema as JSON-ready data (checkpoints carry it)."""
-        return {
+        data = {
             "field_dims": list(self.field_dims),
             "numerical_num": self.numerical_num,
             "task_names": list(self.task_names),
             "field_names": list(self.field_names),
             "field_roles": list(self.field_roles),
-            "bags": [vars(b).copy() for b in self.bags],
+            "bags": [{k: v for k, v in vars(b).items() if v is not None or k not in ("embedding_dim", "shared_with")} for b in self.bags],
             "task_implies": list(self.task_implies),
             # Only when some task is not binary: an all-binary schema reads as before.
             **({"task_types": list(self.task_types)} if self.task_types else {}),
         }
+        if self.per_field_embeddings:  # absent otherwise: descriptions from before per-field embeddings read the same
+            data["field_embedding_dims"] = list(self.field_embedding_dims)
+            data["field_shared_with"] = list(self.field_shared_with)
+        return data
 
     @classmethod
     def from_description(cls, data: dict) -> FeatureSchema:
@@ -195,6 +267,8 @@ class FeatureSchema:
             bags=tuple(BagField(**b) for b in data.get("bags", ())),
             task_implies=tuple(data.get("task_implies", ())),
             task_types=tuple(data.get("task_types", ())),
+            field_embedding_dims=tuple(data.get("field_embedding_dims", ())),
+            field_shared_with=tuple(data.get("field_shared_with", ())),
         )
 
 

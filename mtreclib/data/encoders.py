@@ -75,6 +75,10 @@ class Encoders:
         self.bags = bags
         self.numerical = numerical
         self.labels = [LabelEncoder(label) for label in spec.labels]
+        by_name = {e.spec.name: e for e in (*categorical, *bags)}
+        for encoder in (*categorical, *bags):
+            if encoder.spec.shared_with is not None:
+                encoder.share(by_name[encoder.spec.shared_with])
 
     @classmethod
     def for_spec(cls, spec: DatasetSpec) -> Encoders:
@@ -101,6 +105,8 @@ class Encoders:
         spec = self.spec
         implies = tuple(spec.implies.get(label, "") for label in spec.label_names)
         roles = tuple(c.role for c in spec.categorical)
+        dims = tuple(c.embedding_dim for c in spec.categorical)
+        shared = tuple(c.shared_with for c in spec.categorical)
         return FeatureSchema(
             task_types=tuple(label.type for label in spec.labels),
             field_dims=tuple(e.vocab_size for e in self.categorical),
@@ -109,9 +115,20 @@ class Encoders:
             field_names=tuple(c.name for c in spec.categorical),
             field_roles=roles if any(roles) else (),
             bags=tuple(
-                BagField(e.spec.name, e.vocab_size, e.spec.pooling, weighted=e.spec.weights is not None, role=e.spec.role) for e in self.bags
+                BagField(
+                    e.spec.name,
+                    e.vocab_size,
+                    e.spec.pooling,
+                    weighted=e.spec.weights is not None,
+                    role=e.spec.role,
+                    embedding_dim=e.spec.embedding_dim,
+                    shared_with=e.spec.shared_with,
+                )
+                for e in self.bags
             ),
             task_implies=implies if any(implies) else (),
+            field_embedding_dims=dims if any(d is not None for d in dims) else (),
+            field_shared_with=shared if any(s is not None for s in shared) else (),
         )
 
     def encode(
@@ -247,7 +264,8 @@ class Fitter:
 
     def __init__(self, encoders: Encoders):
         self.encoders = encoders
-        self.counters = {id(e): ValueCounter() for e in (*encoders.categorical, *encoders.bags) if e.kind == "build"}
+        # A field that shares another's table counts into the owner's counter: one vocabulary of both columns.
+        self.counters = {id(e): ValueCounter() for e in (*encoders.categorical, *encoders.bags) if e.kind == "build" and e.owner is None}
         self.moments = {id(n): Moments() for n in encoders.numerical if n.spec.transform in ("standardize", "minmax")}
 
     def add(self, table: pa.Table, place: Place) -> None:
@@ -273,7 +291,7 @@ class Fitter:
 
     def _observe(self, encoder: CategoricalEncoder, values: pa.Array | None, place: Place) -> None:
         if encoder.kind == "build":
-            self.counters[id(encoder)].add(normalise_ids(values, place, encoder.spec.column))
+            self.counters[id(encoder.owner or encoder)].add(normalise_ids(values, place, encoder.spec.column))
         elif encoder.kind == "identity":
             encoder.encode(values, place, training=True)  # checks the ids and tracks the maximum
 
@@ -281,8 +299,8 @@ class Fitter:
         e = self.encoders
 
         def fit(encoder: CategoricalEncoder) -> CategoricalEncoder:
-            if encoder.kind != "build":
-                return encoder
+            if encoder.kind != "build" or encoder.owner is not None:
+                return encoder  # a sharing field's vocabulary is its owner's (linked again by ``Encoders``)
             return CategoricalEncoder.fit(encoder.spec, self.counters[id(encoder)])
 
         numerical = [NumericalEncoder.fit(n.spec, self.moments[id(n)]) if id(n) in self.moments else n for n in e.numerical]

@@ -143,10 +143,32 @@ class CategoricalEncoder:
     def __init__(self, spec: CategoricalSpec, *, values: pa.Array | None = None, max_id: int = -1, counts: dict | None = None):
         self.spec = spec
         self.kind = spec.kind
-        self.values = values  # build: the vocabulary, id i + 1 is values[i]
-        self.max_id = max_id  # identity: the largest training id
+        self._values = values  # build: the vocabulary, id i + 1 is values[i]
+        self._max_id = max_id  # identity: the largest training id
         self.stats = counts or {}
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+        self.owner: CategoricalEncoder | None = None
+
+    def share(self, owner: CategoricalEncoder) -> None:
+        """Use ``owner``'s vocabulary (``shared_with``: one table, one vocabulary built from both
+        columns): its values, its identity maximum, updated by either column's training ids."""
+        self.owner = owner
+        self._sorted = None
+
+    @property
+    def values(self) -> pa.Array | None:
+        return self._values if self.owner is None else self.owner.values
+
+    @property
+    def max_id(self) -> int:
+        return self._max_id if self.owner is None else self.owner.max_id
+
+    @max_id.setter
+    def max_id(self, value: int) -> None:
+        if self.owner is None:
+            self._max_id = value
+        else:
+            self.owner.max_id = value
 
     @property
     def vocab_size(self) -> int:
@@ -235,7 +257,9 @@ class CategoricalEncoder:
         return np.where(index >= 0, codes[np.maximum(index, 0)] if len(codes) else 0, 0).astype(np.int32)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"spec": self.spec.to_dict(), "stats": self.stats}
+        # Per-field embedding keys only when set: encodings written before them compare equal.
+        spec = {k: v for k, v in self.spec.to_dict().items() if v is not None or k not in ("embedding_dim", "shared_with")}
+        data: dict[str, Any] = {"spec": spec, "stats": self.stats}
         if self.kind == "build":
             data["value_type"] = "int" if pa.types.is_integer(self.values.type) else "string"
             data["values"] = self.values.to_pylist()

@@ -65,6 +65,8 @@ class CategoricalSpec(Settings):
     max_len: int | None = setting(None, "keep a row's first values only", minimum=1)
     pooling: str = setting("mean", "how a row's value embeddings are pooled", choices=POOLINGS)
     table: str | None = setting(None, "the side table that holds this multi-valued column (joined to each row by its key)")
+    embedding_dim: int | None = setting(None, "this field's embedding width (default: the model's --embed-dim)", minimum=1)
+    shared_with: str | None = setting(None, "another categorical field whose embedding table (and vocabulary) this field uses")
 
     def check(self) -> None:
         if not self.name:
@@ -350,6 +352,7 @@ class _Reader:
         for i, column in enumerate(multi):
             if column.table is not None and column.table not in tables:
                 raise self.fail(f"multi_valued[{i}]", f"table {column.table!r} is not among the spec's tables ({', '.join(tables) or 'none'})")
+        self.check_sharing(categorical, multi, numerical)
         csv = self.entry("csv", CsvOptions, data.get("csv") or {})
         return DatasetSpec(
             path=path,
@@ -369,6 +372,33 @@ class _Reader:
             tables=tables,
             raw=dict(data),
         )
+
+    def check_sharing(self, categorical: tuple[CategoricalSpec, ...], multi: tuple[CategoricalSpec, ...], numerical: tuple[NumericalSpec, ...]) -> None:
+        """``shared_with`` names a categorical field that owns its table, with the same vocabulary
+        rule and width: the two fields are one table and one vocabulary, built from both columns."""
+        keys = [f"categorical[{i}]" for i in range(len(categorical))] + [f"multi_valued[{i}]" for i in range(len(multi))]
+        fields = (*categorical, *multi)
+        by_name = {c.name: c for c in fields}
+        for key, c in zip(keys, fields):
+            if c.shared_with is None:
+                continue
+            where = f"{key}.shared_with"
+            owner = by_name.get(c.shared_with)
+            if owner is None:
+                kind = "a numerical feature" if c.shared_with in {n.name for n in numerical} else "not a feature"
+                raise self.fail(where, f"{c.shared_with!r} is {kind}; expected a categorical or multi_valued field: {', '.join(by_name)}")
+            if owner is c:
+                raise self.fail(where, f"{c.name!r} cannot share its own table")
+            if owner.shared_with is not None:
+                raise self.fail(where, f"{owner.name!r} itself shares {owner.shared_with!r}'s table; name {owner.shared_with!r} (no chains)")
+            for name in ("vocabulary", "hash_buckets", "min_count"):
+                if getattr(c, name) != getattr(owner, name):
+                    raise self.fail(
+                        f"{key}.{name}", f"{getattr(c, name)!r} differs from {owner.name!r}'s {getattr(owner, name)!r}: a shared table has one vocabulary rule"
+                    )
+            if c.embedding_dim is not None and c.embedding_dim != owner.embedding_dim:
+                width = "the default --embed-dim" if owner.embedding_dim is None else f"{owner.embedding_dim}"
+                raise self.fail(f"{key}.embedding_dim", f"{c.embedding_dim} differs from {owner.name!r}'s width ({width}): a shared table has one width; set it on {owner.name!r}")
 
     def entry(self, key: str, cls: type[Settings], values: Any, **extra: Any) -> Any:
         if not isinstance(values, dict):

@@ -31,15 +31,25 @@ def use_torchrec(model: nn.Module, *, optimizer: str, lr: float, device: torch.d
     modules = [m for m in model.modules() if isinstance(m, FieldEmbedding) and m.tables is None]
     for module in modules:
         check_backend(optimizer, module.embed_dim, device)
+        for name, width in zip(module.table_names(), module.table_dims()):
+            if width % 4:
+                field = module.spec_names[module.feature_names().index(name)] if module.spec_names else name
+                raise UserError(f"embedding_dim of field {field} must be a multiple of 4 on the torchrec backend (fbgemm's kernels), got {width}")
     from mtreclib.embeddings.tables import TorchRecTables, xavier_bound
 
     spec = fused_optimizer(optimizer, device)
     for module in modules:
-        rows = [*module.field_dims, *(b.vocab_size for b in module.bag_fields)]
-        single = xavier_bound(module.embedding.weight.shape[0], module.embed_dim)
-        bags = xavier_bound(module.bag_embedding.weight.shape[0], module.embed_dim) if module.bag_fields else 0.0
-        bounds = [single] * len(module.field_dims) + [bags] * len(module.bag_fields)
+        rows, dims = module.table_rows(), module.table_dims()
+        if module.uniform:
+            single = xavier_bound(module.embedding.weight.shape[0], module.embed_dim)
+            bags = xavier_bound(module.bag_embedding.weight.shape[0], module.embed_dim) if module.bag_fields else 0.0
+            bounds = [single] * len(module.field_dims) + [bags] * len(module.bag_fields)
+        else:  # per-field embeddings: each table its own nn.Embedding, initialised within its own bound
+            bounds = [xavier_bound(n, d) for n, d in zip(rows, dims)]
         weighted = any(b.weighted for b in module.bag_fields)
-        tables = TorchRecTables(module.table_names(), rows, module.embed_dim, bounds, weighted=weighted, optimizer=spec, lr=lr, device=device, sharded=sharded)
+        tables = TorchRecTables(
+            module.table_names(), rows, dims, bounds, weighted=weighted, optimizer=spec, lr=lr, device=device, sharded=sharded,
+            features=module.table_features(), keys=module.feature_names(),
+        )  # fmt: skip
         module.attach_tables(tables)
     return model

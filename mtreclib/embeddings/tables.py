@@ -43,22 +43,27 @@ class TorchRecTables(SparseTables):
     """One table per field in a TorchRec embedding-bag collection, updated by a fused optimizer.
 
     Args:
-        names: the tables' names (``field_0 ..``, ``bag_0 ..``), also the features' keys.
+        names: the tables' names (``field_0 ..``, ``bag_0 ..``), also the features' keys unless
+            ``features`` says otherwise.
         rows: each table's vocabulary size.
-        embed_dim: D.
+        embed_dim: D, or each table's own width (per-field embeddings).
         bounds: each table's initialisation bound (uniform in [-bound, bound]).
         weighted: the lookups carry per-value weights.
         optimizer, lr: the fused optimizer and its learning rate.
         device: where the tables live.
         sharded: build an unsharded ``EmbeddingBagCollection`` on the meta device, for
             ``sharding.shard_tables`` (torchrun), instead of a fused one here.
+        features: per table, the features (fields) that look their ids up in it: more than one
+            for a shared table (``shared_with``, TorchRec's ``feature_names``); default its name.
+        keys: the order in which the lookup takes and returns the features (the fields' order);
+            default: as ``features`` lists them.
     """
 
     def __init__(
         self,
         names: Sequence[str],
         rows: Sequence[int],
-        embed_dim: int,
+        embed_dim: int | Sequence[int],
         bounds: Sequence[float],
         *,
         weighted: bool,
@@ -66,26 +71,31 @@ class TorchRecTables(SparseTables):
         lr: float,
         device: torch.device,
         sharded: bool = False,
+        features: Sequence[Sequence[str]] | None = None,
+        keys: Sequence[str] | None = None,
     ):
         super().__init__()
         from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
         from torchrec.modules.fused_embedding_modules import FusedEmbeddingBagCollection
 
         self.names = tuple(names)
+        dims = [embed_dim] * len(self.names) if isinstance(embed_dim, int) else list(embed_dim)
+        features = [[name] for name in self.names] if features is None else [list(f) for f in features]
+        self.keys = tuple(keys) if keys is not None else tuple(f for table in features for f in table)  # the lookup's features
         self.embed_dim = embed_dim
         self.optimizer = optimizer
         self.lr = lr
         configs = [
             EmbeddingBagConfig(
                 name=name,
-                embedding_dim=embed_dim,
+                embedding_dim=int(dim),
                 num_embeddings=int(n),
-                feature_names=[name],
+                feature_names=table_features,
                 pooling=PoolingType.SUM,
                 weight_init_min=-bound,
                 weight_init_max=bound,
             )
-            for name, n, bound in zip(self.names, rows, bounds)
+            for name, n, dim, bound, table_features in zip(self.names, rows, dims, bounds, features)
         ]
         self.configs = configs
         if sharded:
@@ -120,11 +130,12 @@ class TorchRecTables(SparseTables):
     def forward(
         self, values: Sequence[torch.Tensor], lengths: Sequence[torch.Tensor], weights: Sequence[torch.Tensor] | None, batch_size: int
     ) -> torch.Tensor:
-        """Per table (N_t,) ids, (B,) lengths, optional (N_t,) weights -> (B, tables * D) summed bags."""
+        """Per feature (``keys``) (N_t,) ids, (B,) lengths, optional (N_t,) weights -> (B, tables * D)
+        summed bags (the features' widths side by side with per-field embeddings)."""
         from torchrec import KeyedJaggedTensor
 
         features = KeyedJaggedTensor(
-            keys=list(self.names),
+            keys=list(self.keys),
             values=torch.cat(list(values)),
             lengths=torch.cat(list(lengths)),
             weights=torch.cat(list(weights)) if self.weighted and weights is not None else None,
@@ -137,11 +148,11 @@ class TorchRecTables(SparseTables):
         return self._ordered(self.ebc(features))  # (B, tables * D)
 
     def _ordered(self, pooled) -> torch.Tensor:
-        """The pooled embeddings in the tables' order (a sharded collection returns them grouped by shard)."""
-        if list(pooled.keys()) == list(self.names):
+        """The pooled embeddings in the features' order (a sharded collection returns them grouped by shard)."""
+        if list(pooled.keys()) == list(self.keys):
             return pooled.values()
         by_key = pooled.to_dict()
-        return torch.cat([by_key[name] for name in self.names], dim=1)
+        return torch.cat([by_key[name] for name in self.keys], dim=1)
 
     def table_keys(self, prefix: str) -> list[str]:
         return [f"{prefix}ebc.embedding_bags.{name}.weight" for name in self.names]

@@ -147,7 +147,7 @@ class HoME(MultiTaskModel):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats, K bags -> (B, T) logits."""
-        v = self.embedding(categorical, numerical, bags).flatten(1)  # (B, I)
+        v = self.embedding.concat(categorical, numerical, bags)  # (B, I)
         meta_num, rank = self.feature_down.shape[0], self.feature_down.shape[2]
         low = (v @ self.feature_down.permute(1, 0, 2).flatten(1)).view(-1, meta_num, rank)  # (B, n, r)
         feature_gates = 2 * torch.sigmoid(torch.bmm(low.transpose(0, 1), self.feature_up))  # (n, B, I)

@@ -45,6 +45,10 @@ class MetaHeac(MultiTaskModel):
     (second-order); the outer loss is the query loss under the adapted embedding, averaged over
     ``batches_per_step = 2`` consecutive batches. Evaluation uses the unadapted embedding.
 
+    Fields of unequal widths (per-field embeddings): the experts read them side by side; the
+    gates' mean over fields reads each field projected to ``embed_dim`` by a bias-free linear map
+    of its own (``FieldEmbedding(stacked=True)``), since a mean needs one width.
+
     Reference: Zhu, Liu, Xie, Zhuang, Hao, Ge, Zhang, Lin, Cao, "Learning to Expand Audience via
     Meta Hybrid Experts and Critics for Recommendation and Advertising", KDD 2021.
     https://doi.org/10.1145/3447548.3467093
@@ -61,7 +65,7 @@ class MetaHeac(MultiTaskModel):
         embed_dim, bottom_dims, tower_dims, dropout = c.embed_dim, c.bottom_dims, c.tower_dims, c.dropout
         expert_num, critic_num = c.expert_num, c.critic_num
         self.local_lr = c.local_lr
-        self.embedding = FieldEmbedding.from_schema(schema, embed_dim)
+        self.embedding = FieldEmbedding.from_schema(schema, embed_dim, stacked=True)
         self.task_embedding = nn.Embedding(self.task_num, embed_dim)
         self.experts = MLPBank(self.embedding.output_dim, bottom_dims, expert_num, dropout)
         self.critics = MLPBank(bottom_dims[-1], tower_dims, critic_num, dropout, output_layer=True)

@@ -79,6 +79,9 @@ class PEPNet(MultiTaskModel):
     (EPNet ``U_ep(sg(p))``, PPNet ``U_pp,l(sg(p))``). A schema without fields of those roles is
     refused.
 
+    Fields of their own widths (per-field embeddings) need nothing else: EPNet scales each field
+    as a whole whatever its width, and the prior is the prior fields' embeddings side by side.
+
     Reference: Chang, Zhang, Hui, Leng, Niu, Song, Gai, "PEPNet: Parameter and Embedding
     Personalized Network for Infusing with Personalized Prior Information", KDD 2023.
     https://arxiv.org/abs/2302.01115
@@ -102,7 +105,12 @@ class PEPNet(MultiTaskModel):
             )
         self.register_buffer("prior_fields", torch.tensor(prior), persistent=False)
         self.embedding = FieldEmbedding.from_schema(schema, c.embed_dim)
-        general_dim, prior_dim = self.embedding.output_dim, len(prior) * c.embed_dim
+        widths = self.embedding.widths
+        starts = [sum(widths[:e]) for e in range(len(widths))]
+        # The prior fields' columns of the concatenated embeddings, and each column's field.
+        self.register_buffer("prior_columns", torch.tensor([starts[e] + i for e in prior for i in range(widths[e])]), persistent=False)
+        self.register_buffer("column_fields", torch.tensor([e for e, width in enumerate(widths) for _ in range(width)]), persistent=False)
+        general_dim, prior_dim = self.embedding.output_dim, len(self.prior_columns)
         general = general_dim if c.gates_read_general else 0
         dims = (*c.bottom_dims, *c.tower_dims)
         self.epnet = GateNU(general or prior_dim, [self.embedding.field_num])
@@ -114,11 +122,11 @@ class PEPNet(MultiTaskModel):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats, K bags -> (B, T) logits."""
-        fields = self.embedding(categorical, numerical, bags)  # (B, E, D)
-        prior = fields[:, self.prior_fields].flatten(1).detach()  # (B, R * D)
-        general = fields.flatten(1).detach() if self.config.gates_read_general else None  # (B, E * D)
+        flat = self.embedding.concat(categorical, numerical, bags)  # (B, E * D), or the sum of the fields' widths
+        prior = flat[:, self.prior_columns].detach()  # (B, R * D)
+        general = flat.detach() if self.config.gates_read_general else None  # (B, E * D)
         (scale,) = self.epnet(prior if general is None else general)  # (B, E)
-        o_ep = (fields * scale.unsqueeze(-1)).flatten(1)  # (B, E * D)
+        o_ep = flat * scale[:, self.column_fields]  # (B, E * D) each field's columns times its scale
         gate_input = prior if general is None else torch.cat([prior, o_ep.detach()], dim=1)
         deltas = self.ppnet(gate_input)  # L x (B, T * H_l)
         h = self.towers[0](o_ep)  # (B, T, H_1)

@@ -48,6 +48,16 @@ class FieldEmbedding(nn.Module):
     ``FlatFields``, which the first layer of every MLP, bank and gate multiplies field by field
     instead of forming the (B, E * D) matrix.
 
+    Per-field embeddings (a schema whose fields set their own ``embedding_dim`` or
+    ``shared_with``): every table is an ``nn.Embedding`` of its own width in ``field_tables``,
+    named after the field that owns it (``field_<i>`` or ``bag_<k>``), and a field that shares a
+    table looks its ids up there (one parameter, a gradient from both fields). The fields then
+    have unequal widths ``widths``: ``flat`` concatenates them (``output_dim`` is their sum; the
+    split products are the uniform layout's, so the product is the plain one), and ``forward``
+    stacks them as (B, E, D) only when built with ``stacked=True``, which adds one bias-free
+    ``Linear(D_e, D)`` per field whose width is not ``embed_dim`` (the models that compare or
+    average fields, MetaHeac); otherwise it refuses in one line.
+
     The tables are two ``nn.Embedding``s (the dense backend) unless ``attach_tables`` hands them
     to a sparse-lookup module (the torchrec backend, ``mtreclib.embeddings``): one table per
     field, looked up once per forward pass, updated by its own fused optimizer in the backward
@@ -56,8 +66,12 @@ class FieldEmbedding(nn.Module):
     Args:
         field_dims: vocabulary size of each single-valued field.
         numerical_num: number of numerical features (0: no numerical field).
-        embed_dim: embedding size D.
+        embed_dim: embedding size D (every field's unless ``embedding_dims`` says otherwise).
         bags: the multi-valued fields.
+        embedding_dims: per categorical field (single-valued, then bags), its width; None: all D.
+        table_owners: per categorical field, the position of the field whose table it uses
+            (itself unless it shares); None: every field its own.
+        stacked: fields of unequal widths can be stacked (projected to D) by ``forward``.
 
     Attributes:
         split_products: compute products with ``flat``'s output field by field (the default);
@@ -75,10 +89,32 @@ class FieldEmbedding(nn.Module):
     projection_ratio: float = 0.75
     min_split_macs: int = 2**25
 
-    def __init__(self, field_dims: Sequence[int], numerical_num: int, embed_dim: int, bags: Sequence[BagField] = ()):
+    def __init__(
+        self,
+        field_dims: Sequence[int],
+        numerical_num: int,
+        embed_dim: int,
+        bags: Sequence[BagField] = (),
+        embedding_dims: Sequence[int] | None = None,
+        table_owners: Sequence[int] | None = None,
+        stacked: bool = False,
+    ):
         super().__init__()
         self.field_dims = tuple(int(d) for d in field_dims)
         self.bag_fields = tuple(bags)
+        sparse_num = len(self.field_dims) + len(self.bag_fields)
+        dims = tuple(embedding_dims) if embedding_dims is not None else (embed_dim,) * sparse_num
+        owners = tuple(table_owners) if table_owners is not None else tuple(range(sparse_num))
+        self.uniform = all(d == embed_dim for d in dims) and owners == tuple(range(sparse_num))
+        self.widths = (*dims, *((embed_dim,) if numerical_num else ()))  # per embedded field
+        self.field_num = sparse_num + (1 if numerical_num else 0)
+        self.embed_dim = embed_dim
+        self.tables: SparseTables | None = None
+        self.spec_names: tuple[str, ...] = ()
+        self._register_load_state_dict_pre_hook(_convert_table_layout, with_module=True)
+        if not self.uniform:
+            self._build_field_tables(dims, owners, numerical_num, stacked)
+            return
         device = _TABLE_DEVICE.get()
         self.embedding = nn.Embedding(max(sum(self.field_dims), 1), embed_dim, device=device)
         nn.init.xavier_uniform_(self.embedding.weight)
@@ -90,14 +126,35 @@ class FieldEmbedding(nn.Module):
             nn.init.xavier_uniform_(self.bag_embedding.weight)
             self.register_buffer("bag_offsets", torch.tensor([0, *dims[:-1]], dtype=torch.long).cumsum(0), persistent=False)
         self.numerical = nn.Linear(numerical_num, embed_dim) if numerical_num else None
-        self.field_num = len(self.field_dims) + len(self.bag_fields) + (1 if numerical_num else 0)
-        self.embed_dim = embed_dim
-        self.tables: SparseTables | None = None
-        self._register_load_state_dict_pre_hook(_convert_table_layout, with_module=True)
+
+    def _build_field_tables(self, dims: tuple[int, ...], owners: tuple[int, ...], numerical_num: int, stacked: bool) -> None:
+        """The per-field layout: one table per owning field, of its width; projections when stacked."""
+        device = _TABLE_DEVICE.get()
+        self.owners = owners
+        rows = (*self.field_dims, *(b.vocab_size for b in self.bag_fields))
+        names = self.feature_names()
+        self.field_tables = nn.ModuleDict()
+        for e in sorted(set(owners)):
+            table = nn.Embedding(rows[e], dims[e], device=device)
+            nn.init.xavier_uniform_(table.weight)
+            self.field_tables[names[e]] = table
+        self.numerical = nn.Linear(numerical_num, self.embed_dim) if numerical_num else None
+        self.projections = None
+        if stacked:
+            self.projections = nn.ModuleDict(
+                {str(e): nn.Linear(width, self.embed_dim, bias=False) for e, width in enumerate(self.widths) if width != self.embed_dim}
+            )
 
     def attach_tables(self, tables: SparseTables) -> None:
         """Hand the tables to ``tables`` (one per field, in the schema's order); the dense tables'
         weights, unless they are meta tensors, are copied in first."""
+        if not self.uniform:
+            dense = {f"field_tables.{name}.weight": table.weight for name, table in self.field_tables.items()}
+            if not next(iter(dense.values())).is_meta:
+                tables.load_field_weights(self.split_dense(dense))
+            del self.field_tables
+            self.tables = tables
+            return
         dense = {"embedding.weight": self.embedding.weight}
         if self.bag_fields:
             dense["bag_embedding.weight"] = self.bag_embedding.weight
@@ -108,12 +165,46 @@ class FieldEmbedding(nn.Module):
             del self.bag_embedding
         self.tables = tables
 
-    def table_names(self) -> list[str]:
-        """The per-field tables' names, in field order: ``field_0 ..`` then ``bag_0 ..``."""
+    def feature_names(self) -> list[str]:
+        """The categorical fields' keys, in field order: ``field_0 ..`` then ``bag_0 ..``."""
         return [f"field_{i}" for i in range(len(self.field_dims))] + [f"bag_{k}" for k in range(len(self.bag_fields))]
+
+    def table_names(self) -> list[str]:
+        """The tables' names, in field order: each named after the field that owns it (every field
+        in the uniform layout; a field that shares a table has none of its own)."""
+        names = self.feature_names()
+        return [names[t] for t in self._table_fields()]
+
+    def _table_fields(self) -> list[int]:
+        """The positions of the fields that own a table, in field order."""
+        return list(range(len(self.field_dims) + len(self.bag_fields))) if self.uniform else sorted(set(self.owners))
+
+    def table_features(self) -> list[list[str]]:
+        """Per table (``table_names``), the fields that look their ids up in it."""
+        names = self.feature_names()
+        if self.uniform:
+            return [[name] for name in names]
+        return [[names[e] for e, owner in enumerate(self.owners) if owner == t] for t in self._table_fields()]
+
+    def table_rows(self) -> list[int]:
+        """Per table, its vocabulary size."""
+        rows = (*self.field_dims, *(b.vocab_size for b in self.bag_fields))
+        return [rows[t] for t in self._table_fields()]
+
+    def table_dims(self) -> list[int]:
+        """Per table, its width."""
+        return [self.widths[t] for t in self._table_fields()]
+
+    def dense_keys(self) -> list[str]:
+        """The dense layout's table weights in the state dict (without the module's prefix)."""
+        if not self.uniform:
+            return [f"field_tables.{name}.weight" for name in self.table_names()]
+        return ["embedding.weight"] + (["bag_embedding.weight"] if self.bag_fields else [])
 
     def split_dense(self, dense: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The per-field tables of the dense layout's two weights: F single-valued, then K bags."""
+        if not self.uniform:
+            return [dense[key] for key in self.dense_keys()]
         parts = list(dense["embedding.weight"][: sum(self.field_dims)].split(self.field_dims)) if self.field_dims else []
         if self.bag_fields:
             parts += list(dense["bag_embedding.weight"].split([b.vocab_size for b in self.bag_fields]))
@@ -121,6 +212,8 @@ class FieldEmbedding(nn.Module):
 
     def join_fields(self, tables: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """The dense layout's two weights from the per-field tables (``split_dense`` inverted)."""
+        if not self.uniform:
+            return dict(zip(self.dense_keys(), tables))
         field_num = len(self.field_dims)
         single = list(tables[:field_num])
         if not single:  # the dense table keeps one row when there are no single-valued fields
@@ -155,6 +248,8 @@ class FieldEmbedding(nn.Module):
         if any(spec.weighted for spec in self.bag_fields):
             weights = [v.new_ones(v.shape, dtype=torch.float32) for v in values[: len(self.field_dims)]]
             weights += [bag.weights if spec.weighted else bag.values.new_ones(bag.values.shape, dtype=torch.float32) for spec, bag in zip(self.bag_fields, bags)]
+        if not self.uniform:
+            return self._mean_bags(self.tables(values, lengths, weights, batch_size), bags)  # (B, sum of widths)
         out = self.tables(values, lengths, weights, batch_size).view(batch_size, -1, self.embed_dim)  # (B, F + K, D)
         if not any(spec.pooling == "mean" for spec in self.bag_fields):
             return out
@@ -166,14 +261,62 @@ class FieldEmbedding(nn.Module):
         ]  # K x (B, D)
         return torch.cat([out[:, :field_num], torch.stack(pooled, dim=1)], dim=1)
 
+    def _mean_bags(self, out: torch.Tensor, bags: Sequence[Bag]) -> torch.Tensor:
+        """Per-field layout: the tables' (B, sum of widths) sums, each mean bag divided by its count."""
+        field_num = len(self.field_dims)
+        parts = list(out.split(list(self.widths[: field_num + len(self.bag_fields)]), dim=1))  # (F + K) x (B, D_e)
+        for k, (spec, bag) in enumerate(zip(self.bag_fields, bags)):
+            if spec.pooling == "mean":
+                parts[field_num + k] = _bag_mean(parts[field_num + k], bag, bag.weights if spec.weighted else None)
+        return torch.cat(parts, dim=1)
+
     @classmethod
-    def from_schema(cls, schema: FeatureSchema, embed_dim: int) -> FieldEmbedding:
-        return cls(schema.field_dims, schema.numerical_num, embed_dim, schema.bags)
+    def from_schema(cls, schema: FeatureSchema, embed_dim: int, stacked: bool = False) -> FieldEmbedding:
+        """The schema's field embeddings; ``stacked``: a model that needs (B, E, D) (see the class)."""
+        if not schema.per_field_embeddings:
+            return cls(schema.field_dims, schema.numerical_num, embed_dim, schema.bags)
+        layer = cls(
+            schema.field_dims, schema.numerical_num, embed_dim, schema.bags, schema.embedding_dims(embed_dim), schema.table_owners(), stacked
+        )
+        layer.spec_names = schema.embedded_names  # the spec's names of the categorical fields, for messages
+        return layer
 
     @property
     def output_dim(self) -> int:
-        """Width of the flattened output, ``E * D``."""
-        return self.field_num * self.embed_dim
+        """Width of the flattened output, ``E * D`` (the widths' sum with per-field embeddings)."""
+        return sum(self.widths)
+
+    def field_list(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> list[torch.Tensor]:
+        """Per-field layout: E x (B, D_e) the field embeddings at their own widths."""
+        sparse_num = len(self.field_dims) + len(self.bag_fields)
+        if self.tables is not None:
+            parts = list(self.sparse_fields(categorical, bags).split(list(self.widths[:sparse_num]), dim=1))  # (F + K) x (B, D_e)
+        else:
+            names = self.feature_names()
+            tables = [self.field_tables[names[owner]] for owner in self.owners]
+            parts = [tables[f](categorical[:, f]) for f in range(len(self.field_dims))]  # F x (B, D_f)
+            for k, (spec, bag) in enumerate(zip(self.bag_fields, bags)):
+                weights = bag.weights if spec.weighted else None
+                summed = F.embedding_bag(bag.values, tables[len(self.field_dims) + k].weight, bag.offsets[:-1], mode="sum", per_sample_weights=weights)
+                parts.append(_bag_mean(summed, bag, weights) if spec.pooling == "mean" else summed)  # (B, D_k)
+        if self.numerical is not None:
+            parts.append(self.numerical(numerical))  # (B, D)
+        return parts
+
+    def stack(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-field layout: E x (B, D_e) -> (B, E, D), each field of another width projected to D."""
+        if self.projections is None:
+            raise ValueError(
+                f"this model stacks its fields as (B, E, D), and their widths differ ({', '.join(map(str, self.widths))}): "
+                "build its FieldEmbedding with stacked=True"
+            )
+        return torch.stack([self.projections[str(e)](x) if str(e) in self.projections else x for e, x in enumerate(parts)], dim=1)
+
+    def concat(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
+        """(B, sum of widths) the field embeddings side by side (``E * D`` in the uniform layout)."""
+        if self.uniform:
+            return self(categorical, numerical, bags).flatten(1)
+        return torch.cat(self.field_list(categorical, numerical, bags), dim=1)
 
     def pool_bags(self, bags: Sequence[Bag]) -> torch.Tensor:
         """One pooled embedding per multi-valued field: K bags of B rows -> (B, K, D)."""
@@ -188,6 +331,8 @@ class FieldEmbedding(nn.Module):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats and K bags -> (B, E, D) field embeddings."""
+        if not self.uniform:
+            return self.stack(self.field_list(categorical, numerical, bags))  # (B, E, D)
         parts = []
         if self.tables is not None:
             parts.append(self.sparse_fields(categorical, bags))  # (B, F + K, D)
@@ -270,7 +415,7 @@ def _convert_table_layout(module: FieldEmbedding, state_dict: dict, prefix: str,
     into a torchrec one); per-field tables -> dense: a torchrec run's checkpoint loaded in one
     process by ``evaluate``, ``predict``, ``export`` and the Python API.
     """
-    dense_keys = [prefix + "embedding.weight"] + ([prefix + "bag_embedding.weight"] if module.bag_fields else [])
+    dense_keys = [prefix + key for key in module.dense_keys()]
     if module.tables is None:
         table_keys = [key for key in state_dict if key.startswith(prefix + "tables.") and key.endswith(".weight") and "embedding_bags" in key]
         if dense_keys[0] in state_dict or not table_keys:

@@ -47,6 +47,10 @@ class FlatFields:
 
     The result equals ``tensor() @ W + b`` up to float rounding, and so do all gradients.
 
+    Per-field embeddings (fields of their own widths or sharing tables, ``FieldEmbedding.uniform``
+    False) take the plain product: ``tensor()`` is the fields side by side, computed once (one
+    lookup of sparse tables), and ``fields()`` stacks the same embeddings projected to D.
+
     With sparse tables (the torchrec backend) every embedding this batch needs comes from one
     lookup, made at the first need and shared by every product and by ``fields()``: the projected
     fields' distinct ids, the other fields' ids, the bags. One lookup, because each backward pass
@@ -62,6 +66,7 @@ class FlatFields:
         self._pooled: torch.Tensor | None = None
         self._plan: _SplitPlan | None = None
         self._sparse: torch.Tensor | None = None
+        self._concat: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -71,7 +76,9 @@ class FlatFields:
         """(B, E, D) field embeddings (computed once)."""
         if self._fields is None:
             layer = self.embedding
-            if layer.tables is None or not layer.split_products:
+            if not layer.uniform:
+                self._fields = layer.stack(self.tensor().split(list(layer.widths), dim=1))  # (B, E, D)
+            elif layer.tables is None or not layer.split_products:
                 self._fields = layer(self.categorical, self.numerical, self.bags)
             else:
                 plan, sparse = self._plan_split(), self._sparse_lookup()
@@ -93,13 +100,17 @@ class FlatFields:
         return self._sparse
 
     def tensor(self) -> torch.Tensor:
-        """(B, E * D) concatenated field embeddings."""
+        """(B, E * D) concatenated field embeddings (B, sum of widths with per-field embeddings)."""
+        if not self.embedding.uniform:
+            if self._concat is None:
+                self._concat = self.embedding.concat(self.categorical, self.numerical, self.bags)
+            return self._concat
         return self.fields().flatten(1)
 
     def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``tensor() @ weight + bias``: (E * D, H) weight, (H,) bias -> (B, H)."""
         macs = self.batch_size * weight.shape[0] * weight.shape[1]
-        if not self.embedding.split_products or macs < self.embedding.min_split_macs:
+        if not self.embedding.split_products or not self.embedding.uniform or macs < self.embedding.min_split_macs:
             x = self.tensor()
             return x @ weight if bias is None else torch.addmm(bias, x, weight)
         return self._split_linear(weight, bias)
