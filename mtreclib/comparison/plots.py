@@ -176,6 +176,7 @@ def auc_figure(table: DatasetTable) -> Figure:
     if binary:
         _share_auc_range(binary, low, max([high, *near]))
     for ax, task in zip(axes, table.tasks):
+        metric = table.metrics(task)[0]
         # The legend explains the marks once, in grey, rather than in the first row's colour.
         ax.errorbar([], [], yerr=[], fmt="o", color="0.4", capsize=5, markersize=7, label="mean ± std over seeds")
         ax.scatter([], [], s=12, color="0.4", alpha=0.5, linewidths=0, label="one seed")

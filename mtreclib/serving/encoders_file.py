@@ -84,7 +84,9 @@ def encoders_document(inference: Inference, model_file: str, fmt: str) -> dict[s
         "model": {"file": model_file, "format": fmt, "name": inference.model_name, "dataset": inference.dataset, "epoch": inference.epoch},
         "source_format": encoders.spec.format,
         "inputs": [_tensor(spec) for spec in input_specs(schema)],
-        "output": {**_tensor(output_spec(schema)), "tasks": list(schema.task_names)},
+        "output": {
+            **_tensor(output_spec(schema)), "tasks": list(schema.task_names), "task_types": [schema.task_type(t) for t in range(len(schema.task_names))]
+        },
         "categorical": [_categorical(e) for e in encoders.categorical],
         "numerical": [_numerical(e) for e in encoders.numerical],
         "multi_valued": [_categorical(e) for e in encoders.bags],
