@@ -583,7 +583,7 @@ def test_the_cli_converts_and_a_model_trains_on_the_result_with_identity_ids(tmp
 
 
 def test_play_time_trains_as_a_regression_task_beside_binary_ones(tmp_path, texts, capsys):
-    """The acceptance run: preprocess, then train is_click, long_view and the play time; the results have its RMSE and MAE."""
+    """The acceptance run: preprocess, then train is_click, long_view and the play time; the results have its RMSE and MAE, and is_click's GAUC by user."""
     write_download(tmp_path, texts)
     assert main(["preprocess", "--dataset", "KuaiRandPure", "--data-dir", str(tmp_path), "--no-progress"]) == 0
     data = load_dataset("KuaiRandPure", tmp_path, progress=False).select_tasks(("is_click", "long_view", "play_time"))
@@ -597,8 +597,11 @@ def test_play_time_trains_as_a_regression_task_beside_binary_ones(tmp_path, text
                  "--results", str(results)]) == 0  # fmt: skip
     assert "play_time" in capsys.readouterr().out
     tasks = json.loads(results.read_text())["tasks"]
-    assert set(tasks["play_time"]) == {"rmse", "mae"} and set(tasks["is_click"]) >= {"auc", "logloss"}
+    assert set(tasks["play_time"]) == {"rmse", "mae"} and set(tasks["is_click"]) >= {"auc", "logloss", "gauc"}
     assert 0 < tasks["play_time"]["mae"] <= tasks["play_time"]["rmse"]
+    # GAUC grouped by user (the recipe's group): every test user is used or skipped.
+    users = len(set(pq.read_table(tmp_path / "KuaiRandPure" / "test.parquet", columns=["user_id"]).column(0).to_pylist()))
+    assert tasks["is_click"]["gauc_groups"] + tasks["is_click"]["gauc_skipped"] == users
 
 
 def test_the_streamed_generator_cuts_the_same_parts(tmp_path):
