@@ -19,7 +19,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 
 from mtreclib.cli import main
 from mtreclib.data.myshop import SPEC
@@ -83,14 +82,6 @@ def test_the_readme_blocks_are_found_where_the_test_expects_them():
 
 def test_the_myshop_spec_the_readme_shows_is_the_one_generate_writes():
     assert named_block(README.read_text(), "data/myshop/dataset.yaml") == SPEC
-
-
-@pytest.fixture()
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_tour_and_using_a_trained_model_run_as_written(tmp_path, monkeypatch, capsys, one_thread):

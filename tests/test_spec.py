@@ -17,24 +17,8 @@ from mtreclib.cli import main
 from mtreclib.core.errors import DataError
 from mtreclib.data.cache import read_splits
 from mtreclib.data.datasets import load_dataset
+from mtreclib.data.myshop import SPEC as MYSHOP_SPEC  # the README's example (test_readme checks it is the README's): it must work as written
 from mtreclib.data.spec import DatasetSpec, SpecError
-
-# The README's example, verbatim: it must work as written.
-MYSHOP_SPEC = """\
-# data/myshop/dataset.yaml
-format: parquet
-train: train/*.parquet
-test: test.parquet
-categorical: [user_id, item_id, shop_id, city]        # strings or integers
-multi_valued:
-  - {name: tags, pooling: mean, max_len: 20}           # a list column
-numerical:
-  - {name: price, transform: log1p, fill: 0}
-  - {name: age, fill: -1}
-labels: [click, cart, buy]
-implies: {cart: click, buy: click}                     # a positive buy is also a click
-group: session_id
-"""
 
 
 def shop_rows(n: int, seed: int) -> dict[str, list]:

@@ -47,15 +47,15 @@ def run(args: argparse.Namespace) -> int:
     if name in synthetic.PRESETS:
         # --dataset NAME means the built-in data, never a folder of that name: refuse to write one nobody would read.
         raise UserError(f"--name {name}: a built-in dataset's name; --dataset {name} would train on the built-in data, not these files")
+    folder = Path(options.data_dir) / name
+    check_writable(folder, "--data-dir", folder=True)
     if options.dataset == MYSHOP:
-        return _myshop(options, name)
+        return _myshop(options, name, folder)
     config = replace(synthetic.PRESETS[options.dataset], seed=options.data_seed)
     if options.train_rows is not None:
         config = replace(config, train_rows=options.train_rows)
     if options.test_rows is not None:
         config = replace(config, test_rows=options.test_rows)
-    folder = Path(options.data_dir) / name
-    check_writable(folder, "--data-dir", folder=True)
     data = synthetic.generate(config)
     write_processed_csv(folder / "train.csv", data.train, data.train_search_id)
     write_processed_csv(folder / "test.csv", data.test, data.test_search_id)
@@ -64,14 +64,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _myshop(options: GenerateOptions, name: str) -> int:
+def _myshop(options: GenerateOptions, name: str, folder: Path) -> int:
     config = MyShopConfig(seed=options.data_seed)
     if options.train_rows is not None:
         config = replace(config, train_rows=options.train_rows)
     if options.test_rows is not None:
         config = replace(config, test_rows=options.test_rows)
-    check_writable(Path(options.data_dir) / name, "--data-dir", folder=True)
-    folder = write_myshop(Path(options.data_dir) / name, config)
+    folder = write_myshop(folder, config)
     print(f"wrote {folder}/dataset.yaml, train/day1.parquet and train/day2.parquet ({config.train_rows:,} rows), "
           f"test.parquet ({config.test_rows:,} rows) and new_rows.parquet ({config.new_rows:,} rows to score, no labels); "
           f"train on them with: mtrec train --dataset {name} --data-dir {options.data_dir}")
