@@ -31,7 +31,7 @@ from mtreclib.config.experiment import DataConfig
 from mtreclib.config.resolve import resolve
 from mtreclib.core.errors import UserError
 from mtreclib.core.schema import Bag, FeatureSchema
-from mtreclib.data.datasets import spec_dataset
+from mtreclib.data.datasets import spec_dataset, with_group
 from mtreclib.data.frames import write_frames
 from mtreclib.data.spec import DatasetSpec
 from mtreclib.data.table import MultiTaskTable
@@ -282,7 +282,11 @@ def train(
         raise UserError("save=False: mtreclib.train returns the model of the run's checkpoint; let it save one")
     if frames is not None:
         write_frames({split: _as_table(rows) for split, rows in dataset.items()}, spec_keys, frames)
-    record = run_experiment(config, dataset=None if inline is None else spec_dataset(inline, progress=config.run.progress))
+    # A spec of no file is read as load_dataset reads a spec file: --gauc-group's column, --cache-dir's folder.
+    loaded = None
+    if inline is not None:
+        loaded = spec_dataset(with_group(inline, config.data.gauc_group), progress=config.run.progress, cache_dir=config.data.cache_dir)
+    record = run_experiment(config, dataset=loaded)
     if config.run.results:
         record.write(config.run.results)
     if record.checkpoint is None:

@@ -89,6 +89,15 @@ def test_train_takes_a_spec_file_or_a_datasetspec_and_writes_results_when_asked(
     assert run.record.dataset == "inline" and run.run_dir == Path("chkpt/inline_sharedbottom/run-1")
 
 
+def test_a_spec_of_no_file_takes_the_cache_dir_and_gauc_group_settings(shop):
+    spec = DatasetSpec.load("data/myshop/dataset.yaml")
+    inline = DatasetSpec.from_dict({**spec.raw, "name": "inline"}, base=Path("data/myshop"))
+    run = mtreclib.train(inline, "sharedbottom", cache_dir="caches", gauc_group="user_id", **TINY)
+    assert any(Path("caches").rglob("*")), "the cache was not built under --cache-dir"
+    users = len(set(pq.read_table("data/myshop/test.parquet", columns=["user_id"]).column(0).to_pylist()))
+    assert all(m.gauc_groups + m.gauc_skipped == users for m in run.metrics.values())
+
+
 def test_tables_in_memory_are_written_with_their_spec_and_trained_like_a_dataset(shop):
     train = pa.concat_tables([pq.read_table(f"data/myshop/train/day{d}.parquet") for d in (1, 2)])
     frames = {"train": train.to_pandas(), "test": pq.read_table("data/myshop/test.parquet")}  # pandas and PyArrow
