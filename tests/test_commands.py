@@ -130,7 +130,7 @@ def test_the_markers_say_what_may_differ_on_resume_and_in_a_table():
         )
         for context in (RESUME, TABLE)
     }
-    where = ["data.data_dir", "data.cache_dir", *(f"run.{key}" for key in RunConfig.keys()), "train.threads"]
+    where = ["data.data_dir", "data.cache_dir", *(f"run.{key}" for key in RunConfig.keys()), "train.threads", "train.release_memory"]
     assert marked[TABLE] == sorted(where)  # where and how visibly a run happens
     assert marked[RESUME] == sorted([*where, "train.epochs", "train.max_steps"])  # and, on resume, how long
 

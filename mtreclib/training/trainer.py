@@ -35,6 +35,7 @@ from torch import nn
 
 from mtreclib.config.experiment import TrainConfig
 from mtreclib.core import distributed
+from mtreclib.core.allocator import reusing_freed_memory
 from mtreclib.core.errors import UserError
 from mtreclib.core.metrics import logit_metrics, mean_auc, mean_rmse
 from mtreclib.core.progress import Progress, draws_bars, duration, note
@@ -205,12 +206,20 @@ class Trainer:
             sample_weights=self.config.sample_weights,
         )
 
+    def _memory(self) -> contextlib.AbstractContextManager:
+        """Freed CPU memory kept for the next step's tensors unless ``release_memory`` (``mtreclib.core.allocator``)."""
+        return reusing_freed_memory(enabled=self.device.type == "cpu" and not self.config.release_memory)
+
     def fit(self, train: MultiTaskTable, valid: MultiTaskTable, *, resume: dict[str, Any] | None = None) -> FitResult:
         """Train, evaluate on ``valid`` after every epoch, and end with the best weights loaded.
 
         ``resume``: a ``state()`` saved after an epoch (plus ``best_state``, the best weights so
         far); training continues with the next epoch.
         """
+        with self._memory():
+            return self._fit(train, valid, resume)
+
+    def _fit(self, train: MultiTaskTable, valid: MultiTaskTable, resume: dict[str, Any] | None) -> FitResult:
         config = self.config
         if config.patience > 0 and len(valid) == 0:
             raise UserError("early stopping needs a validation split: set a validation fraction above 0, or patience 0")
@@ -386,9 +395,10 @@ class Trainer:
         """(N, T) float32 logits of every row of ``table``, in order, on the CPU (``mtreclib.scoring.logits``
         with the run's batch size and precision; ``forwards`` and ``spare`` pad the passes of sharded tables)."""
         config = self.config
-        return logits(
-            self.model, table, batch_size=config.batch_size, device=self.device, precision=config.precision, forwards=forwards, spare=spare
-        )
+        with self._memory():
+            return logits(
+                self.model, table, batch_size=config.batch_size, device=self.device, precision=config.precision, forwards=forwards, spare=spare
+            )
 
     def evaluate(self, table: MultiTaskTable) -> dict[str, dict[str, float]]:
         """``{task: {"auc", "logloss"}}`` (and ``"gauc"`` where ``table`` has groups; a regression task: ``{"rmse", "mae"}``) of the model on the whole of ``table``, on every rank.

@@ -44,8 +44,8 @@ from mtreclib.core.settings import (
 )
 
 # Training settings that are never searched: the seed (a study compares settings, not seeds),
-# the threads (speed only), the strategy (each study tunes one; its settings are the space).
-NOT_SEARCHED = ("seed", "threads", "mto")
+# the threads and memory release (speed only), the strategy (each study tunes one; its settings are the space).
+NOT_SEARCHED = ("seed", "threads", "release_memory", "mto")
 # The most combinations of extreme values checked together; past it each setting's alone.
 COMBINATIONS_CHECKED = 20_000
 DECLARED = "the declared search space"

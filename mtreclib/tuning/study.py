@@ -20,8 +20,8 @@ from mtreclib.tuning.storage import shown
 
 STUDY_ATTRIBUTE = "mtreclib"
 # Settings that change where or how fast trials run, not what they compute: a study continues
-# across them (another machine's data folder, another thread count).
-INCIDENTAL = ("data_dir", "threads")
+# across them (another machine's data folder, another thread count, memory kept or released).
+INCIDENTAL = ("data_dir", "threads", "release_memory")
 
 
 @dataclass(frozen=True)
