@@ -198,3 +198,19 @@ def test_bags_pool_each_rows_values_as_a_loop_over_rows_does(pooling, weighted):
             if pooling == "mean" and last > first:
                 total = total / weights.sum()
             torch.testing.assert_close(pooled[row, k], total)
+
+
+def test_gathered_rows_sum_and_their_gradient_is_each_rows_samples_summed():
+    """``_SplitPlan.gather_sum``: sample b's output is the sum of its rows; row u's gradient is the
+    sum of the output gradients of the samples that gathered it, counted once per gathering."""
+    from mtreclib.nn.products import _SplitPlan
+
+    plan = _SplitPlan(rows=torch.arange(4), bags=torch.tensor([[0, 2], [1, 2], [0, 3], [0, 0]]))  # (B=4, 2 fields)
+    rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [10.0, 0.0], [0.0, 10.0]], dtype=torch.float64, requires_grad=True)
+    out = plan.gather_sum(rows)
+    assert torch.equal(out.detach(), torch.tensor([[11.0, 0.0], [10.0, 1.0], [1.0, 10.0], [2.0, 0.0]], dtype=torch.float64))
+    upstream = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]], dtype=torch.float64)
+    (grad,) = torch.autograd.grad(out, rows, upstream)
+    # row 0: samples 0, 2 and twice 3; row 1: sample 1; row 2: samples 0 and 1; row 3: sample 2.
+    expected = torch.tensor([[1 + 5 + 14.0, 2 + 6 + 16.0], [3.0, 4.0], [4.0, 6.0], [5.0, 6.0]], dtype=torch.float64)
+    assert torch.equal(grad, expected)

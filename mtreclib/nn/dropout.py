@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtreclib.nn.compiling import compiling
 
 DRAW_BITS = 16
 
@@ -62,11 +63,7 @@ def relu_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return F.relu(x)
     if p >= 1.0:
         return torch.zeros_like(x)
-    if _compiling():
+    if compiling():
         return F.dropout(F.relu(x), p, training=True)  # the compiler fuses both, with its own generator
     return _ReluDropout.apply(x, p)
 
-
-def _compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from mtreclib.nn.compiling import compiling
+
 if TYPE_CHECKING:
     from mtreclib.nn.layers import FieldEmbedding
 
@@ -177,7 +179,7 @@ class FlatFields:
             first = plan.projected[0]
             products = [torch.addmm(constant, embedded[0], blocks[first])]
             products += [e @ blocks[f] for e, f in zip(embedded[1:], plan.projected[1:])]
-            out = F.embedding_bag(plan.bags, torch.cat(products), mode="sum")  # (B, H)
+            out = plan.gather_sum(torch.cat(products))  # (B, H)
         else:
             out = constant
         dense_columns, dense_blocks = [], []
@@ -213,4 +215,41 @@ class _SplitPlan:
     distinct: dict[int, torch.Tensor] = field(default_factory=dict)  # projected field -> (U_f,) its distinct ids
     inverse: dict[int, torch.Tensor] = field(default_factory=dict)  # projected field -> (B,) each row's position among them
     rows: torch.Tensor | None = None
-    bags: torch.Tensor | None = None
+    bags: torch.Tensor | None = None  # (B, F_projected) each sample's rows among the stacked projections
+    _transposed: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def gather_sum(self, projections: torch.Tensor) -> torch.Tensor:
+        """(U, H) stacked projections -> (B, H), each sample's rows summed (``embedding_bag`` over ``bags``)."""
+        if torch.is_grad_enabled() and projections.requires_grad and not compiling():
+            return _GatherSum.apply(projections, self)
+        return F.embedding_bag(self.bags, projections, mode="sum")
+
+    def transposed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``bags`` the other way round, as bags of samples: (B * F_projected,) sample indices
+        grouped by row, and (U,) where each row's group starts (computed once per batch)."""
+        if self._transposed is None:
+            positions = self.bags.flatten()  # (B * F_projected,) sample-major
+            order = torch.argsort(positions, stable=True)
+            counts = torch.bincount(positions, minlength=len(self.rows))
+            self._transposed = (order // self.bags.shape[1], counts.cumsum(0) - counts)
+        return self._transposed
+
+
+class _GatherSum(torch.autograd.Function):
+    """``embedding_bag(bags, projections, mode="sum")`` whose backward is another bag sum.
+
+    The gradient of row ``u`` is the sum of the output gradients of the samples that gathered it:
+    an ``embedding_bag`` over the (B, H) output gradient with the samples grouped by row, which
+    reads it row by row where PyTorch's own backward scatters into the rows (2.5x slower here).
+    """
+
+    @staticmethod
+    def forward(ctx, projections: torch.Tensor, plan: _SplitPlan) -> torch.Tensor:
+        ctx.plan = plan
+        return F.embedding_bag(plan.bags, projections, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        samples, starts = ctx.plan.transposed()
+        return F.embedding_bag(samples, grad.contiguous(), starts, mode="sum"), None
+
