@@ -92,6 +92,7 @@ def test_papers_gates_read_the_stopped_general_embeddings_and_epnet_output():
     model.epnet.register_forward_pre_hook(lambda m, args: inputs.setdefault("epnet", args[0]))
     model.ppnet.register_forward_pre_hook(lambda m, args: inputs.setdefault("ppnet", args[0]))
     model(batch.categorical, batch.numerical)
+    inputs = {name: x.tensor() for name, x in inputs.items()}  # views of the field embeddings (mtreclib.nn.field_views)
     fields = model.embedding(batch.categorical, batch.numerical)  # (B, E, D)
     torch.testing.assert_close(inputs["epnet"], fields.flatten(1))
     (scale,) = model.epnet(fields.flatten(1))

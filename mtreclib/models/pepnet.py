@@ -13,7 +13,9 @@ from mtreclib.core.settings import search_choices, setting
 from mtreclib.models.base import MultiTaskModel
 from mtreclib.models.config import ModelConfig
 from mtreclib.models.registry import register_model
+from mtreclib.nn.field_views import FieldConcat, FieldView
 from mtreclib.nn.layers import FieldEmbedding, MLPBank
+from mtreclib.nn.products import DeferredFields, input_linear
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class GateNU(nn.Module):
     """Gate neural units reading one input, ``delta_k = gamma * sigmoid(W2_k relu(W1_k x + b1_k) + b2_k)`` in (0, gamma).
 
     Unit ``k``'s hidden layer is as wide as its output (the paper does not fix it); the first
-    layers of all units are one product. Input (B, I); output one (B, output_dims[k]) per unit.
+    layers of all units are one product. Input (B, I), a tensor or a view of the field embeddings; output one (B, output_dims[k]) per unit.
     """
 
     def __init__(self, input_dim: int, output_dims: Sequence[int], gamma: float = 2.0):
@@ -45,8 +47,8 @@ class GateNU(nn.Module):
         self.first = nn.Linear(input_dim, sum(self.output_dims))
         self.second = nn.ModuleList(nn.Linear(dim, dim) for dim in self.output_dims)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        hidden = torch.relu(self.first(x)).split(self.output_dims, dim=1)  # K x (B, O_k)
+    def forward(self, x: torch.Tensor | DeferredFields) -> list[torch.Tensor]:
+        hidden = torch.relu(input_linear(x, self.first.weight.t(), self.first.bias)).split(self.output_dims, dim=1)  # K x (B, O_k)
         return [self.gamma * torch.sigmoid(layer(h)) for layer, h in zip(self.second, hidden)]
 
 
@@ -105,12 +107,9 @@ class PEPNet(MultiTaskModel):
             )
         self.register_buffer("prior_fields", torch.tensor(prior), persistent=False)
         self.embedding = FieldEmbedding.from_schema(schema, c.embed_dim)
+        self.prior = prior
         widths = self.embedding.widths
-        starts = [sum(widths[:e]) for e in range(len(widths))]
-        # The prior fields' columns of the concatenated embeddings, and each column's field.
-        self.register_buffer("prior_columns", torch.tensor([starts[e] + i for e in prior for i in range(widths[e])]), persistent=False)
-        self.register_buffer("column_fields", torch.tensor([e for e, width in enumerate(widths) for _ in range(width)]), persistent=False)
-        general_dim, prior_dim = self.embedding.output_dim, len(self.prior_columns)
+        general_dim, prior_dim = self.embedding.output_dim, sum(widths[e] for e in prior)
         general = general_dim if c.gates_read_general else 0
         dims = (*c.bottom_dims, *c.tower_dims)
         self.epnet = GateNU(general or prior_dim, [self.embedding.field_num])
@@ -122,12 +121,14 @@ class PEPNet(MultiTaskModel):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor, bags: Sequence[Bag] = ()) -> torch.Tensor:
         """(B, F) int64 ids, (B, M) floats, K bags -> (B, T) logits."""
-        flat = self.embedding.concat(categorical, numerical, bags)  # (B, E * D), or the sum of the fields' widths
-        prior = flat[:, self.prior_columns].detach()  # (B, R * D)
-        general = flat.detach() if self.config.gates_read_general else None  # (B, E * D)
+        # The inputs below are views of the field embeddings (E * D wide, or the sum of the fields'
+        # widths): their products are computed field by field (mtreclib.nn.field_views).
+        flat = self.embedding.flat(categorical, numerical, bags)
+        prior = FieldView(flat, self.prior, detached=True)  # (B, R * D)
+        general = FieldView(flat, detached=True) if self.config.gates_read_general else None  # (B, E * D)
         (scale,) = self.epnet(prior if general is None else general)  # (B, E)
-        o_ep = flat * scale[:, self.column_fields]  # (B, E * D) each field's columns times its scale
-        gate_input = prior if general is None else torch.cat([prior, o_ep.detach()], dim=1)
+        o_ep = FieldView(flat, scale=scale)  # (B, E * D) each field's columns times its scale
+        gate_input = prior if general is None else FieldConcat([prior, FieldView(flat, scale=scale.detach(), detached=True)])
         deltas = self.ppnet(gate_input)  # L x (B, T * H_l)
         h = self.towers[0](o_ep)  # (B, T, H_1)
         for layer, delta in zip(self.towers[1:], deltas):

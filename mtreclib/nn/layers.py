@@ -17,7 +17,7 @@ from torch import nn
 
 from mtreclib.core.schema import Bag, BagField, FeatureSchema
 from mtreclib.nn.dropout import relu_dropout
-from mtreclib.nn.products import FlatFields, batch_size_of, input_linear
+from mtreclib.nn.products import DeferredFields, FlatFields, batch_size_of, input_linear
 
 # Where FieldEmbedding puts its dense tables while a model is built: "meta" (``deferred_tables``)
 # when another backend will hold them, so that a table of 10^8 ids is never allocated twice.
@@ -523,7 +523,7 @@ class MLPBank(nn.Module):
         per member, -> (B, n, output_dim)."""
         batch_size = batch_size_of(x)
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            if layer == 0 and (isinstance(x, FlatFields) or x.dim() == 2):
+            if layer == 0 and (isinstance(x, DeferredFields) or x.dim() == 2):
                 # One product over all members' columns: (B, I) @ (I, n * O).
                 x = input_linear(x, self.first_weight(), bias.flatten())  # (B, n * O)
             elif x.dim() == 2:

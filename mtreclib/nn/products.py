@@ -22,18 +22,46 @@ if TYPE_CHECKING:
     from mtreclib.nn.layers import FieldEmbedding
 
 
-def input_linear(x: torch.Tensor | FlatFields, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ weight + bias`` for (B, I) ``x`` or ``FlatFields`` of width I: (I, H) weight -> (B, H)."""
-    if isinstance(x, FlatFields):
+class DeferredFields:
+    """Field embeddings of one batch side by side, (B, I), formed only when asked: ``FlatFields``,
+    or views of it (``mtreclib.nn.field_views``). ``linear`` is their product with a weight."""
+
+    @property
+    def batch_size(self) -> int:
+        raise NotImplementedError
+
+    def tensor(self) -> torch.Tensor:
+        """(B, I) the columns themselves."""
+        raise NotImplementedError
+
+    def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``tensor() @ weight + bias``: (I, H) weight, (H,) bias -> (B, H)."""
+        raise NotImplementedError
+
+
+def input_linear(x: torch.Tensor | DeferredFields, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight + bias`` for (B, I) ``x`` or ``DeferredFields`` of width I: (I, H) weight -> (B, H)."""
+    if isinstance(x, DeferredFields):
         return x.linear(weight, bias)
     return x @ weight if bias is None else torch.addmm(bias, x, weight)
 
 
-def batch_size_of(x: torch.Tensor | FlatFields) -> int:
-    return x.batch_size if isinstance(x, FlatFields) else x.shape[0]
+def batch_size_of(x: torch.Tensor | DeferredFields) -> int:
+    return x.batch_size if isinstance(x, DeferredFields) else x.shape[0]
 
 
-class FlatFields:
+@dataclass(frozen=True)
+class FieldTerm:
+    """One D-wide block of a product's input: embedded field ``field`` (single-valued, then bags,
+    then the numerical projection), times ``scale`` (B,) row by row when given, with no gradient
+    reaching the embeddings when ``detached``."""
+
+    field: int
+    scale: torch.Tensor | None = None
+    detached: bool = False
+
+
+class FlatFields(DeferredFields):
     """The concatenated field embeddings of one batch, (B, E * D), formed only when asked.
 
     ``linear`` computes the product with a weight field by field, which does far less arithmetic
@@ -69,6 +97,7 @@ class FlatFields:
         self._plan: _SplitPlan | None = None
         self._sparse: torch.Tensor | None = None
         self._concat: torch.Tensor | None = None
+        self._projected: dict[int, torch.Tensor] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -111,11 +140,88 @@ class FlatFields:
 
     def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``tensor() @ weight + bias``: (E * D, H) weight, (H,) bias -> (B, H)."""
-        macs = self.batch_size * weight.shape[0] * weight.shape[1]
-        if not self.embedding.split_products or not self.embedding.uniform or macs < self.embedding.min_split_macs:
+        if not self.splits(weight):
             x = self.tensor()
             return x @ weight if bias is None else torch.addmm(bias, x, weight)
         return self._split_linear(weight, bias)
+
+    def splits(self, weight: torch.Tensor) -> bool:
+        """Whether a product with ``weight`` (I, H) is computed field by field."""
+        macs = self.batch_size * weight.shape[0] * weight.shape[1]
+        return self.embedding.split_products and self.embedding.uniform and macs >= self.embedding.min_split_macs
+
+    def linear_terms(self, terms: list[FieldTerm], weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The product of ``weight`` (len(terms) * D, H) with the terms side by side, field by field
+        (the uniform layout): ``sum_k s_k * (e_{f_k} W_k)`` over the terms, plus ``bias``.
+
+        A projected field's term gathers its ids' projections with the row's scale as the bag
+        weight; the other fields' terms are scaled columns of one dense product; the numerical
+        projection's term is folded into its weight, as in ``linear``.
+        """
+        layer = self.embedding
+        plan = self._plan_split()
+        blocks = weight.split(layer.embed_dim)  # len(terms) x (D, H)
+        field_num, bag_num = len(layer.field_dims), len(self.bags)
+        projected = self._projected_embeddings() if plan.projected else {}
+        products, positions, scales, start = [], [], [], 0
+        dense_columns, dense_blocks = [], []
+        out = None if bias is None else bias.expand(self.batch_size, -1)
+        for term, block in zip(terms, blocks):
+            f = term.field
+            if f >= field_num + bag_num:  # the numerical projection: (A x + a) W = x (A^T W) + a W
+                numerical = layer.numerical
+                a_weight, a_bias = (numerical.weight.detach(), numerical.bias.detach()) if term.detached else (numerical.weight, numerical.bias)
+                part = torch.addmm(a_bias @ block, self.numerical, a_weight.t() @ block)  # (B, H)
+                part = part if term.scale is None else part * term.scale.unsqueeze(1)
+                out = part if out is None else out + part
+            elif f in projected:
+                rows = projected[f].detach() if term.detached else projected[f]  # (U_f, D)
+                products.append(rows @ block)  # (U_f, H)
+                positions.append(plan.inverse[f] + start)
+                scales.append(term.scale)
+                start += len(rows)
+            else:
+                column = self._dense_column(f)  # (B, D)
+                column = column.detach() if term.detached else column
+                dense_columns.append(column if term.scale is None else column * term.scale.unsqueeze(1))
+                dense_blocks.append(block)
+        if products:
+            table = torch.cat(products)  # (U, H)
+            weights = None
+            if any(scale is not None for scale in scales):
+                weights = torch.stack([torch.ones_like(positions[0], dtype=table.dtype) if s is None else s.to(table.dtype) for s in scales], dim=1)
+            gathered = F.embedding_bag(torch.stack(positions, dim=1), table, mode="sum", per_sample_weights=weights)  # (B, H)
+            out = gathered if out is None else out + gathered
+        if dense_columns:
+            columns = dense_columns[0] if len(dense_columns) == 1 else torch.cat(dense_columns, dim=1)
+            product = columns @ torch.cat(dense_blocks)
+            out = product if out is None else out + product
+        if out is None:
+            return weight.new_zeros(self.batch_size, weight.shape[1])
+        return out
+
+    def _projected_embeddings(self) -> dict[int, torch.Tensor]:
+        """Projected field -> (U_f, D) the embeddings of its distinct ids (looked up once per batch)."""
+        if self._projected is None:
+            layer, plan = self.embedding, self._plan_split()
+            if layer.tables is None:
+                embedded = layer.embedding(plan.rows).split(plan.counts)
+            else:
+                sparse = self._sparse_lookup()
+                embedded = [sparse[:count, f] for f, count in zip(plan.projected, plan.counts)]
+            self._projected = dict(zip(plan.projected, embedded))
+        return self._projected
+
+    def _dense_column(self, f: int) -> torch.Tensor:
+        """(B, D) the embeddings of field ``f`` (single-valued or a bag) for every row, in the uniform layout."""
+        layer = self.embedding
+        field_num = len(layer.field_dims)
+        if f >= field_num:
+            k = f - field_num
+            return self._pooled_bags()[:, k * layer.embed_dim : (k + 1) * layer.embed_dim]
+        if layer.tables is None:
+            return layer.embedding(self.categorical[:, f] + layer.offsets[f])
+        return self._sparse_lookup()[:, f]
 
     def _pooled_bags(self) -> torch.Tensor | None:
         """(B, K * D) pooled multi-valued fields (computed once), or None without any."""
