@@ -32,11 +32,28 @@ def dropout_mask(shape: torch.Size, keep: float, device: torch.device) -> torch.
     """
     if device.type != "cpu":
         return torch.rand(shape, device=device) < keep
+    return torch.from_numpy(_draws(shape) < _threshold(keep)).view(shape)
+
+
+def _keep_factors(shape: torch.Size, keep: float, dtype: torch.dtype) -> torch.Tensor:
+    """``dropout_mask(shape, keep, cpu)`` as 1.0 and 0.0 of ``dtype`` (float32 or float64), from the
+    same draws: the comparison writes the floats itself, sparing a bool mask and its conversion."""
+    draws = _draws(shape)
+    factors = np.empty(draws.shape, dtype=np.float32 if dtype == torch.float32 else np.float64)
+    np.less(draws, _threshold(keep), out=factors, casting="unsafe")
+    return torch.from_numpy(factors).view(shape)
+
+
+def _draws(shape: torch.Size) -> np.ndarray:
+    """(prod(shape),) uint16 draws from PCG64 seeded by PyTorch's generator."""
     seed = int(torch.randint(0, 2**63 - 1, ()))
     count = math.prod(shape)
     words = np.random.PCG64(seed).random_raw(-(-count // 4))  # (ceil(count / 4),) uint64
-    draws = words.view(np.uint16)[:count]  # four 16-bit draws a word
-    return torch.from_numpy(draws < round(keep * 2**DRAW_BITS)).view(shape)
+    return words.view(np.uint16)[:count]  # four 16-bit draws a word
+
+
+def _threshold(keep: float) -> int:
+    return round(keep * 2**DRAW_BITS)
 
 
 class _ReluDropout(torch.autograd.Function):
@@ -45,7 +62,11 @@ class _ReluDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
         keep = 1.0 - p
-        out = x.mul(dropout_mask(x.shape, keep, x.device)).clamp_min_(0).mul_(1.0 / keep)
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            mask = _keep_factors(x.shape, keep, x.dtype)
+        else:
+            mask = dropout_mask(x.shape, keep, x.device)
+        out = x.mul(mask).clamp_min_(0).mul_(1.0 / keep)
         ctx.save_for_backward(out)
         ctx.scale = 1.0 / keep
         return out
