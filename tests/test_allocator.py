@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
 import sys
 
 import pytest
@@ -14,45 +16,59 @@ from mtreclib.core import allocator
 from mtreclib.training import trainer as trainer_module
 from mtreclib.training.trainer import Trainer
 
-MIB = 2**20
-SIZE = 64 * MIB  # above glibc's largest mmap threshold (32 MiB): by default mapped afresh each time
-PAGES = SIZE // resource.getpagesize()
+# Run in a fresh process: in a long one (the test suite), blocks freed earlier into the heap
+# serve a new allocation whatever the settings, and would hide what glibc does by default.
+PROBE = """
+import json, resource, torch
+from mtreclib.core import allocator
 
+SIZE = 64 * 2**20  # above glibc's largest mmap threshold (32 MiB): by default mapped afresh each time
 
-def _faults_of_second_allocation() -> int:
-    """Minor page faults of touching a SIZE block allocated right after an equal one was freed."""
-    first = torch.ones(SIZE // 4)  # touched: every page faulted in
+def faults():
+    # minor page faults of touching a SIZE block allocated right after an equal one was freed
+    first = torch.ones(SIZE // 4)
     del first
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     second = torch.ones(SIZE // 4)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    del second
-    return faults
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+seen = {"default": faults()}
+with allocator.reusing_freed_memory() as applied:
+    seen["applied"] = applied
+    seen["inside"] = faults()
+    with allocator.reusing_freed_memory():
+        pass
+    seen["after_a_nested_use"] = faults()
+seen["after"] = faults()
+with allocator.reusing_freed_memory(enabled=False) as applied:
+    seen["disabled_applied"] = applied
+    seen["disabled"] = faults()
+print(json.dumps(seen))
+"""
+PAGES = 64 * 2**20 // resource.getpagesize()
 
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt: Linux only")
 
 
-def test_a_freed_block_is_reused_inside_and_mapped_afresh_outside():
-    assert _faults_of_second_allocation() > PAGES // 2  # glibc's default: unmapped when freed, faulted in again
-    with allocator.reusing_freed_memory() as applied:
-        assert applied
-        assert _faults_of_second_allocation() < PAGES // 20  # the same pages, already mapped
-    assert _faults_of_second_allocation() > PAGES // 2  # the defaults are back
+@pytest.fixture(scope="module")
+def seen() -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def test_nested_uses_keep_it_on_until_the_outermost_leaves():
-    with allocator.reusing_freed_memory():
-        with allocator.reusing_freed_memory():
-            pass
-        assert _faults_of_second_allocation() < PAGES // 20
-    assert _faults_of_second_allocation() > PAGES // 2
+def test_a_freed_block_is_reused_inside_and_mapped_afresh_outside(seen):
+    assert seen["default"] > PAGES // 2  # glibc's default: unmapped when freed, faulted in again
+    assert seen["applied"] and seen["inside"] < PAGES // 20  # the same pages, already mapped
+    assert seen["after"] > PAGES // 2  # the defaults are back
 
 
-def test_disabled_changes_nothing():
-    with allocator.reusing_freed_memory(enabled=False) as applied:
-        assert not applied
-        assert _faults_of_second_allocation() > PAGES // 2
+def test_nested_uses_keep_it_on_until_the_outermost_leaves(seen):
+    assert seen["after_a_nested_use"] < PAGES // 20
+
+
+def test_disabled_changes_nothing(seen):
+    assert not seen["disabled_applied"] and seen["disabled"] > PAGES // 2
 
 
 @pytest.mark.parametrize("release", [False, True])
