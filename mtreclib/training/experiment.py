@@ -20,6 +20,7 @@ from mtreclib.config.experiment import RESUME, ExperimentConfig
 from mtreclib.config.files import read_config_file
 from mtreclib.config.resolve import resolve, with_changes
 from mtreclib.core import distributed
+from mtreclib.core.allocator import reusing_freed_memory
 from mtreclib.core.atomic import atomic_output, check_writable
 from mtreclib.core.device import resolve_device
 from mtreclib.core.distributed import ProcessPlace
@@ -169,7 +170,10 @@ def _precision(config: ExperimentConfig, model: MultiTaskModel, train: MultiTask
             return list(itertools.islice(iter(loader), model.batches_per_step))
 
         # Every rank probes (a sharded model's passes are collective); rank 0's finding decides for all.
-        precision, why = distributed.broadcast_object(resolve_precision("auto", model, batches, device))
+        # Memory as training will have it: fresh pages would slow fp32's larger tensors more.
+        with reusing_freed_memory(enabled=device.type == "cpu" and not config.train.release_memory):
+            found = resolve_precision("auto", model, batches, device)
+        precision, why = distributed.broadcast_object(found)
     return with_changes(config, precision=precision), why
 
 
