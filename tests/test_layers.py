@@ -200,10 +200,14 @@ def test_bags_pool_each_rows_values_as_a_loop_over_rows_does(pooling, weighted):
             torch.testing.assert_close(pooled[row, k], total)
 
 
-def test_gathered_rows_sum_and_their_gradient_is_each_rows_samples_summed():
+@pytest.mark.parametrize("columns", [512, 1], ids=["whole", "column_by_column"])
+def test_gathered_rows_sum_and_their_gradient_is_each_rows_samples_summed(monkeypatch, columns):
     """``_SplitPlan.gather_sum``: sample b's output is the sum of its rows; row u's gradient is the
-    sum of the output gradients of the samples that gathered it, counted once per gathering."""
-    from mtreclib.nn.products import _SplitPlan
+    sum of the output gradients of the samples that gathered it, counted once per gathering
+    (summed over all columns at once, or a block of ``columns`` at a time)."""
+    from mtreclib.nn.products import _GatherSum, _SplitPlan
+
+    monkeypatch.setattr(_GatherSum, "COLUMNS", columns)
 
     plan = _SplitPlan(rows=torch.arange(4), bags=torch.tensor([[0, 2], [1, 2], [0, 3], [0, 0]]))  # (B=4, 2 fields)
     rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [10.0, 0.0], [0.0, 10.0]], dtype=torch.float64, requires_grad=True)
