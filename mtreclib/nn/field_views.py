@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mtreclib.nn.products import DeferredFields, FieldTerm, FlatFields
+from mtreclib.nn.products import DeferredFields, FieldTerm, FlatFields, input_linear
 
 
 class FieldView(DeferredFields):
@@ -82,6 +82,5 @@ class FieldConcat(DeferredFields):
         """``tensor() @ weight + bias``: (I, H) weight -> (B, H), field by field where ``FlatFields`` would split."""
         flat = self.views[0].flat
         if not flat.splits(weight):
-            x = self.tensor()
-            return x @ weight if bias is None else torch.addmm(bias, x, weight)
+            return input_linear(self.tensor(), weight, bias)
         return flat.linear_terms([term for view in self.views for term in view.terms()], weight, bias)

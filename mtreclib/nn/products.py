@@ -141,8 +141,7 @@ class FlatFields(DeferredFields):
     def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``tensor() @ weight + bias``: (E * D, H) weight, (H,) bias -> (B, H)."""
         if not self.splits(weight):
-            x = self.tensor()
-            return x @ weight if bias is None else torch.addmm(bias, x, weight)
+            return input_linear(self.tensor(), weight, bias)
         return self._split_linear(weight, bias)
 
     def splits(self, weight: torch.Tensor) -> bool:
@@ -201,7 +200,8 @@ class FlatFields(DeferredFields):
         return out
 
     def _projected_embeddings(self) -> dict[int, torch.Tensor]:
-        """Projected field -> (U_f, D) the embeddings of its distinct ids (looked up once per batch)."""
+        """Projected field -> (U_f, D) the embeddings of its distinct ids, in ``plan.projected``'s
+        order (looked up once per batch, shared by every product with it)."""
         if self._projected is None:
             layer, plan = self.embedding, self._plan_split()
             if layer.tables is None:
@@ -277,11 +277,7 @@ class FlatFields(DeferredFields):
         if plan.projected:
             # Each projected field's distinct ids times its block of the weight, stacked; the
             # constant rides on the first field's rows, of which every sample gathers exactly one.
-            if layer.tables is None:
-                embedded = layer.embedding(plan.rows).split(plan.counts)  # F_projected x (U_f, D)
-            else:
-                sparse = self._sparse_lookup()
-                embedded = [sparse[:count, f] for f, count in zip(plan.projected, plan.counts)]  # F_projected x (U_f, D)
+            embedded = list(self._projected_embeddings().values())  # F_projected x (U_f, D)
             first = plan.projected[0]
             products = [torch.addmm(constant, embedded[0], blocks[first])]
             products += [e @ blocks[f] for e, f in zip(embedded[1:], plan.projected[1:])]

@@ -20,7 +20,6 @@ from mtreclib.config.experiment import RESUME, ExperimentConfig
 from mtreclib.config.files import read_config_file
 from mtreclib.config.resolve import resolve, with_changes
 from mtreclib.core import distributed
-from mtreclib.core.allocator import reusing_freed_memory
 from mtreclib.core.atomic import atomic_output, check_writable
 from mtreclib.core.device import resolve_device
 from mtreclib.core.distributed import ProcessPlace
@@ -41,7 +40,7 @@ from mtreclib.runs.checkpoint import ModelCheckpoint, RunDescription, RunDirecto
 from mtreclib.runs.record import EpochRecord, RunRecord, metrics_map
 from mtreclib.training.precision import resolve_precision
 from mtreclib.training.tensorboard import TensorBoardLog, check_available
-from mtreclib.training.trainer import Trainer
+from mtreclib.training.trainer import Trainer, keeping_memory
 
 
 def check_outputs(config: ExperimentConfig) -> None:
@@ -171,7 +170,7 @@ def _precision(config: ExperimentConfig, model: MultiTaskModel, train: MultiTask
 
         # Every rank probes (a sharded model's passes are collective); rank 0's finding decides for all.
         # Memory as training will have it: fresh pages would slow fp32's larger tensors more.
-        with reusing_freed_memory(enabled=device.type == "cpu" and not config.train.release_memory):
+        with keeping_memory(config.train, device):
             found = resolve_precision("auto", model, batches, device)
         precision, why = distributed.broadcast_object(found)
     return with_changes(config, precision=precision), why

@@ -207,8 +207,7 @@ class Trainer:
         )
 
     def _memory(self) -> contextlib.AbstractContextManager:
-        """Freed CPU memory kept for the next step's tensors unless ``release_memory`` (``mtreclib.core.allocator``)."""
-        return reusing_freed_memory(enabled=self.device.type == "cpu" and not self.config.release_memory)
+        return keeping_memory(self.config, self.device)
 
     def fit(self, train: MultiTaskTable, valid: MultiTaskTable, *, resume: dict[str, Any] | None = None) -> FitResult:
         """Train, evaluate on ``valid`` after every epoch, and end with the best weights loaded.
@@ -446,6 +445,11 @@ class Trainer:
 # Warn when the dropped last batch is at least this share of the training rows.
 DROPPED_WARNING = 0.1
 _warned: set[tuple[int, int]] = set()  # (rows, batch size) already warned about in this process (a benchmark's many runs)
+
+
+def keeping_memory(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """Freed CPU memory kept for the next step's tensors unless ``release_memory`` (``mtreclib.core.allocator``)."""
+    return reusing_freed_memory(enabled=device.type == "cpu" and not config.release_memory)
 
 
 def warn_dropped(loader: BatchLoader) -> None:
