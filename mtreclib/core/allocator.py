@@ -5,8 +5,10 @@ mmap threshold (at most 32 MiB) with a fresh ``mmap`` and unmaps it when it is f
 step's large activations and gradients ((2048, 4096) floats are 32 MiB) arrive as untouched pages
 and fault in one page at a time: measured here, about 10 ms for each 32 MiB tensor, and a quarter
 of an MMoE training step. ``reusing_freed_memory`` tells glibc (``mallopt``) to serve every block
-from its heap and to keep what is freed, so the next step's tensors land on pages already mapped;
-on leaving, the defaults come back and ``malloc_trim`` returns the kept memory to the system.
+from its heap and to keep what is freed, so the next step's tensors land on pages already mapped
+(from the second step on: the first one grows the heap, and glibc sometimes places that growth
+afresh); on leaving, the defaults come back and ``malloc_trim`` returns what it can of the kept
+memory to the system.
 
 This is the C library's documented tuning (``mallopt(3)``): what ``GLIBC_TUNABLES`` or an
 allocator such as jemalloc would do for the whole process, limited to the loop that benefits. On
